@@ -1,0 +1,1 @@
+"""Benchmarks: model quality against published numbers, throughput and latency (`python -m bench`)."""

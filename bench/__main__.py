@@ -1,0 +1,48 @@
+"""Dispatcher: `python -m bench <name> [args]` runs `bench.<name>.main(argv)`.
+
+`python -m bench all [args]` runs every registered benchmark with the same arguments.
+Add a benchmark by writing `bench/<name>.py` with `main(argv: list[str] | None) -> int` and listing it
+in `BENCHMARKS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from typing import cast
+
+# name -> one-line description; the module is `bench.<name>`.
+BENCHMARKS: dict[str, str] = {
+    "storypoints": "effort model (issue text -> story points) vs Mean/Median and published Deep-SE MAE",
+}
+
+
+def _load(name: str) -> Callable[[list[str] | None], int]:
+    module = importlib.import_module(f"bench.{name}")
+    return cast(Callable[[list[str] | None], int], module.main)
+
+
+def _usage() -> str:
+    lines = ["usage: python -m bench <name|all> [args]", "", "benchmarks:"]
+    lines += [f"  {name:<16} {desc}" for name, desc in BENCHMARKS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name == "all":
+        codes = [_load(n)(rest) for n in BENCHMARKS]
+        return max(codes, default=0)
+    if name not in BENCHMARKS:
+        print(f"unknown benchmark {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    return _load(name)(rest)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Predictive timeline service: task durations, project/milestone completion and deadline risk."""
