@@ -1,0 +1,235 @@
+"""The consumer runner: decode -> dedupe -> handle (retry policy) -> publish effects -> commit.
+
+Exactly three outcomes for a message besides success: invalid (to the DLQ, capped), transient failure
+(retried by the policy; when exhausted the consumer stops without committing), duplicate (skipped).
+Offsets are committed last, after the handler's effects and the DLQ records are flushed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from mesh.bus._dedupe import DedupeStore
+from mesh.bus._errors import DeadLetterCapExceeded, RetriesExhausted, TransientError
+from mesh.bus._policy import DeadLetterPolicy, RetryPolicy
+from mesh.bus._publisher import Publisher
+from mesh.bus._transport import ConsumerTransport, Message, TopicPartition
+from mesh.events import Envelope, InvalidEvent, decode
+from mesh.telemetry import (
+    CONSUMER_LAG,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_DUPLICATES,
+    EVENTS_FAILED,
+    EVENTS_HANDLED,
+    HANDLER_SECONDS,
+    context_from_headers,
+)
+from mesh.telemetry import names as n
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope], None]
+
+
+@dataclass
+class RunStats:
+    """What one :meth:`ConsumerRunner.run` did."""
+
+    handled: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    batches: int = 0
+    dlq_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How the runner polls and when it stops by itself."""
+
+    batch_size: int = 200
+    """Most records handled between two commits."""
+    poll_timeout_s: float = 0.5
+    """Longest wait for the first record of a batch."""
+    max_messages: int | None = None
+    """Stop after this many records (tests, backfills); None = run until stopped."""
+    idle_timeout_s: float | None = None
+    """Stop after this long without a record; None = never."""
+    lag_interval_s: float = 5.0
+    """How often the consumer-lag gauge is refreshed."""
+
+
+class ConsumerRunner:
+    """Runs one handler over logical topics as one consumer group member."""
+
+    def __init__(
+        self,
+        *,
+        consumer: ConsumerTransport,
+        publisher: Publisher,
+        topics: Sequence[str],
+        group_id: str,
+        handler: Handler,
+        retry: RetryPolicy | None = None,
+        dead_letter: DeadLetterPolicy | None = None,
+        dedupe: DedupeStore | None = None,
+        options: RunnerOptions | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._publisher = publisher
+        self._registry = publisher.registry
+        self._allowed = {self._registry.physical(t): set(self._registry.spec(t).event_types) for t in topics}
+        self._group = group_id
+        self._handler = handler
+        self._retry = retry or RetryPolicy()
+        self._dlq = dead_letter or DeadLetterPolicy()
+        self._dedupe = dedupe
+        self._options = options or RunnerOptions()
+        self._stop = threading.Event()
+        self._tracer = trace.get_tracer("mesh.bus")
+        self._consecutive_invalid = 0
+
+    def stop(self) -> None:
+        """Finish the batch in flight, commit it, and return from :meth:`run`."""
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish in-flight work and commit (call from the main thread)."""
+        def _on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %d: finishing the batch in flight, then stopping", signum)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, _on_signal)
+        signal.signal(signal.SIGINT, _on_signal)
+
+    def run(self) -> RunStats:
+        stats = RunStats()
+        opts = self._options
+        self._consumer.subscribe(list(self._allowed))
+        last_record, last_lag = time.monotonic(), 0.0
+        try:
+            while not self._stop.is_set():
+                want = opts.batch_size
+                if opts.max_messages is not None:
+                    want = min(want, opts.max_messages - stats.handled - stats.dead_lettered - stats.duplicates)
+                    if want <= 0:
+                        break
+                batch = self._consumer.poll(want, opts.poll_timeout_s)
+                now = time.monotonic()
+                if batch:
+                    self._process_batch(batch, stats)
+                    last_record = now
+                elif opts.idle_timeout_s is not None and now - last_record >= opts.idle_timeout_s:
+                    break
+                if now - last_lag >= opts.lag_interval_s:
+                    self._report_lag()
+                    last_lag = now
+        finally:
+            self._consumer.close()
+        return stats
+
+    def _process_batch(self, batch: list[Message], stats: RunStats) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        try:
+            for msg in batch:
+                self._process(msg, stats)
+                offsets[(msg.topic, msg.partition)] = msg.offset + 1
+        finally:
+            # Effects first (handler outputs and DLQ records delivered), then the commit.
+            self._publisher.flush()
+            self._consumer.commit(offsets)
+        stats.batches += 1
+
+    def _process(self, msg: Message, stats: RunStats) -> None:
+        try:
+            env = decode(msg.value)
+            allowed = self._allowed.get(msg.topic)
+            if allowed and env.type not in allowed:
+                raise InvalidEvent(f"event type {env.type!r} is not declared on topic {msg.topic}")
+        except InvalidEvent as exc:
+            self._dead_letter(msg, str(exc), stats)
+            return
+        if self._dedupe is not None and self._dedupe.seen(self._group, env.event_id):
+            stats.duplicates += 1
+            EVENTS_DUPLICATES.labels(msg.topic, self._group).inc()
+            return
+        try:
+            self._handle(msg, env, stats)
+        except InvalidEvent as exc:
+            self._dead_letter(msg, f"rejected by handler: {exc}", stats)
+            return
+        if self._dedupe is not None:
+            self._dedupe.mark(self._group, env.event_id)
+        self._consecutive_invalid = 0
+        stats.handled += 1
+        EVENTS_HANDLED.labels(msg.topic, self._group).inc()
+
+    def _handle(self, msg: Message, env: Envelope, stats: RunStats) -> None:
+        parent = context_from_headers(msg.headers)
+        attempt = 1
+        while True:
+            with self._tracer.start_as_current_span(
+                n.SPAN_HANDLE, context=parent, kind=SpanKind.CONSUMER,
+                attributes={"messaging.destination.name": msg.topic, "messaging.kafka.partition": msg.partition,
+                            "messaging.kafka.offset": msg.offset, "messaging.message.id": env.event_id,
+                            "messaging.consumer.group.name": self._group, "sunday.event_type": env.type,
+                            "sunday.tenant_id": env.tenant_id, "sunday.attempt": attempt},
+            ) as span:
+                started = time.perf_counter()
+                try:
+                    self._handler(env)
+                    HANDLER_SECONDS.labels(msg.topic, self._group).observe(time.perf_counter() - started)
+                    return
+                except TransientError as exc:
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    EVENTS_FAILED.labels(msg.topic, self._group, "transient").inc()
+                    if attempt >= self._retry.max_attempts:
+                        raise RetriesExhausted(
+                            f"{env.type} {env.event_id} at {msg.topic}[{msg.partition}]@{msg.offset} failed "
+                            f"{attempt} times: {exc}") from exc
+                except InvalidEvent:
+                    span.set_status(Status(StatusCode.ERROR, "invalid"))
+                    raise
+                except Exception as exc:  # a bug or a poison payload: dead-letter it, capped
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                    EVENTS_FAILED.labels(msg.topic, self._group, "error").inc()
+                    log.exception("handler failed on %s %s", env.type, env.event_id)
+                    raise InvalidEvent(f"{type(exc).__name__}: {exc}") from exc
+            stats.retries += 1
+            if self._stop.wait(self._retry.backoff_s(attempt)):
+                raise RetriesExhausted("stopped while retrying a transient failure; not committed")
+            attempt += 1
+
+    def _dead_letter(self, msg: Message, reason: str, stats: RunStats) -> None:
+        self._consecutive_invalid += 1
+        if self._consecutive_invalid > self._dlq.max_consecutive:
+            raise DeadLetterCapExceeded(
+                f"{self._consecutive_invalid} invalid messages in a row on {msg.topic} (cap "
+                f"{self._dlq.max_consecutive}); stopping rather than draining the topic into the DLQ. Last: {reason}")
+        headers = [*msg.headers,
+                   ("dlq.reason", reason.encode()),
+                   ("dlq.original.topic", msg.topic.encode()),
+                   ("dlq.original.partition", str(msg.partition).encode()),
+                   ("dlq.original.offset", str(msg.offset).encode()),
+                   ("dlq.consumer.group", self._group.encode()),
+                   ("dlq.failed_at", datetime.now(UTC).isoformat().encode())]
+        self._publisher.publish_raw(self._dlq.topic, msg.value or b"", msg.key, headers)
+        stats.dead_lettered += 1
+        stats.dlq_reasons.append(reason)
+        EVENTS_DEAD_LETTERED.labels(msg.topic, self._group).inc()
+        log.warning("dead-lettered %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, reason)
+
+    def _report_lag(self) -> None:
+        for (topic, partition), lag in self._consumer.lag().items():
+            CONSUMER_LAG.labels(topic, self._group, str(partition)).set(lag)

@@ -1,0 +1,31 @@
+"""OpenTelemetry set-up, trace context in Kafka headers, Prometheus metrics; names declared once."""
+
+from mesh.telemetry import _names as names
+from mesh.telemetry._metrics import (
+    CONSUMER_LAG,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_DUPLICATES,
+    EVENTS_FAILED,
+    EVENTS_HANDLED,
+    EVENTS_PUBLISHED,
+    HANDLER_SECONDS,
+    serve_metrics,
+)
+from mesh.telemetry._tracing import Headers, context_from_headers, current_trace_id, inject_headers, setup_tracing
+
+__all__ = [
+    "CONSUMER_LAG",
+    "EVENTS_DEAD_LETTERED",
+    "EVENTS_DUPLICATES",
+    "EVENTS_FAILED",
+    "EVENTS_HANDLED",
+    "EVENTS_PUBLISHED",
+    "HANDLER_SECONDS",
+    "Headers",
+    "context_from_headers",
+    "current_trace_id",
+    "inject_headers",
+    "names",
+    "serve_metrics",
+    "setup_tracing",
+]

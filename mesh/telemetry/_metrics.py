@@ -1,0 +1,29 @@
+"""Prometheus metrics of the bus, declared once, served on an HTTP port."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from mesh.telemetry import _names as n
+
+log = logging.getLogger(__name__)
+
+_LABELS = ("topic", "group")
+
+EVENTS_HANDLED = Counter(n.METRIC_HANDLED, "Events handled successfully", _LABELS)
+EVENTS_FAILED = Counter(n.METRIC_FAILED, "Handler attempts that raised", (*_LABELS, "reason"))
+EVENTS_DEAD_LETTERED = Counter(n.METRIC_DEAD_LETTERED, "Events sent to the dead-letter topic", _LABELS)
+EVENTS_DUPLICATES = Counter(n.METRIC_DUPLICATES, "Events skipped as duplicates (event_id seen)", _LABELS)
+EVENTS_PUBLISHED = Counter(n.METRIC_PUBLISHED, "Events published", ("topic",))
+HANDLER_SECONDS = Histogram(n.METRIC_HANDLER_SECONDS, "Handler latency", _LABELS,
+                            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
+CONSUMER_LAG = Gauge(n.METRIC_CONSUMER_LAG, "Messages behind the high watermark", (*_LABELS, "partition"))
+
+
+def serve_metrics(port: int) -> None:
+    """Serve /metrics on ``port`` (0 = do not serve)."""
+    if port:
+        start_http_server(port, addr="127.0.0.1")
+        log.info("prometheus metrics on http://127.0.0.1:%d/metrics", port)
