@@ -1,0 +1,227 @@
+"""MLflow model registry: log + register ONNX models, aliases, promotion, loading by alias.
+
+In-process MLflow (sqlite backend + file artifact store by default, no tracking server); mlflow is
+imported lazily so that importing :mod:`mesh.models` stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from mesh.config import ModelSettings
+from mesh.errors import InvalidArgument, NotFound
+from mesh.models._env import quiet_telemetry_env
+
+if TYPE_CHECKING:
+    import onnx
+
+log = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+ONNX_FILE = "model.onnx"
+_RECORDED_PROVIDERS = ["CPUExecutionProvider"]  # mlflow.onnx records CUDA unless told; serving picks its own
+
+
+class ResolvedModel(NamedTuple):
+    """A registered version and the local path of its ONNX file."""
+
+    version: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    """Whether the challenger became champion, and the numbers behind it."""
+
+    name: str
+    metric: str
+    higher_is_better: bool
+    challenger_version: str
+    challenger_value: float
+    champion_version: str | None
+    champion_value: float | None
+    promoted: bool
+    reason: str
+
+
+class ModelRegistry:
+    """The MLflow registry of the mesh. Methods block (sqlite, file copies): call them off the loop."""
+
+    def __init__(self, settings: ModelSettings, experiment: str = "sunday-ml") -> None:
+        quiet_telemetry_env()
+        from mlflow import MlflowClient
+
+        if settings.tracking_uri.startswith("sqlite:///"):
+            Path(settings.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        settings.artifact_dir.mkdir(parents=True, exist_ok=True)
+        self._settings = settings
+        self._client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+        self._experiment_id = self._experiment(experiment)
+        self._downloads = settings.artifact_dir / "_downloads"
+
+    def _experiment(self, name: str) -> str:
+        found = self._client.get_experiment_by_name(name)
+        if found is not None:
+            return str(found.experiment_id)
+        # always explicit: MLflow's default artifact location is relative to the working directory
+        location = (self._settings.artifact_dir / name).resolve().as_uri()
+        return str(self._client.create_experiment(name, artifact_location=location))
+
+    def log_and_register(
+        self,
+        name: str,
+        model: str | Path | onnx.ModelProto,
+        metrics: Mapping[str, float],
+        params: Mapping[str, str | int | float | bool],
+        data_time_range: tuple[datetime, datetime],
+        alias: str | None = CHALLENGER,
+    ) -> str:
+        """Log an ONNX model with its metrics, params and training-data time range; register it as a
+        new version of ``name`` and point ``alias`` at it. Returns the version."""
+        start, end = _check_range(data_time_range)
+        tags = {"data_start": start.isoformat(), "data_end": end.isoformat()}
+        run = self._client.create_run(self._experiment_id, run_name=name, tags=tags)
+        run_id = run.info.run_id
+        try:
+            self._log_run(run_id, metrics, params)
+            source = self._log_onnx(run_id, model)
+        except BaseException:
+            self._client.set_terminated(run_id, status="FAILED")
+            raise
+        self._client.set_terminated(run_id)
+        self._ensure_registered(name)
+        version = str(self._client.create_model_version(name, source, run_id=run_id, tags=tags).version)
+        if alias:
+            self.set_alias(name, alias, version)
+        log.info("registered %s version %s (alias %s) from run %s", name, version, alias, run_id)
+        return version
+
+    def _log_run(self, run_id: str, metrics: Mapping[str, float], params: Mapping[str, Any]) -> None:
+        for key, value in params.items():
+            self._client.log_param(run_id, key, value)
+        for key, metric in metrics.items():
+            self._client.log_metric(run_id, key, float(metric))
+
+    def _log_onnx(self, run_id: str, model: str | Path | onnx.ModelProto) -> str:
+        import mlflow.onnx
+        import onnx
+
+        proto = onnx.load(str(model)) if isinstance(model, str | Path) else model
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "model"
+            mlflow.onnx.save_model(proto, str(local), onnx_execution_providers=_RECORDED_PROVIDERS)
+            self._client.log_artifacts(run_id, str(local), "model")
+        return f"{self._client.get_run(run_id).info.artifact_uri}/model"
+
+    def _ensure_registered(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_registered_model(name)
+        except MlflowException:
+            self._client.create_registered_model(name)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point ``alias`` of ``name`` at ``version``."""
+        self._client.set_registered_model_alias(name, alias, str(version))
+
+    def version_of(self, name: str, alias: str) -> str | None:
+        """The version ``alias`` points at, or None (cheap: used to poll for alias moves)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self._client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def load(self, name: str, alias: str) -> ResolvedModel:
+        """The version behind ``alias`` and a local copy of its ONNX file; NotFound if unset."""
+        version = self.version_of(name, alias)
+        if version is None:
+            raise NotFound(f"model {name!r} has no version with alias {alias!r}")
+        return ResolvedModel(version, self.local_path(name, version))
+
+    def local_path(self, name: str, version: str) -> Path:
+        """Download (once) the ONNX file of a registered version."""
+        import mlflow.artifacts
+
+        target = self._downloads / name / str(version)
+        onnx_file = target / "model" / ONNX_FILE
+        if not onnx_file.exists():
+            source = self._client.get_model_version(name, str(version)).source
+            staging = Path(tempfile.mkdtemp(dir=self._downloads.parent))
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)  # atomic: a reader never sees a half-downloaded version
+        return onnx_file
+
+    def metric(self, name: str, version: str, metric: str) -> float | None:
+        """A metric logged with the run that produced ``version``."""
+        run_id = self._client.get_model_version(name, str(version)).run_id
+        if run_id is None:
+            return None
+        value = self._client.get_run(run_id).data.metrics.get(metric)
+        return None if value is None else float(value)
+
+    def promote_if_better(
+        self,
+        name: str,
+        metric: str,
+        higher_is_better: bool,
+        challenger: str = CHALLENGER,
+        champion: str = CHAMPION,
+    ) -> PromotionDecision:
+        """Move ``champion`` to the challenger when its ``metric`` beats the champion's (or there is no
+        champion yet). Ties keep the champion."""
+        challenger_version = self.version_of(name, challenger)
+        if challenger_version is None:
+            raise NotFound(f"model {name!r} has no {challenger!r} version")
+        challenger_value = self.metric(name, challenger_version, metric)
+        if challenger_value is None:
+            raise InvalidArgument(f"{name} v{challenger_version} has no metric {metric!r}")
+        champion_version = self.version_of(name, champion)
+        champion_value = None if champion_version is None else self.metric(name, champion_version, metric)
+        promoted, reason = _decide(challenger_version, challenger_value, champion_version, champion_value,
+                                   higher_is_better)
+        if promoted:
+            self.set_alias(name, champion, challenger_version)
+        decision = PromotionDecision(name, metric, higher_is_better, challenger_version, challenger_value,
+                                     champion_version, champion_value, promoted, reason)
+        log.info("promotion of %s: %s", name, decision)
+        return decision
+
+
+def _decide(
+    challenger_version: str,
+    challenger_value: float,
+    champion_version: str | None,
+    champion_value: float | None,
+    higher_is_better: bool,
+) -> tuple[bool, str]:
+    if champion_version is None:
+        return True, "no champion yet"
+    if champion_version == challenger_version:
+        return False, "challenger is already the champion"
+    if champion_value is None:
+        return True, "champion has no value for the metric"
+    better = challenger_value > champion_value if higher_is_better else challenger_value < champion_value
+    relation = "beats" if better else "does not beat"
+    return better, f"challenger {challenger_value:.6g} {relation} champion {champion_value:.6g}"
+
+
+def _check_range(data_time_range: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
+    start, end = data_time_range
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidArgument("data_time_range needs timezone-aware datetimes")
+    if start > end:
+        raise InvalidArgument(f"data_time_range starts ({start}) after it ends ({end})")
+    return start, end

@@ -1,0 +1,110 @@
+"""A model that follows a registry alias: it loads the new version when the alias moves, warms it up,
+then swaps it in. Requests already running finish on the session they started on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy.typing as npt
+
+from mesh.config import ModelSettings
+from mesh.errors import NotFound, Unavailable
+from mesh.models._runner import OnnxModel
+
+log = logging.getLogger(__name__)
+
+Arrays = dict[str, npt.NDArray[Any]]
+
+
+class AliasRegistry(Protocol):
+    """What :class:`ReloadingModel` needs from a registry (``ModelRegistry`` is one)."""
+
+    def version_of(self, name: str, alias: str) -> str | None: ...
+
+    def local_path(self, name: str, version: str) -> Path: ...
+
+
+@dataclass(frozen=True)
+class VersionedModel:
+    """A loaded, warmed-up version: what a request runs on, and what its provenance names."""
+
+    name: str
+    version: str
+    model: OnnxModel
+
+
+class ReloadingModel:
+    """The loaded version behind ``(name, alias)``; follows the alias every ``reload_interval_s``.
+
+    The swap is one reference assignment: a request reads :attr:`current` once and runs on that
+    version, so no request sees a half-loaded model and none fails during a swap.
+    """
+
+    def __init__(self, registry: AliasRegistry, name: str, alias: str, settings: ModelSettings) -> None:
+        self._registry = registry
+        self.name = name
+        self.alias = alias
+        self._settings = settings
+        self._current: VersionedModel | None = None
+        self._lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def current(self) -> VersionedModel:
+        """The version to run this request on (raises Unavailable before the first load)."""
+        if self._current is None:
+            raise Unavailable(f"model {self.name}@{self.alias} is not loaded yet")
+        return self._current
+
+    @property
+    def version(self) -> str | None:
+        return None if self._current is None else self._current.version
+
+    def run(self, inputs: Arrays) -> Arrays:
+        """Run on the current version (a :class:`~mesh.models.ModelRunner`)."""
+        return self.current.model.run(inputs)
+
+    async def start(self, *, watch: bool = True) -> None:
+        """Load the alias's version (NotFound when unset); then, if ``watch``, follow the alias."""
+        if not await self.maybe_reload():
+            raise NotFound(f"model {self.name!r} has no version with alias {self.alias!r}")
+        if watch and self._watcher is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name=f"reload:{self.name}")
+
+    async def maybe_reload(self) -> bool:
+        """Check the alias once; load, warm up and swap in its version if it moved. True if swapped."""
+        async with self._lock:
+            version = await asyncio.to_thread(self._registry.version_of, self.name, self.alias)
+            if version is None or version == self.version:
+                return False
+            loaded = await asyncio.to_thread(self._load, version)
+            previous, self._current = self.version, loaded
+            log.info("model %s@%s: swapped version %s -> %s", self.name, self.alias, previous, version)
+            return True
+
+    def _load(self, version: str) -> VersionedModel:
+        path = self._registry.local_path(self.name, version)
+        return VersionedModel(self.name, version, OnnxModel.load(path, self._settings, warm_up=True))
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.reload_interval_s)
+            try:
+                await self.maybe_reload()
+            except Exception:
+                # keep serving the loaded version; the next check tries again
+                log.exception("model %s@%s: reload failed, keeping version %s", self.name, self.alias,
+                              self.version)
+
+    async def aclose(self) -> None:
+        """Stop following the alias."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
