@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import redis
 
@@ -40,3 +41,24 @@ class RedisDedupe:
 
     def mark(self, group: str, event_id: str) -> None:
         self._redis.set(self._key(group, event_id), 1, ex=self._ttl)
+
+    def apply_once(self, group: str, event_id: str, effect: Callable[[Any], None]) -> bool:
+        """Apply Redis writes and the seen-mark in ONE transaction: a crash leaves both or neither.
+
+        ``effect`` queues its writes on the given pipeline. Returns False when the event was already
+        applied (the writes are then not queued at all).
+        """
+        key = self._key(group, event_id)
+        with self._redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    if pipe.exists(key):
+                        return False
+                    pipe.multi()
+                    effect(pipe)
+                    pipe.set(key, 1, ex=self._ttl)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
