@@ -71,7 +71,7 @@ class KafkaProducerTransport:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": linger_ms,
-            "compression.type": "lz4",
+            "compression.type": settings.compression,
             "message.timeout.ms": 30_000,
             "logger": log,
         })

@@ -17,6 +17,8 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = Field("", description="prepended to every physical topic name (tests, tenants of a cluster)")
     client_id: str = Field("sunday-ml", description="client.id reported to the broker")
     connect_timeout_s: float = Field(10.0, gt=0, description="how long a client may take to reach the broker at start")
+    compression: Literal["none", "gzip", "lz4", "zstd", "snappy"] = Field(
+        "none", description="producer compression; faust (aiokafka) consumers need the codec's library installed")
     session_timeout_ms: int = Field(10_000, ge=1000, description="consumer group session timeout")
     max_poll_interval_ms: int = Field(300_000, ge=10_000, description="max time between polls before a rebalance")
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from sunday.ml.v1 import events_pb2 as e
 
 from mesh.bus import (
     ConsumerRunner,
@@ -26,7 +27,6 @@ from mesh.bus import (
 from mesh.bus._transport import ConsumerTransport, Message
 from mesh.config import MeshSettings
 from mesh.events import Envelope, TopicRegistry, decode, example_events, new_envelope
-from sunday.ml.v1 import events_pb2 as e
 
 
 @dataclass
