@@ -1,0 +1,204 @@
+"""Assignment features: the typed rows the ranker reads, and the (task, candidates) -> matrix builder.
+
+One flat float32 row per (task, candidate) with three blocks: the person (skills, workload, history),
+the task (type, priority, skills, estimate, text), and their interaction (skill match, experience with
+the type, familiarity with the project, load after taking the task). Both models read the same matrix;
+the network slices it into its person and task towers. Skills and text are hashed into fixed buckets,
+so the layout does not depend on any tenant's vocabulary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FEATURE_SCHEMA = "assignment-v1"
+"""Bumped whenever the layout changes; stored in every exported model and checked when serving."""
+TASK_TYPES: tuple[str, ...] = ("bug", "feature", "design", "docs", "ops", "research", "data", "qa", "other")
+SKILL_BUCKETS = 16
+TEXT_DIM = 16
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Matrix = npt.NDArray[np.float32]
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class PersonFeatures:
+    """One person of a tenant, as of ``as_of``."""
+
+    user_id: str
+    skills: Mapping[str, int] = field(default_factory=dict)
+    """skill -> level 1..5"""
+    seniority: int = 0
+    capacity_hours: float = 40.0
+    open_tasks: int = 0
+    open_hours: float = 0.0
+    """Estimated hours left on the open tasks assigned to the person."""
+    done_by_type: Mapping[str, int] = field(default_factory=dict)
+    hours_by_type: Mapping[str, float] = field(default_factory=dict)
+    """Sum of actual hours logged on completed tasks, per type (with ``done_by_type``: the speed)."""
+    assigned_by_project: Mapping[str, int] = field(default_factory=dict)
+    assigned_total: int = 0
+    projects: frozenset[str] = frozenset()
+    """Projects the person is a member of."""
+    active: bool = True
+    as_of: datetime = EPOCH
+
+
+@dataclass(frozen=True)
+class TaskFeatures:
+    """A task to assign, as of ``as_of``."""
+
+    task_id: str
+    project_id: str
+    task_type: str = "other"
+    priority: int = 0
+    required_skills: tuple[str, ...] = ()
+    estimate_hours: float = 0.0
+    text: str = ""
+    as_of: datetime = EPOCH
+
+
+def _names() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    person = ("p_seniority", "p_capacity", "p_open_tasks", "p_open_hours", "p_free_hours", "p_done_total",
+              *(f"p_skill_{i}" for i in range(SKILL_BUCKETS)), *(f"p_share_{t}" for t in TASK_TYPES))
+    task = (*(f"t_type_{t}" for t in TASK_TYPES), "t_priority", "t_estimate", "t_n_skills",
+            *(f"t_skill_{i}" for i in range(SKILL_BUCKETS)), *(f"t_text_{i}" for i in range(TEXT_DIM)))
+    pair = ("x_skill_coverage", "x_skill_level_mean", "x_skill_level_min", "x_type_done", "x_type_share",
+            "x_type_hours", "x_project_member", "x_project_recent", "x_project_share", "x_load_after")
+    return person, task, pair
+
+
+PERSON_FEATURES, TASK_FEATURES, PAIR_FEATURES = _names()
+FEATURE_NAMES: tuple[str, ...] = (*PERSON_FEATURES, *TASK_FEATURES, *PAIR_FEATURES)
+N_FEATURES = len(FEATURE_NAMES)
+PERSON_SLICE = slice(0, len(PERSON_FEATURES))
+TASK_SLICE = slice(PERSON_SLICE.stop, PERSON_SLICE.stop + len(TASK_FEATURES))
+PAIR_SLICE = slice(TASK_SLICE.stop, N_FEATURES)
+
+REASON_GROUPS: dict[str, tuple[str, ...]] = {
+    "skills": ("x_skill_coverage", "x_skill_level_mean", "x_skill_level_min",
+               *(f"p_skill_{i}" for i in range(SKILL_BUCKETS))),
+    "workload": ("p_open_tasks", "p_open_hours", "p_free_hours", "x_load_after"),
+    "experience": ("x_type_done", "x_type_share", "p_done_total", *(f"p_share_{t}" for t in TASK_TYPES)),
+    "speed": ("x_type_hours",),
+    "project": ("x_project_member", "x_project_recent", "x_project_share"),
+    "seniority": ("p_seniority", "p_capacity"),
+}
+"""Feature groups whose contribution is reported as a reason (person-side features only: the task's
+own features do not tell candidates apart)."""
+
+
+def task_type_of(name: str) -> str:
+    return name if name in TASK_TYPES else "other"
+
+
+def _bucket(token: str, buckets: int) -> int:
+    return zlib.crc32(token.encode()) % buckets
+
+
+def skill_vector(levels: Mapping[str, float]) -> Matrix:
+    """Hashed skill profile: the highest level/5 of the skills in each bucket."""
+    out = np.zeros(SKILL_BUCKETS, dtype=np.float32)
+    for skill, level in levels.items():
+        b = _bucket(skill.lower(), SKILL_BUCKETS)
+        out[b] = max(out[b], float(level) / 5.0)
+    return out
+
+
+def text_vector(text: str) -> Matrix:
+    """Signed feature hashing of the words, L2-normalised (a cheap text embedding, no model needed)."""
+    out = np.zeros(TEXT_DIM, dtype=np.float32)
+    for token in _TOKEN.findall(text.lower()):
+        h = zlib.crc32(token.encode())
+        out[h % TEXT_DIM] += 1.0 if (h >> 16) & 1 else -1.0
+    norm = float(np.linalg.norm(out))
+    return out / norm if norm > 0 else out
+
+
+def task_block(task: TaskFeatures) -> Matrix:
+    one_hot = np.asarray([task_type_of(task.task_type) == t for t in TASK_TYPES], dtype=np.float32)
+    scalars = np.asarray([task.priority / 4.0, math.log1p(max(task.estimate_hours, 0.0)),
+                          len(task.required_skills) / 5.0], dtype=np.float32)
+    skills = skill_vector(dict.fromkeys(task.required_skills, 5.0))
+    return np.concatenate([one_hot, scalars, skills, text_vector(task.text)])
+
+
+def person_block(p: PersonFeatures) -> Matrix:
+    done_total = sum(p.done_by_type.values())
+    shares = [p.done_by_type.get(t, 0) / (done_total + 1.0) for t in TASK_TYPES]
+    capacity = max(p.capacity_hours, 1.0)
+    scalars = [p.seniority / 5.0, capacity / 40.0, math.log1p(p.open_tasks), p.open_hours / 40.0,
+               (capacity - p.open_hours) / 40.0, math.log1p(done_total)]
+    return np.concatenate([np.asarray(scalars, dtype=np.float32), skill_vector(p.skills),
+                           np.asarray(shares, dtype=np.float32)])
+
+
+def pair_block(task: TaskFeatures, p: PersonFeatures) -> Matrix:
+    required = [s.lower() for s in task.required_skills]
+    known = {s.lower(): lvl for s, lvl in p.skills.items()}
+    levels = [known.get(s, 0) / 5.0 for s in required]
+    kind = task_type_of(task.task_type)
+    done_total = sum(p.done_by_type.values())
+    type_done = p.done_by_type.get(kind, 0)
+    mean_hours = p.hours_by_type.get(kind, 0.0) / type_done if type_done else 0.0
+    in_project = p.assigned_by_project.get(task.project_id, 0)
+    values = [
+        float(np.mean([lvl > 0 for lvl in levels])) if levels else 0.0,
+        float(np.mean(levels)) if levels else 0.0,
+        float(np.min(levels)) if levels else 0.0,
+        math.log1p(type_done),
+        type_done / (done_total + 1.0),
+        math.log1p(mean_hours),
+        1.0 if task.project_id in p.projects else 0.0,
+        math.log1p(in_project),
+        in_project / (p.assigned_total + 1.0),
+        (p.open_hours + max(task.estimate_hours, 0.0)) / max(p.capacity_hours, 1.0),
+    ]
+    return np.asarray(values, dtype=np.float32)
+
+
+def feature_matrix(task: TaskFeatures, people: Sequence[PersonFeatures]) -> Matrix:
+    """One row per candidate, columns in :data:`FEATURE_NAMES` order."""
+    t = task_block(task)
+    rows = [np.concatenate([person_block(p), t, pair_block(task, p)]) for p in people]
+    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, N_FEATURES), dtype=np.float32)
+
+
+def column(name: str) -> int:
+    return FEATURE_NAMES.index(name)
+
+
+def describe_reason(group: str, task: TaskFeatures, p: PersonFeatures) -> str:
+    """A human sentence for a reason group, from the raw values."""
+    kind = task_type_of(task.task_type)
+    if group == "skills":
+        have = [s for s in task.required_skills if s.lower() in {k.lower() for k in p.skills}]
+        return f"has {len(have)}/{len(task.required_skills)} required skills" + (f" ({', '.join(have)})" if have else "")
+    if group == "workload":
+        return f"{p.open_tasks} open tasks, {p.open_hours:.0f}h of {p.capacity_hours:.0f}h/week planned"
+    if group == "experience":
+        return f"completed {p.done_by_type.get(kind, 0)} {kind} tasks"
+    if group == "speed":
+        done = p.done_by_type.get(kind, 0)
+        return f"{p.hours_by_type.get(kind, 0.0) / done:.1f}h per {kind} task" if done else f"no {kind} history"
+    if group == "project":
+        member = "member of the project" if task.project_id in p.projects else "not a project member"
+        return f"{member}, {p.assigned_by_project.get(task.project_id, 0)} tasks in it"
+    return f"seniority {p.seniority}"
+
+
+def metadata(extra: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """What an exported model must carry so that serving can check it reads the same layout."""
+    out = {"feature_schema": FEATURE_SCHEMA, "feature_names": ",".join(FEATURE_NAMES)}
+    out.update({k: str(v) for k, v in (extra or {}).items()})
+    return out

@@ -1,0 +1,218 @@
+"""Keeping the assignment features fresh: events -> person/task rows in a store, and training labels.
+
+The same :func:`apply_event` feeds the online store in the service and the offline replay that builds
+the training set (features as of each task's creation), so training and serving read identical rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from mesh.events import Envelope, occurred_at
+from services.assignment.features import PersonFeatures, TaskFeatures, task_type_of
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task's features plus what the bookkeeping needs (who holds it, whether it is done)."""
+
+    features: TaskFeatures
+    assignee_id: str = ""
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class Label:
+    """What happened to a task: who it was assigned to, or who completed it (a training label)."""
+
+    tenant_id: str
+    task_id: str
+    user_id: str
+    kind: Literal["assigned", "completed"]
+    at: datetime
+
+
+class FeatureStore(Protocol):
+    """Where the rows live: in memory (tests, offline replay) or Redis (the service)."""
+
+    def people(self, tenant_id: str, user_ids: Sequence[str] | None = None) -> list[PersonFeatures]:
+        """The active people of a tenant, or those of ``user_ids`` that exist (in that order)."""
+        ...
+
+    def person(self, tenant_id: str, user_id: str) -> PersonFeatures | None: ...
+
+    def task(self, tenant_id: str, task_id: str) -> TaskRecord | None: ...
+
+    def put_person(self, tenant_id: str, person: PersonFeatures) -> None: ...
+
+    def put_task(self, tenant_id: str, task: TaskRecord) -> None: ...
+
+
+class InMemoryFeatureStore:
+    def __init__(self) -> None:
+        self._people: dict[str, dict[str, PersonFeatures]] = {}
+        self._tasks: dict[str, dict[str, TaskRecord]] = {}
+
+    def people(self, tenant_id: str, user_ids: Sequence[str] | None = None) -> list[PersonFeatures]:
+        known = self._people.get(tenant_id, {})
+        if user_ids is None:
+            return [p for p in known.values() if p.active]
+        return [known[u] for u in user_ids if u in known]
+
+    def person(self, tenant_id: str, user_id: str) -> PersonFeatures | None:
+        return self._people.get(tenant_id, {}).get(user_id)
+
+    def task(self, tenant_id: str, task_id: str) -> TaskRecord | None:
+        return self._tasks.get(tenant_id, {}).get(task_id)
+
+    def put_person(self, tenant_id: str, person: PersonFeatures) -> None:
+        self._people.setdefault(tenant_id, {})[person.user_id] = person
+
+    def put_task(self, tenant_id: str, task: TaskRecord) -> None:
+        self._tasks.setdefault(tenant_id, {})[task.features.task_id] = task
+
+
+def apply_event(store: FeatureStore, env: Envelope) -> Label | None:
+    """Update the rows an event touches; return a label for assignment and completion events."""
+    handler = _APPLY.get(env.type)
+    return handler(store, env) if handler is not None else None
+
+
+def _person(store: FeatureStore, tenant: str, user_id: str) -> PersonFeatures:
+    return store.person(tenant, user_id) or PersonFeatures(user_id=user_id, active=False)
+
+
+def _user_joined(store: FeatureStore, env: Envelope) -> None:
+    e, at = env.user_joined, occurred_at(env)
+    p = _person(store, env.tenant_id, e.user_id)
+    store.put_person(env.tenant_id, replace(
+        p, skills={s.name: int(s.level) for s in e.skills}, seniority=int(e.seniority),
+        capacity_hours=e.capacity_hours_per_week or 40.0, active=True, as_of=max(p.as_of, at)))
+
+
+def _skills_updated(store: FeatureStore, env: Envelope) -> None:
+    e, at = env.user_skills_updated, occurred_at(env)
+    p = _person(store, env.tenant_id, e.user_id)
+    store.put_person(env.tenant_id, replace(p, skills={s.name: int(s.level) for s in e.skills},
+                                            as_of=max(p.as_of, at)))
+
+
+def _members(store: FeatureStore, env: Envelope, project_id: str, member_ids: Sequence[str]) -> None:
+    at = occurred_at(env)
+    for user_id in member_ids:
+        p = _person(store, env.tenant_id, user_id)
+        store.put_person(env.tenant_id, replace(p, projects=p.projects | {project_id}, as_of=max(p.as_of, at)))
+
+
+def _task_created(store: FeatureStore, env: Envelope) -> None:
+    e = env.task_created
+    features = TaskFeatures(
+        task_id=e.task_id, project_id=e.project_id, task_type=task_type_of(e.task_type), priority=int(e.priority),
+        required_skills=tuple(e.required_skills), estimate_hours=e.estimate_hours,
+        text=f"{e.title} {e.description}", as_of=occurred_at(env))
+    previous = store.task(env.tenant_id, e.task_id)
+    store.put_task(env.tenant_id, TaskRecord(features, *(() if previous is None else
+                                                         (previous.assignee_id, previous.done))))
+
+
+def _task_updated(store: FeatureStore, env: Envelope) -> None:
+    e = env.task_updated
+    record = store.task(env.tenant_id, e.task_id)
+    if record is None:
+        return
+    f = record.features
+    changes: dict[str, Any] = {"as_of": max(f.as_of, occurred_at(env))}
+    if e.HasField("title") or e.HasField("description"):
+        changes["text"] = f"{e.title if e.HasField('title') else ''} {e.description if e.HasField('description') else ''}"
+    if e.HasField("priority"):
+        changes["priority"] = int(e.priority)
+    if e.required_skills:
+        changes["required_skills"] = tuple(e.required_skills)
+    if e.HasField("estimate_hours"):
+        changes["estimate_hours"] = e.estimate_hours
+    store.put_task(env.tenant_id, replace(record, features=replace(f, **changes)))
+
+
+def _task_assigned(store: FeatureStore, env: Envelope) -> Label:
+    e, at = env.task_assigned, occurred_at(env)
+    record = store.task(env.tenant_id, e.task_id) or TaskRecord(TaskFeatures(e.task_id, e.project_id, as_of=at))
+    hours = max(record.features.estimate_hours, 0.0)
+    if record.assignee_id and record.assignee_id != e.assignee_id and not record.done:
+        old = _person(store, env.tenant_id, record.assignee_id)
+        store.put_person(env.tenant_id, replace(old, open_tasks=max(old.open_tasks - 1, 0),
+                                                open_hours=max(old.open_hours - hours, 0.0), as_of=max(old.as_of, at)))
+    if record.assignee_id != e.assignee_id:
+        p = _person(store, env.tenant_id, e.assignee_id)
+        project = record.features.project_id or e.project_id
+        by_project = {**p.assigned_by_project, project: p.assigned_by_project.get(project, 0) + 1}
+        store.put_person(env.tenant_id, replace(
+            p, open_tasks=p.open_tasks + (not record.done), open_hours=p.open_hours + (0.0 if record.done else hours),
+            assigned_by_project=by_project, assigned_total=p.assigned_total + 1, as_of=max(p.as_of, at)))
+        store.put_task(env.tenant_id, replace(record, assignee_id=e.assignee_id))
+    return Label(env.tenant_id, e.task_id, e.assignee_id, "assigned", at)
+
+
+def _task_completed(store: FeatureStore, env: Envelope) -> Label | None:
+    e, at = env.task_completed, occurred_at(env)
+    record = store.task(env.tenant_id, e.task_id)
+    if record is None or record.done:
+        return None
+    user_id = e.assignee_id or record.assignee_id
+    kind = record.features.task_type
+    if record.assignee_id:
+        holder = _person(store, env.tenant_id, record.assignee_id)
+        store.put_person(env.tenant_id, replace(
+            holder, open_tasks=max(holder.open_tasks - 1, 0),
+            open_hours=max(holder.open_hours - max(record.features.estimate_hours, 0.0), 0.0), as_of=max(holder.as_of, at)))
+    if user_id:
+        p = _person(store, env.tenant_id, user_id)
+        store.put_person(env.tenant_id, replace(
+            p, done_by_type={**p.done_by_type, kind: p.done_by_type.get(kind, 0) + 1},
+            hours_by_type={**p.hours_by_type, kind: p.hours_by_type.get(kind, 0.0) + max(e.actual_hours, 0.0)},
+            as_of=max(p.as_of, at)))
+    store.put_task(env.tenant_id, replace(record, done=True))
+    return Label(env.tenant_id, e.task_id, user_id, "completed", at) if user_id else None
+
+
+_APPLY: dict[str, Any] = {
+    "user_joined": _user_joined,
+    "user_skills_updated": _skills_updated,
+    "project_created": lambda s, env: _members(s, env, env.project_created.project_id, env.project_created.member_ids),
+    "project_updated": lambda s, env: _members(s, env, env.project_updated.project_id, env.project_updated.member_ids),
+    "task_created": _task_created,
+    "task_updated": _task_updated,
+    "task_assigned": _task_assigned,
+    "task_completed": _task_completed,
+}
+EVENT_TYPES: tuple[str, ...] = tuple(_APPLY)
+"""The event types that change assignment features."""
+
+
+def person_to_json(p: PersonFeatures) -> str:
+    d = dataclasses.asdict(p)
+    d["projects"], d["as_of"] = sorted(p.projects), p.as_of.isoformat()
+    return json.dumps(d)
+
+
+def person_from_json(text: str | bytes) -> PersonFeatures:
+    d = json.loads(text)
+    d["projects"], d["as_of"] = frozenset(d["projects"]), datetime.fromisoformat(d["as_of"])
+    return PersonFeatures(**d)
+
+
+def task_to_json(t: TaskRecord) -> str:
+    d = dataclasses.asdict(t)
+    d["features"]["as_of"] = t.features.as_of.isoformat()
+    return json.dumps(d)
+
+
+def task_from_json(text: str | bytes) -> TaskRecord:
+    d = json.loads(text)
+    f = d.pop("features")
+    f["as_of"], f["required_skills"] = datetime.fromisoformat(f["as_of"]), tuple(f["required_skills"])
+    return TaskRecord(TaskFeatures(**f), **d)
