@@ -22,7 +22,7 @@ class SimConfig:
     """Start of the simulated time; moved back to the Monday 00:00 UTC of its week."""
     anomaly_user_fraction: float = 0.03
     """Share of people with one planted anomalous activity window (at least one per tenant of 10+)."""
-    workflows_per_tenant: int = 3
+    workflows_per_tenant: int = 4
     """Planted repeated manual workflows per tenant."""
     slip_fraction: float = 0.3
     """Share of projects that slip (hidden duration multiplier and scope creep)."""

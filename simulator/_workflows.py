@@ -63,12 +63,13 @@ class WorkflowFlow:
         for k in range(min(n, len(people))):
             person = people[int(order[k])]
             kind = k % 4
-            task_type = str(rng.choice(["bug", "feature", "design", "docs", "qa"]))
+            mix = ctx.projects[ctx.member_of[person.user_id][0]].type_mix
+            task_type = max(mix, key=lambda t: mix[t])  # the trigger should be frequent in their project
             trigger, condition = [
                 ("task_status_changed", f"to_status=TASK_STATUS_DONE,task_type={task_type}"),
                 ("task_created", f"task_type={task_type}"),
                 ("task_assigned", "assignee_id=self"),
-                ("task_created", "priority=PRIORITY_CRITICAL"),
+                ("task_created", "priority=PRIORITY_HIGH"),
             ][kind]
             picks = rng.choice(len(talk.MANUAL_STEPS), size=int(rng.integers(2, 5)), replace=False)
             steps = tuple(WorkflowStep(*talk.MANUAL_STEPS[int(i)]) for i in picks)
