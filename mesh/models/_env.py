@@ -8,6 +8,7 @@ _QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "ORT_DISABLE_TELEMETRY": "1",
     "HF_HUB_OFFLINE": "1",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # progress bars in service logs are noise
 }
 
 

@@ -117,7 +117,8 @@ class ModelRegistry:
         proto = onnx.load(str(model)) if isinstance(model, str | Path) else model
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "model"
-            mlflow.onnx.save_model(proto, str(local), onnx_execution_providers=_RECORDED_PROVIDERS)
+            mlflow.onnx.save_model(proto, str(local), onnx_execution_providers=_RECORDED_PROVIDERS,
+                                   pip_requirements=_serving_requirements())
             self._client.log_artifacts(run_id, str(local), "model")
         return f"{self._client.get_run(run_id).info.artifact_uri}/model"
 
@@ -216,6 +217,13 @@ def _decide(
     better = challenger_value > champion_value if higher_is_better else challenger_value < champion_value
     relation = "beats" if better else "does not beat"
     return better, f"challenger {challenger_value:.6g} {relation} champion {champion_value:.6g}"
+
+
+def _serving_requirements() -> list[str]:
+    # explicit: MLflow's inference imports the model in a subprocess (~8 s) to guess the same answer
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("onnx", "onnxruntime", "numpy")]
 
 
 def _check_range(data_time_range: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
