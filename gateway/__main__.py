@@ -1,0 +1,75 @@
+"""``python -m gateway [serve|worker|openapi]``: wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from gateway.settings import GatewaySettings
+
+
+def _serve(settings: GatewaySettings) -> int:
+    import uvicorn
+
+    from gateway.main import create_app
+    from mesh.telemetry import setup_tracing
+
+    setup_tracing(settings.telemetry)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                proxy_headers=False, server_header=False)
+    return 0
+
+
+def _worker(settings: GatewaySettings) -> int:
+    """Only the webhook delivery worker (scale it apart from the HTTP side)."""
+    from redis.asyncio import Redis
+
+    from gateway.webhooks.store import WebhookStore
+    from gateway.worker import DeliveryWorker
+    from mesh.telemetry import setup_tracing
+
+    setup_tracing(settings.telemetry)
+
+    async def run() -> None:
+        import signal
+        import time
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        redis: Redis[bytes] = Redis.from_url(settings.redis.url)
+        worker = DeliveryWorker(settings, WebhookStore(redis, settings.redis_prefix), time.time)
+        await worker.start()
+        await stop.wait()
+        await worker.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def _openapi(settings: GatewaySettings) -> int:
+    from gateway.main import create_app
+
+    print(json.dumps(create_app(settings).openapi(), indent=2, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway")
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "worker", "openapi"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = GatewaySettings()
+    if args.command == "worker":
+        webhooks = settings.webhooks.model_copy(update={"worker_enabled": True})
+        settings = settings.model_copy(update={"webhooks": webhooks})
+        return _worker(settings)
+    return {"serve": _serve, "openapi": _openapi}[args.command](settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

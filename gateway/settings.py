@@ -1,0 +1,145 @@
+"""The gateway's one settings class (``MESH_`` env prefix, nested with ``__``), validated at start."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+from mesh.config import MeshSettings
+
+CAPABILITIES = ("assignment", "timeline", "nlp", "anomaly", "personalization", "automation")
+
+_PLACEHOLDERS = {"", "changeme", "change-me", "change_me", "secret", "password", "placeholder", "todo", "xxx",
+                 "dev", "test", "admin", "default"}
+
+
+def _refuse_placeholder(name: str, value: str) -> None:
+    if value.strip().lower() in _PLACEHOLDERS or value.strip().lower().startswith("changeme"):
+        raise ValueError(f"{name} is a placeholder; set a real secret")
+
+
+class SigningKey(BaseModel):
+    """One JWT signing key. Several may be configured: the active one signs, all of them verify."""
+
+    kid: str = Field(min_length=1, max_length=64, description="key id, put in the JWT header")
+    private_key_pem: SecretStr = Field(description="PEM of an EC P-256 private key (ES256)")
+
+    @field_validator("private_key_pem")
+    @classmethod
+    def _real_key(cls, value: SecretStr) -> SecretStr:
+        _refuse_placeholder("signing key", value.get_secret_value())
+        if "PRIVATE KEY" not in value.get_secret_value():
+            raise ValueError("signing key must be a PEM private key")
+        return value
+
+
+class AuthSettings(BaseModel):
+    """Token issuance and verification."""
+
+    issuer: str = Field(default="https://api.sunday.com/ml", description="`iss` of issued tokens, checked on use")
+    audience: str = Field(default="sunday-ml-gateway", description="`aud` of issued tokens, checked on use")
+    token_ttl_s: int = Field(default=900, ge=60, le=86_400, description="lifetime of an access token")
+    leeway_s: int = Field(default=5, ge=0, le=120, description="clock skew tolerated on exp/iat")
+    signing_keys: list[SigningKey] = Field(default_factory=list, description="keys; empty only in local/test")
+    active_kid: str = Field(default="", description="kid of the key that signs new tokens (default: the last one)")
+    admin_token: SecretStr = Field(default=SecretStr(""), description="admin routes' bearer token; empty: disabled")
+
+    @field_validator("admin_token")
+    @classmethod
+    def _real_admin_token(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw:
+            _refuse_placeholder("admin token", raw)
+            if len(raw) < 24:
+                raise ValueError("admin token must be at least 24 characters")
+        return value
+
+    @model_validator(mode="after")
+    def _active_key_exists(self) -> Self:
+        kids = [k.kid for k in self.signing_keys]
+        if len(set(kids)) != len(kids):
+            raise ValueError("signing key ids must be unique")
+        if self.active_kid and self.active_kid not in kids:
+            raise ValueError(f"active_kid {self.active_kid!r} is not among the signing keys {kids}")
+        return self
+
+
+class PlanLimits(BaseModel):
+    """Rate (token bucket) and quota of one plan; per tenant, and per client within the tenant."""
+
+    rate_per_s: float = Field(gt=0, description="tenant bucket refill, requests per second")
+    burst: int = Field(ge=1, description="tenant bucket size")
+    client_rate_per_s: float = Field(gt=0, description="per-client bucket refill, requests per second")
+    client_burst: int = Field(ge=1, description="per-client bucket size")
+    daily_quota: int = Field(ge=1, description="requests per tenant per UTC day")
+    monthly_quota: int = Field(ge=1, description="requests per tenant per UTC month")
+
+
+def _default_plans() -> dict[str, PlanLimits]:
+    return {
+        "free": PlanLimits(rate_per_s=5, burst=20, client_rate_per_s=5, client_burst=20, daily_quota=5_000,
+                           monthly_quota=50_000),
+        "pro": PlanLimits(rate_per_s=50, burst=200, client_rate_per_s=25, client_burst=100, daily_quota=200_000,
+                          monthly_quota=3_000_000),
+        "enterprise": PlanLimits(rate_per_s=500, burst=2_000, client_rate_per_s=250, client_burst=1_000,
+                                 daily_quota=5_000_000, monthly_quota=100_000_000),
+    }
+
+
+class BackendSettings(BaseModel):
+    """gRPC targets of the services; an empty target means the service is not deployed (503)."""
+
+    assignment: str = Field(default="127.0.0.1:50051", description="host:port of AssignmentService")
+    timeline: str = Field(default="127.0.0.1:50052", description="host:port of TimelineService")
+    nlp: str = Field(default="", description="not yet served over gRPC")
+    anomaly: str = Field(default="", description="not yet served over gRPC")
+    personalization: str = Field(default="", description="not yet served over gRPC")
+    automation: str = Field(default="", description="not yet served over gRPC")
+    timeout_s: float = Field(default=2.0, gt=0, le=60, description="deadline of one gRPC call")
+    retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 when a backend is unreachable")
+
+
+class WebhookSettings(BaseModel):
+    """Webhook delivery."""
+
+    worker_enabled: bool = Field(default=True, description="run the Kafka consumer and the dispatcher in this process")
+    consumer_group: str = Field(default="gateway.webhooks", description="Kafka consumer group of the delivery worker")
+    topics: list[str] = Field(
+        default_factory=lambda: [f"predictions.{c}" for c in CAPABILITIES] + ["alerts", "suggestions"],
+        description="logical output topics whose events are delivered")
+    max_attempts: int = Field(default=6, ge=1, le=30, description="attempts before a delivery is dead-lettered")
+    initial_backoff_s: float = Field(default=2.0, gt=0, description="wait after the first failed attempt")
+    multiplier: float = Field(default=2.0, ge=1, description="growth of the wait per attempt")
+    max_backoff_s: float = Field(default=600.0, gt=0, description="cap on one wait")
+    jitter: float = Field(default=0.2, ge=0, le=1, description="fraction of random spread around each wait")
+    timeout_s: float = Field(default=5.0, gt=0, le=60, description="one delivery attempt's HTTP timeout")
+    allow_private_targets: bool = Field(default=False, description="allow loopback/private targets (tests/local)")
+    dispatch_interval_s: float = Field(default=0.2, gt=0, description="how often due deliveries are looked for")
+    dispatch_batch: int = Field(default=50, ge=1, description="most deliveries claimed per round")
+    max_subscriptions_per_tenant: int = Field(default=50, ge=1)
+
+
+class GatewaySettings(MeshSettings):
+    """Everything the gateway process needs; built once in ``__main__`` and passed in explicitly."""
+
+    host: str = Field(default="127.0.0.1", description="bind address of `python -m gateway`")
+    port: int = Field(default=8080, ge=1, lt=65536, description="bind port of `python -m gateway`")
+    redis_prefix: str = Field(default="gw:", description="prefix of every Redis key the gateway writes")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="largest request body accepted (413 beyond)")
+    plans: dict[str, PlanLimits] = Field(default_factory=_default_plans, description="limits per plan")
+    default_plan: str = Field(default="free", description="plan of clients created without one")
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
+    backends: BackendSettings = Field(default_factory=BackendSettings)  # type: ignore[arg-type]
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _production_ready(self) -> Self:
+        if self.default_plan not in self.plans:
+            raise ValueError(f"default_plan {self.default_plan!r} is not among the plans {sorted(self.plans)}")
+        if self.environment in ("staging", "production"):
+            if not self.auth.signing_keys:
+                raise ValueError("auth.signing_keys must be configured outside local/test")
+            if self.webhooks.allow_private_targets:
+                raise ValueError("webhooks.allow_private_targets is for local/test only")
+        return self
