@@ -9,20 +9,22 @@ import redis
 
 
 class DedupeStore(Protocol):
-    def seen(self, group: str, event_id: str) -> bool: ...
+    def seen_many(self, group: str, event_ids: list[str]) -> set[str]:
+        """The ids among ``event_ids`` already handled by ``group`` (one round trip per batch)."""
 
-    def mark(self, group: str, event_id: str) -> None: ...
+    def mark_many(self, group: str, event_ids: list[str]) -> None:
+        """Record ids as handled (called before the batch's offsets are committed)."""
 
 
 class InMemoryDedupe:
     def __init__(self) -> None:
         self._seen: set[tuple[str, str]] = set()
 
-    def seen(self, group: str, event_id: str) -> bool:
-        return (group, event_id) in self._seen
+    def seen_many(self, group: str, event_ids: list[str]) -> set[str]:
+        return {i for i in event_ids if (group, i) in self._seen}
 
-    def mark(self, group: str, event_id: str) -> None:
-        self._seen.add((group, event_id))
+    def mark_many(self, group: str, event_ids: list[str]) -> None:
+        self._seen.update((group, i) for i in event_ids)
 
 
 class RedisDedupe:
@@ -36,11 +38,18 @@ class RedisDedupe:
     def _key(self, group: str, event_id: str) -> str:
         return f"{self._ns}:dedupe:{group}:{event_id}"
 
-    def seen(self, group: str, event_id: str) -> bool:
-        return bool(self._redis.exists(self._key(group, event_id)))
+    def seen_many(self, group: str, event_ids: list[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        found = self._redis.mget([self._key(group, i) for i in event_ids])
+        return {i for i, v in zip(event_ids, found, strict=True) if v is not None}
 
-    def mark(self, group: str, event_id: str) -> None:
-        self._redis.set(self._key(group, event_id), 1, ex=self._ttl)
+    def mark_many(self, group: str, event_ids: list[str]) -> None:
+        if event_ids:
+            with self._redis.pipeline(transaction=False) as pipe:
+                for i in event_ids:
+                    pipe.set(self._key(group, i), 1, ex=self._ttl)
+                pipe.execute()
 
     def apply_once(self, group: str, event_id: str, effect: Callable[[Any], None]) -> bool:
         """Apply Redis writes and the seen-mark in ONE transaction: a crash leaves both or neither.

@@ -140,39 +140,51 @@ class ConsumerRunner:
 
     def _process_batch(self, batch: list[Message], stats: RunStats) -> None:
         offsets: dict[TopicPartition, int] = {}
+        decoded = [self._decode(msg) for msg in batch]
+        ids = [env.event_id for env in decoded if isinstance(env, Envelope)]
+        done = self._dedupe.seen_many(self._group, ids) if self._dedupe is not None else set()
+        handled: list[str] = []
         try:
-            for msg in batch:
-                self._process(msg, stats)
+            for msg, env in zip(batch, decoded, strict=True):
+                if isinstance(env, InvalidEvent):
+                    self._dead_letter(msg, str(env), stats)
+                elif self._process(msg, env, done, stats):
+                    handled.append(env.event_id)
                 offsets[(msg.topic, msg.partition)] = msg.offset + 1
         finally:
-            # Effects first (handler outputs and DLQ records delivered), then the commit.
+            # Effects first (handler outputs and DLQ records delivered, ids marked), then the commit.
             self._publisher.flush()
+            if self._dedupe is not None:
+                self._dedupe.mark_many(self._group, handled)
             self._consumer.commit(offsets)
         stats.batches += 1
 
-    def _process(self, msg: Message, stats: RunStats) -> None:
+    def _decode(self, msg: Message) -> Envelope | InvalidEvent:
         try:
             env = decode(msg.value)
-            allowed = self._allowed.get(msg.topic)
-            if allowed and env.type not in allowed:
-                raise InvalidEvent(f"event type {env.type!r} is not declared on topic {msg.topic}")
         except InvalidEvent as exc:
-            self._dead_letter(msg, str(exc), stats)
-            return
-        if self._dedupe is not None and self._dedupe.seen(self._group, env.event_id):
+            return exc
+        allowed = self._allowed.get(msg.topic)
+        if allowed and env.type not in allowed:
+            return InvalidEvent(f"event type {env.type!r} is not declared on topic {msg.topic}")
+        return env
+
+    def _process(self, msg: Message, env: Envelope, done: set[str], stats: RunStats) -> bool:
+        """Handle one decoded event; True when its effect was applied now."""
+        if env.event_id in done:
             stats.duplicates += 1
             EVENTS_DUPLICATES.labels(msg.topic, self._group).inc()
-            return
+            return False
         try:
             self._handle(msg, env, stats)
         except InvalidEvent as exc:
             self._dead_letter(msg, f"rejected by handler: {exc}", stats)
-            return
-        if self._dedupe is not None:
-            self._dedupe.mark(self._group, env.event_id)
+            return False
+        done.add(env.event_id)  # a duplicate later in the same batch is skipped too
         self._consecutive_invalid = 0
         stats.handled += 1
         EVENTS_HANDLED.labels(msg.topic, self._group).inc()
+        return True
 
     def _handle(self, msg: Message, env: Envelope, stats: RunStats) -> None:
         parent = context_from_headers(msg.headers)
