@@ -13,10 +13,10 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from mesh.config import MeshSettings, TelemetrySettings  # noqa: E402
-from mesh.telemetry import setup_tracing  # noqa: E402
+from mesh.config import MeshSettings, TelemetrySettings
+from mesh.telemetry import setup_tracing
 
 _EXPORTER = InMemorySpanExporter()
 
