@@ -1,0 +1,103 @@
+"""gRPC client helpers: an instrumented channel and retries driven by a policy object."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from opentelemetry.trace import TracerProvider
+
+from mesh.errors import MeshError
+from mesh.serving._interceptor import STATUS_CODES
+
+log = logging.getLogger(__name__)
+
+ResponseT = TypeVar("ResponseT")
+Metadata = Sequence[tuple[str, str | bytes]]
+
+
+def channel(
+    target: str,
+    *,
+    options: Sequence[tuple[str, Any]] = (),
+    tracer_provider: TracerProvider | None = None,
+) -> grpc.aio.Channel:
+    """An insecure (in-cluster) aio channel whose calls carry the trace context."""
+    interceptors = aio_client_interceptors(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
+    return grpc.aio.insecure_channel(target, options=list(options), interceptors=interceptors)
+
+
+def _default_codes() -> frozenset[grpc.StatusCode]:
+    return frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How :func:`call_with_retry` retries. Only idempotent calls should be retried."""
+
+    max_attempts: int = 4
+    """attempts in all, the first included"""
+    initial_backoff_s: float = 0.05
+    """wait before the second attempt"""
+    backoff_multiplier: float = 2.0
+    """each further wait is this many times the previous one"""
+    max_backoff_s: float = 2.0
+    """the longest single wait"""
+    jitter: float = 0.2
+    """each wait is scaled by a random factor in [1 - jitter, 1 + jitter]"""
+    attempt_timeout_s: float | None = None
+    """timeout of one attempt (never past the overall deadline); None: all the time that is left"""
+    retryable_codes: frozenset[grpc.StatusCode] = field(default_factory=_default_codes)
+    """status codes worth another attempt"""
+
+    def backoff(self, retry: int) -> float:
+        """The wait before retry number ``retry`` (1 = the second attempt)."""
+        base = min(self.initial_backoff_s * self.backoff_multiplier ** (retry - 1), self.max_backoff_s)
+        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+async def call_with_retry(
+    method: Callable[..., Awaitable[ResponseT]],
+    request: Any,
+    deadline_s: float,
+    policy: RetryPolicy = DEFAULT_RETRY,
+    *,
+    metadata: Metadata | None = None,
+) -> ResponseT:
+    """Call a unary stub method within ``deadline_s`` in all, retrying the policy's codes with backoff.
+
+    Raises the last ``grpc.aio.AioRpcError`` when out of attempts or time, or at once for other codes.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    for attempt in range(1, policy.max_attempts + 1):
+        remaining = deadline - loop.time()
+        timeout = remaining if policy.attempt_timeout_s is None else min(remaining, policy.attempt_timeout_s)
+        try:
+            return await method(request, timeout=max(timeout, 0.0), metadata=metadata)
+        except grpc.aio.AioRpcError as error:
+            delay = policy.backoff(attempt)
+            if (error.code() not in policy.retryable_codes or attempt == policy.max_attempts
+                    or loop.time() + delay >= deadline):
+                raise
+            log.info("attempt %d failed with %s; retrying in %.3f s", attempt, error.code().name, delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def domain_error(error: grpc.aio.AioRpcError) -> MeshError | None:
+    """The domain error a status code stands for (the reverse of the server mapping), or None."""
+    for kind, code in STATUS_CODES:
+        if error.code() == code:
+            return kind(error.details() or "")
+    return None
