@@ -43,9 +43,10 @@ class MeetingFlow:
         utterances: list[e.Utterance] = []
         items: list[ActionItem] = []
         clock = 0.0
-        n_items = int(rng.integers(1, 5))
-        item_slots = set(int(i) for i in rng.choice(np.arange(1, 14), size=n_items, replace=False))
-        for k in range(int(rng.integers(8, 16))):
+        n_utterances = int(rng.integers(8, 16))
+        item_slots = {int(i) for i in rng.choice(np.arange(1, n_utterances), size=int(rng.integers(1, 5)),
+                                                 replace=False)}
+        for k in range(n_utterances):
             speaker = owner if k == 0 else pick(rng, attendees)
             if k in item_slots:
                 clock = self._action_item(project, speaker, attendees, utterances, items, clock)

@@ -67,5 +67,5 @@ MANUAL_STEPS: tuple[tuple[str, str], ...] = (
     ("move_item", "group=triage"), ("notify", "channel=#releases"), ("notify", "user=owner"),
     ("notify", "channel=#support"), ("add_label", "label=needs-qa"), ("add_label", "label=customer"),
     ("assign", "team=triage"), ("create_subtask", "template=release-checklist"), ("archive", "attachments"),
-    ("export", "report=weekly-status"), ("set_field", "estimate=8h"), ("notify", "user=assignee"),
+    ("share", "report=weekly-status"), ("set_field", "estimate=8h"), ("notify", "user=assignee"),
 )
