@@ -1,0 +1,167 @@
+"""Webhooks end to end: Kafka output topic -> delivery worker -> a signed POST to a loopback receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import uvicorn
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from sunday.ml.v1 import events_pb2
+
+from gateway.devtools import harness
+from gateway.settings import GatewaySettings
+from gateway.webhooks import signing
+from gateway.webhooks.dispatcher import SPAN_DELIVER
+from mesh.bus import KafkaPublisher
+from mesh.events import new_envelope
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Receiver:
+    url: str
+    status: int = 200
+    calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = Receiver(url=f"http://127.0.0.1:{port}/hook")
+
+    async def hook(request: Request) -> Response:
+        state.calls.append((dict(request.headers), await request.body()))
+        return Response(status_code=state.status)
+
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
+                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    await _until(lambda: server.started, "receiver start")
+    yield state
+    server.should_exit = True
+    await task
+
+
+async def _until(check: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def settings() -> GatewaySettings:
+    return harness.gateway_settings(worker=True, max_attempts=3)
+
+
+@pytest.fixture
+async def http(settings: GatewaySettings, span_exporter: InMemorySpanExporter) -> AsyncIterator[httpx.AsyncClient]:
+    async with harness.lifespan_client(harness.build(settings)) as client:
+        yield client
+
+
+def _prediction(tenant: str, task: str) -> events_pb2.Envelope:
+    return new_envelope(tenant, events_pb2.AssignmentPrediction(task_id=task, project_id="proj-1", candidates=[
+        events_pb2.RankedCandidate(user_id="ada", score=0.9)]), producer="assignment")
+
+
+def _publish(settings: GatewaySettings, envelopes: list[events_pb2.Envelope], twice: bool = False) -> None:
+    publisher = KafkaPublisher(settings.kafka)
+    for env in envelopes * (2 if twice else 1):
+        publisher.publish(env)
+    publisher.close()
+
+
+async def _subscribe(http: httpx.AsyncClient, tenant: str, url: str) -> tuple[dict[str, str], dict[str, object]]:
+    auth = {"Authorization": f"Bearer {await harness.token(http, await harness.create_client(http, tenant))}"}
+    created = await http.post("/v1/webhooks", json={"url": url, "event_types": ["assignment_prediction"]},
+                              headers=auth)
+    assert created.status_code == 201, created.text
+    return auth, created.json()
+
+
+async def test_every_prediction_delivered_once_signed_and_tenant_scoped(
+        http: httpx.AsyncClient, settings: GatewaySettings, receiver: Receiver,
+        span_exporter: InMemorySpanExporter) -> None:
+    auth, sub = await _subscribe(http, "acme", receiver.url)
+    await _subscribe(http, "globex", receiver.url + "?tenant=globex")
+    mine = [_prediction("acme", f"task-{i}") for i in range(5)]
+    await asyncio.to_thread(_publish, settings, [*mine, _prediction("initech", "x")], True)  # each event twice
+    await _until(lambda: len(receiver.calls) >= 5, "5 deliveries")
+    deadline = time.monotonic() + 30
+    while {d["status"] for d in (await http.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=auth)
+                                 ).json()["items"]} != {"delivered"}:
+        assert time.monotonic() < deadline, "deliveries not all delivered"
+        await asyncio.sleep(0.05)
+    assert len(receiver.calls) == 5  # ten records published (each event twice), five deliveries
+    keys = [h[signing.HEADER_IDEMPOTENCY.lower()] for h, _ in receiver.calls]
+    assert len(set(keys)) == 5
+    seen_events = set()
+    for headers, body in receiver.calls:
+        assert signing.verify(str(sub["secret"]), headers["sunday-webhook-timestamp"], body,
+                              headers["sunday-webhook-signature"], now=time.time())
+        assert b'"tenant_id": "acme"' in body
+        seen_events.add(headers[signing.HEADER_ID.lower()])
+    assert len(seen_events) == 5
+    # the delivery span continues the producer's trace (the Kafka hop in one trace)
+    publish_traces = {s.context.trace_id for s in span_exporter.get_finished_spans() if s.name == "mesh.publish"}
+    deliver_traces = {s.context.trace_id for s in span_exporter.get_finished_spans() if s.name == SPAN_DELIVER}
+    assert deliver_traces and deliver_traces <= publish_traces
+
+
+async def test_failing_receiver_retried_with_backoff_then_dead_lettered_then_replayed(
+        http: httpx.AsyncClient, settings: GatewaySettings, receiver: Receiver) -> None:
+    receiver.status = 503
+    auth, sub = await _subscribe(http, "acme", receiver.url)
+    await asyncio.to_thread(_publish, settings, [_prediction("acme", "task-1")])
+
+    async def dead() -> list[dict[str, object]]:
+        items: list[dict[str, object]] = (await http.get("/v1/webhooks/dead-letters", headers=auth)).json()["items"]
+        return items
+
+    deadline = time.monotonic() + 30
+    while not (items := await dead()):
+        assert time.monotonic() < deadline, "no dead letter"
+        await asyncio.sleep(0.05)
+    delivery = items[0]
+    assert delivery["status"] == "dead" and delivery["attempts"] == 3 and len(receiver.calls) == 3
+    log = delivery["log"]
+    assert isinstance(log, list)
+    backoffs = [a["backoff_s"] for a in log]
+    assert backoffs[-1] is None and backoffs[0] < backoffs[1]  # exponential, the last one gave up
+    assert len({h[signing.HEADER_IDEMPOTENCY.lower()] for h, _ in receiver.calls}) == 1
+
+    receiver.status = 200
+    replay = await http.post(f"/v1/webhooks/deliveries/{delivery['id']}/replay", headers=auth)
+    assert replay.status_code == 202
+    await _until(lambda: len(receiver.calls) == 4, "the replayed delivery")
+    assert receiver.calls[-1][0][signing.HEADER_IDEMPOTENCY.lower()] == delivery["id"]
+    assert await dead() == []
+    listed = (await http.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=auth)).json()["items"]
+    assert listed[0]["id"] == delivery["id"]
+
+
+async def test_private_targets_refused_when_not_allowed() -> None:
+    settings = harness.gateway_settings()
+    settings.webhooks = settings.webhooks.model_copy(update={"allow_private_targets": False})
+    async with harness.lifespan_client(harness.build(settings)) as http:
+        auth = {"Authorization": f"Bearer {await harness.token(http, await harness.create_client(http, 'acme'))}"}
+        for url in ("https://127.0.0.1/hook", "https://10.1.2.3/hook", "https://169.254.169.254/latest/meta-data",
+                    "http://example.com/hook"):
+            refused = await http.post("/v1/webhooks", json={"url": url, "event_types": ["alert"]}, headers=auth)
+            assert refused.status_code == 422, url
+            assert refused.json()["type"].endswith("/unsafe-webhook-target")
