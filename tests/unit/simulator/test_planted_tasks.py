@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator._world import base_hours
 from simulator._vocab import TYPE_HOURS
+from simulator._world import base_hours
 from tests.unit.simulator.conftest import Run
 
 

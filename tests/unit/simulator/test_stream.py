@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.unit.simulator.conftest import Run
-
 from mesh.events import TopicRegistry, occurred_at, validate
 from simulator import SimConfig, Simulation
+from tests.unit.simulator.conftest import Run
 
 EXPECTED_TYPES = {
     "user_joined", "project_created", "milestone_created", "task_created", "task_assigned", "task_status_changed",
@@ -26,7 +25,7 @@ def test_every_envelope_is_valid_and_routes_to_a_declared_topic(world_run: Run) 
 
 
 def test_the_stream_covers_every_input_event_type(world_run: Run) -> None:
-    assert EXPECTED_TYPES <= set(Counter(env.type for env in world_run.events))
+    assert set(Counter(env.type for env in world_run.events)) >= EXPECTED_TYPES
 
 
 def test_events_come_in_occurred_at_order_and_within_the_horizon(world_run: Run) -> None:
