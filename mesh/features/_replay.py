@@ -59,8 +59,9 @@ def _feed(ingestor: FeatureIngestor, batch: list[LoggedEvent], log: bool, s: Rep
 
 def replay_log(ingestor: FeatureIngestor, log_dir: Path, *, batch_size: int = 500,
                progress: Progress | None = None) -> ReplayStats:
-    """Rebuild from an event log directory (not re-logged)."""
-    return replay(ingestor, EventLog(log_dir).read(), batch_size=batch_size, progress=progress)
+    """Rebuild from an event log directory; events are copied into the target's own log unless it is that log."""
+    own = ingestor.event_log is not None and ingestor.event_log.root.resolve() == log_dir.resolve()
+    return replay(ingestor, EventLog(log_dir).read(), batch_size=batch_size, log=not own, progress=progress)
 
 
 @dataclass
