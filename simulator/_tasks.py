@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from datetime import UTC, datetime
 
 import numpy as np
@@ -45,6 +46,7 @@ class TaskFlow:
         self.ids = ids
         self._slots: dict[str, tuple[dict[str, str], int, int, str, tuple[str, ...]]] = {}
         self._counter = 0
+        self._recent_ids: deque[str] = deque(maxlen=200)  # duplicates paraphrase one of these
         self.task_truths: list[TaskTruth] = []
         self.assignment_truths: list[AssignmentTruth] = []
         self.comment_truths: list[CommentTruth] = []
@@ -73,7 +75,7 @@ class TaskFlow:
         task_id = f"{project.project_id}-t{self._counter:05d}"
         duplicate_of = ""
         if self._slots and rng.random() < self.ctx.world.config.duplicate_fraction:
-            duplicate_of = pick(rng, list(self._slots)[-200:])
+            duplicate_of = pick(rng, self._recent_ids)
             slots, points, template, task_type, required = self._slots[duplicate_of]
         else:
             task_type = str(rng.choice(list(project.type_mix), p=list(project.type_mix.values())))
@@ -83,6 +85,7 @@ class TaskFlow:
             required = tuple(str(s) for s in rng.choice(pool, size=int(rng.integers(1, 4)), replace=False))
         title, description, template = task_text(rng, task_type, points, slots, avoid_template=template)
         self._slots[task_id] = (slots, points, template, task_type, required)
+        self._recent_ids.append(task_id)
         priority = e.Priority.ValueType(int(rng.choice(4, p=PRIORITY_PROBS)) + 1)
         milestone = next((m for m in project.milestones if m.window_end >= t), project.milestones[-1])
         recent = self.ctx.recent[project.project_id]
