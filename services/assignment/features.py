@@ -24,6 +24,9 @@ FEATURE_SCHEMA = "assignment-v1"
 """Bumped whenever the layout changes; stored in every exported model and checked when serving."""
 TASK_TYPES: tuple[str, ...] = ("bug", "feature", "design", "docs", "ops", "research", "data", "qa", "other")
 SKILL_BUCKETS = 16
+ROLE_BUCKETS = 8
+GRID = 1024.0
+GRID_MAX = 4096.0
 TEXT_DIM = 16
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -39,6 +42,7 @@ class PersonFeatures:
     skills: Mapping[str, int] = field(default_factory=dict)
     """skill -> level 1..5"""
     seniority: int = 0
+    role: str = ""
     capacity_hours: float = 40.0
     open_tasks: int = 0
     open_hours: float = 0.0
@@ -70,7 +74,8 @@ class TaskFeatures:
 
 def _names() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     person = ("p_seniority", "p_capacity", "p_open_tasks", "p_open_hours", "p_free_hours", "p_done_total",
-              *(f"p_skill_{i}" for i in range(SKILL_BUCKETS)), *(f"p_share_{t}" for t in TASK_TYPES))
+              *(f"p_skill_{i}" for i in range(SKILL_BUCKETS)), *(f"p_share_{t}" for t in TASK_TYPES),
+              *(f"p_role_{i}" for i in range(ROLE_BUCKETS)))
     task = (*(f"t_type_{t}" for t in TASK_TYPES), "t_priority", "t_estimate", "t_n_skills",
             *(f"t_skill_{i}" for i in range(SKILL_BUCKETS)), *(f"t_text_{i}" for i in range(TEXT_DIM)))
     pair = ("x_skill_coverage", "x_skill_level_mean", "x_skill_level_min", "x_type_done", "x_type_share",
@@ -93,6 +98,7 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "speed": ("x_type_hours",),
     "project": ("x_project_member", "x_project_recent", "x_project_share"),
     "seniority": ("p_seniority", "p_capacity"),
+    "role": tuple(f"p_role_{i}" for i in range(ROLE_BUCKETS)),
 }
 """Feature groups whose contribution is reported as a reason (person-side features only: the task's
 own features do not tell candidates apart)."""
@@ -139,8 +145,11 @@ def person_block(p: PersonFeatures) -> Matrix:
     capacity = max(p.capacity_hours, 1.0)
     scalars = [p.seniority / 5.0, capacity / 40.0, math.log1p(p.open_tasks), p.open_hours / 40.0,
                (capacity - p.open_hours) / 40.0, math.log1p(done_total)]
+    role = np.zeros(ROLE_BUCKETS, dtype=np.float32)
+    if p.role:
+        role[_bucket(p.role.lower(), ROLE_BUCKETS)] = 1.0
     return np.concatenate([np.asarray(scalars, dtype=np.float32), skill_vector(p.skills),
-                           np.asarray(shares, dtype=np.float32)])
+                           np.asarray(shares, dtype=np.float32), role])
 
 
 def pair_block(task: TaskFeatures, p: PersonFeatures) -> Matrix:
@@ -168,10 +177,17 @@ def pair_block(task: TaskFeatures, p: PersonFeatures) -> Matrix:
 
 
 def feature_matrix(task: TaskFeatures, people: Sequence[PersonFeatures]) -> Matrix:
-    """One row per candidate, columns in :data:`FEATURE_NAMES` order."""
+    """One row per candidate, columns in :data:`FEATURE_NAMES` order, on a grid of 1/1024.
+
+    The grid keeps the trees exact in ONNX: LightGBM splits half-way between two values in float64, and
+    ONNX stores thresholds in float32; on the grid every half-way point is a float32 too, so no row can
+    fall on the other side of a rounded threshold.
+    """
     t = task_block(task)
     rows = [np.concatenate([person_block(p), t, pair_block(task, p)]) for p in people]
-    return np.stack(rows).astype(np.float32) if rows else np.zeros((0, N_FEATURES), dtype=np.float32)
+    if not rows:
+        return np.zeros((0, N_FEATURES), dtype=np.float32)
+    return (np.round(np.clip(np.stack(rows), -GRID_MAX, GRID_MAX) * GRID) / GRID).astype(np.float32)
 
 
 def column(name: str) -> int:
@@ -194,6 +210,8 @@ def describe_reason(group: str, task: TaskFeatures, p: PersonFeatures) -> str:
     if group == "project":
         member = "member of the project" if task.project_id in p.projects else "not a project member"
         return f"{member}, {p.assigned_by_project.get(task.project_id, 0)} tasks in it"
+    if group == "role":
+        return f"role {p.role or 'unknown'}"
     return f"seniority {p.seniority}"
 
 

@@ -91,7 +91,7 @@ def _user_joined(store: FeatureStore, env: Envelope) -> None:
     e, at = env.user_joined, occurred_at(env)
     p = _person(store, env.tenant_id, e.user_id)
     store.put_person(env.tenant_id, replace(
-        p, skills={s.name: int(s.level) for s in e.skills}, seniority=int(e.seniority),
+        p, skills={s.name: int(s.level) for s in e.skills}, seniority=int(e.seniority), role=e.role,
         capacity_hours=e.capacity_hours_per_week or 40.0, active=True, as_of=max(p.as_of, at)))
 
 
@@ -216,3 +216,40 @@ def task_from_json(text: str | bytes) -> TaskRecord:
     f = d.pop("features")
     f["as_of"], f["required_skills"] = datetime.fromisoformat(f["as_of"]), tuple(f["required_skills"])
     return TaskRecord(TaskFeatures(**f), **d)
+
+
+class RedisFeatureStore:
+    """The online rows in Redis: one hash of people and one of tasks per tenant (one round trip per read)."""
+
+    def __init__(self, url: str, namespace: str = "assignment") -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        self._ns = namespace
+
+    def _key(self, tenant_id: str, kind: str) -> str:
+        return f"{self._ns}:{tenant_id}:{kind}"
+
+    def people(self, tenant_id: str, user_ids: Sequence[str] | None = None) -> list[PersonFeatures]:
+        key = self._key(tenant_id, "people")
+        if user_ids is None:
+            rows = [person_from_json(v) for v in self._redis.hgetall(key).values()]  # type: ignore[union-attr]
+            return sorted((p for p in rows if p.active), key=lambda p: p.user_id)
+        if not user_ids:
+            return []
+        values = self._redis.hmget(key, list(user_ids))
+        return [person_from_json(v) for v in values if v is not None]  # type: ignore[union-attr]
+
+    def person(self, tenant_id: str, user_id: str) -> PersonFeatures | None:
+        value = self._redis.hget(self._key(tenant_id, "people"), user_id)
+        return None if value is None else person_from_json(value)  # type: ignore[arg-type]
+
+    def task(self, tenant_id: str, task_id: str) -> TaskRecord | None:
+        value = self._redis.hget(self._key(tenant_id, "tasks"), task_id)
+        return None if value is None else task_from_json(value)  # type: ignore[arg-type]
+
+    def put_person(self, tenant_id: str, person: PersonFeatures) -> None:
+        self._redis.hset(self._key(tenant_id, "people"), person.user_id, person_to_json(person))
+
+    def put_task(self, tenant_id: str, task: TaskRecord) -> None:
+        self._redis.hset(self._key(tenant_id, "tasks"), task.features.task_id, task_to_json(task))
