@@ -1,0 +1,145 @@
+"""Features against the real local Redis (and Kafka for the backfill); each test has its own project."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Producer
+from sunday.ml.v1 import events_pb2 as e
+
+from mesh.config import MeshSettings
+from mesh.events import TopicRegistry, encode, partition_key
+from mesh.features import (
+    DEFAULT_VIEWS,
+    TASK_VIEW,
+    USER_VIEW,
+    FeastFeatureClient,
+    FeatureIngestor,
+    FeatureRecord,
+    FeatureRepo,
+    FeatureRepoConfig,
+    RedisAggregates,
+    build_ingestor,
+    replay,
+    replay_log,
+    replay_topic,
+)
+from tests.unit.features._stream import T0, env, stream
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redis_ingestors(tmp_path: Path) -> Iterator[list[FeatureIngestor]]:
+    """Call `make()` for a fresh Redis-backed store; everything under its namespace is removed afterwards."""
+    made: list[FeatureIngestor] = []
+    yield made
+    for ing in made:
+        assert isinstance(ing.aggregates, RedisAggregates)
+        ing.aggregates.clear()
+        ing.repo.store().teardown()
+
+
+def _make(made: list[FeatureIngestor], tmp_path: Path) -> FeatureIngestor:
+    repo = FeatureRepo(FeatureRepoConfig(f"it_{uuid.uuid4().hex[:10]}", tmp_path / "repo", tmp_path / "off", "redis",
+                                         MeshSettings().redis.url))
+    repo.apply()
+    made.append(build_ingestor(repo))
+    return made[-1]
+
+
+def _online(ing: FeatureIngestor) -> dict[tuple[str, str], FeatureRecord[object] | None]:
+    out: dict[tuple[str, str], FeatureRecord[object] | None] = {}
+    for view in DEFAULT_VIEWS:
+        keys = [k.split(":", 1)[1].rstrip(":") for k in ing.aggregates.keys(view.state_type.kind)]
+        out.update(zip([(view.name, k) for k in keys], ing.client.get_online(view, keys), strict=True))
+    assert out
+    return out
+
+
+def test_older_event_does_not_overwrite_newer_on_redis(redis_ingestors: list[FeatureIngestor],
+                                                         tmp_path: Path) -> None:
+    ing = _make(redis_ingestors, tmp_path)
+    ing.handle(env("t", e.TaskStatusChanged(task_id="k", to_status=e.TASK_STATUS_IN_REVIEW), T0 + timedelta(hours=2)))
+    ing.handle(env("t", e.TaskStatusChanged(task_id="k", to_status=e.TASK_STATUS_IN_PROGRESS), T0))
+    (row,) = ing.client.get_online(TASK_VIEW, ["t:k"])
+    assert row is not None
+    assert row.features.status == e.TASK_STATUS_IN_REVIEW and row.features.n_status_changes == 2
+    assert row.event_timestamp == T0 + timedelta(hours=2)
+
+
+def test_same_event_concurrently_is_applied_once(redis_ingestors: list[FeatureIngestor], tmp_path: Path) -> None:
+    ing = _make(redis_ingestors, tmp_path)
+    other = build_ingestor(ing.repo)  # a second consumer process on the same store
+    ev = env("t", e.TaskCommented(task_id="k", project_id="p", comment_id="c", author_id="u"), T0)
+    barrier = threading.Barrier(2)
+
+    def run(target: FeatureIngestor) -> None:
+        barrier.wait()
+        target.handle(ev)
+
+    threads = [threading.Thread(target=run, args=(x,)) for x in (ing, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    (row,) = ing.client.get_online(TASK_VIEW, ["t:k"])
+    assert row is not None and row.features.n_comments == 1
+
+
+def test_live_equals_replay_of_log_and_of_kafka_topic(redis_ingestors: list[FeatureIngestor], tmp_path: Path) -> None:
+    events = stream(seed=11, tenants=2, users=4, tasks=6)
+    live = _make(redis_ingestors, tmp_path)
+    for i in range(0, len(events), 5):  # poll-sized batches, as the consumer runner delivers them
+        live.handle_batch([*map(_logged, events[i: i + 5])])
+    expected = _online(live)
+    assert live.event_log is not None
+
+    from_log = _make(redis_ingestors, tmp_path)
+    replay_log(from_log, live.event_log.root)
+    twice = replay_log(from_log, live.event_log.root)
+    assert _online(from_log) == expected and twice.applied == 0
+
+    settings = MeshSettings()
+    topic = f"test-{uuid.uuid4().hex[:8]}.sunday.all"
+    producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    for ev in events:  # one partition: total order, as the live run saw it
+        producer.produce(topic, encode(ev), key=partition_key(ev))
+    assert producer.flush(30) == 0
+    from_topic = _make(redis_ingestors, tmp_path)
+    stats = replay_topic(from_topic, settings.kafka, topic, 0)
+    assert stats.events == len(events) and stats.invalid == 0
+    assert _online(from_topic) == expected
+    assert from_topic.event_log is not None and from_topic.event_log.count() == len(events)
+
+
+def _logged(ev: object) -> object:
+    from mesh.features import LoggedEvent
+
+    return LoggedEvent(ev)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [1, 64])
+def test_online_read_batches_sync_and_async(redis_ingestors: list[FeatureIngestor], tmp_path: Path, n: int) -> None:
+    ing = _make(redis_ingestors, tmp_path)
+    replay(ing, [env("t", e.UserActivity(user_id=f"u{i}", action="login"), T0 + timedelta(minutes=i))
+                 for i in range(n)])
+    keys = [f"t:u{i}" for i in range(n)]
+    client = FeastFeatureClient(ing.repo)
+    rows = client.get_online(USER_VIEW, keys)
+    rows_async = asyncio.run(client.get_online_async(USER_VIEW, keys))
+    assert rows == rows_async
+    for i, row in enumerate(rows):
+        assert row is not None and row.features.last_active == T0 + timedelta(minutes=i)
+    assert client.get_online(USER_VIEW, ["other-tenant:u0"]) == [None]
+
+
+def test_topic_registry_names_features_as_consumer() -> None:
+    topics = FeatureIngestor.topics(TopicRegistry("x."))
+    assert "x.sunday.tasks" in topics and all(t.startswith("x.sunday.") for t in topics)
