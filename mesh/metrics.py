@@ -61,7 +61,7 @@ def ranking_quality(lists: Iterable[tuple[Scores, int]]) -> RankingQuality:
     return RankingQuality(float(mean[0]), float(mean[1]), float(mean[2]), len(rows))
 
 
-def split_scores(scores: Scores, sizes: Sequence[int]) -> list[Scores]:
+def split_scores(scores: Scores, sizes: Sequence[int] | npt.NDArray[Any]) -> list[Scores]:
     """Cut a flat score vector into consecutive lists of the given sizes."""
     if int(np.sum(sizes)) != len(scores):
         raise ValueError(f"{len(scores)} scores for lists of {int(np.sum(sizes))} items")

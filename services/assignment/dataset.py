@@ -113,4 +113,4 @@ def split_by_week(data: RankingSet, val_weeks: int = 1, test_weeks: int = 1) -> 
              np.flatnonzero(at >= test_start.timestamp())]
     if any(len(p) == 0 for p in parts):
         raise ValueError(f"a split is empty (train/val/test lists: {[len(p) for p in parts]}); simulate more weeks")
-    return Split(*(data.subset(p) for p in parts), val_start, test_start)
+    return Split(data.subset(parts[0]), data.subset(parts[1]), data.subset(parts[2]), val_start, test_start)

@@ -187,7 +187,8 @@ def feature_matrix(task: TaskFeatures, people: Sequence[PersonFeatures]) -> Matr
     rows = [np.concatenate([person_block(p), t, pair_block(task, p)]) for p in people]
     if not rows:
         return np.zeros((0, N_FEATURES), dtype=np.float32)
-    return (np.round(np.clip(np.stack(rows), -GRID_MAX, GRID_MAX) * GRID) / GRID).astype(np.float32)
+    grid: Matrix = (np.round(np.clip(np.stack(rows), -GRID_MAX, GRID_MAX) * GRID) / GRID).astype(np.float32)
+    return grid
 
 
 def column(name: str) -> int:
@@ -199,7 +200,8 @@ def describe_reason(group: str, task: TaskFeatures, p: PersonFeatures) -> str:
     kind = task_type_of(task.task_type)
     if group == "skills":
         have = [s for s in task.required_skills if s.lower() in {k.lower() for k in p.skills}]
-        return f"has {len(have)}/{len(task.required_skills)} required skills" + (f" ({', '.join(have)})" if have else "")
+        listed = f" ({', '.join(have)})" if have else ""
+        return f"has {len(have)}/{len(task.required_skills)} required skills{listed}"
     if group == "workload":
         return f"{p.open_tasks} open tasks, {p.open_hours:.0f}h of {p.capacity_hours:.0f}h/week planned"
     if group == "experience":

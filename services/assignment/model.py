@@ -50,6 +50,8 @@ class RankerNet(nn.Module):
         n_person = PERSON_SLICE.stop - PERSON_SLICE.start
         n_task = TASK_SLICE.stop - TASK_SLICE.start
         n_pair = PAIR_SLICE.stop - PAIR_SLICE.start
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.from_numpy(mean.astype(np.float32)))
         self.register_buffer("std", torch.from_numpy(std.astype(np.float32)))
         self.person = nn.Sequential(nn.Linear(n_person, hidden), nn.ReLU(), nn.Linear(hidden, embed))
@@ -94,12 +96,14 @@ def net_scorer(net: RankerNet) -> Scorer:
     def score(x: Matrix) -> Scores:
         net.eval()
         with torch.no_grad():
-            return net(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy().reshape(-1).astype(np.float64)
+            out: Scores = net(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy().reshape(-1)
+            return out.astype(np.float64)
     return score
 
 
-def train_net(train: RankingSet, val: RankingSet, options: NetOptions = NetOptions()) -> RankerNet:
+def train_net(train: RankingSet, val: RankingSet, options: NetOptions | None = None) -> RankerNet:
     """Listwise softmax cross-entropy over each task's candidates; keeps the epoch best on validation."""
+    options = options or NetOptions()
     torch.manual_seed(options.seed)
     torch.set_num_threads(options.threads)
     net = RankerNet(train.x.mean(axis=0), train.x.std(axis=0) + 1e-3)
@@ -114,7 +118,7 @@ def train_net(train: RankingSet, val: RankingSet, options: NetOptions = NetOptio
             scores = net(xb.reshape(-1, xb.shape[-1])).reshape(mb.shape).masked_fill(~mb, -1e9)
             loss = nn.functional.cross_entropy(scores, target[batch])
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
         quality = evaluate(net_scorer(net), val).ndcg_at_5
         if quality > best:
@@ -139,8 +143,9 @@ class LambdaMartOptions:
     threads: int = 2
 
 
-def train_lambdamart(train: RankingSet, val: RankingSet, options: LambdaMartOptions = LambdaMartOptions()) -> Any:
+def train_lambdamart(train: RankingSet, val: RankingSet, options: LambdaMartOptions | None = None) -> Any:
     """LightGBM ``lambdarank``, early-stopped on validation NDCG@5; returns the fitted ``Booster``."""
+    options = options or LambdaMartOptions()
     params = {
         "objective": "lambdarank", "learning_rate": options.learning_rate, "num_leaves": options.num_leaves,
         "min_data_in_leaf": options.min_child_samples, "bagging_fraction": 0.8, "bagging_freq": 1,

@@ -21,7 +21,7 @@ class AssignmentServicer(assignment_pb2_grpc.AssignmentServiceServicer):
     def __init__(self, ranker: AssignmentRanker) -> None:
         self._ranker = ranker
 
-    async def RankAssignees(  # noqa: N802 - the generated method name
+    async def RankAssignees(
         self, request: assignment_pb2.RankAssigneesRequest, context: grpc.aio.ServicerContext[
             assignment_pb2.RankAssigneesRequest, assignment_pb2.RankAssigneesResponse],
     ) -> assignment_pb2.RankAssigneesResponse:

@@ -128,7 +128,9 @@ def _task_updated(store: FeatureStore, env: Envelope) -> None:
     f = record.features
     changes: dict[str, Any] = {"as_of": max(f.as_of, occurred_at(env))}
     if e.HasField("title") or e.HasField("description"):
-        changes["text"] = f"{e.title if e.HasField('title') else ''} {e.description if e.HasField('description') else ''}"
+        title = e.title if e.HasField("title") else ""
+        description = e.description if e.HasField("description") else ""
+        changes["text"] = f"{title} {description}"
     if e.HasField("priority"):
         changes["priority"] = int(e.priority)
     if e.required_skills:
@@ -168,7 +170,8 @@ def _task_completed(store: FeatureStore, env: Envelope) -> Label | None:
         holder = _person(store, env.tenant_id, record.assignee_id)
         store.put_person(env.tenant_id, replace(
             holder, open_tasks=max(holder.open_tasks - 1, 0),
-            open_hours=max(holder.open_hours - max(record.features.estimate_hours, 0.0), 0.0), as_of=max(holder.as_of, at)))
+            open_hours=max(holder.open_hours - max(record.features.estimate_hours, 0.0), 0.0),
+            as_of=max(holder.as_of, at)))
     if user_id:
         p = _person(store, env.tenant_id, user_id)
         store.put_person(env.tenant_id, replace(

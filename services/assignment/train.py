@@ -75,12 +75,12 @@ def scorers(net: RankerNet, booster: Any, ensemble: Ensemble) -> dict[str, Score
             **baselines()}
 
 
-def train_all(events: Iterable[Envelope], out_dir: Path, net_options: NetOptions = NetOptions(),
-              lgb_options: LambdaMartOptions = LambdaMartOptions()) -> Trained:
+def train_all(events: Iterable[Envelope], out_dir: Path, net_options: NetOptions | None = None,
+              lgb_options: LambdaMartOptions | None = None) -> Trained:
     split = split_by_week(build_dataset(events))
     log.info("lists: train %d, val %d, test %d", len(split.train), len(split.val), len(split.test))
-    net = train_net(split.train, split.val, net_options)
-    booster = train_lambdamart(split.train, split.val, lgb_options)
+    net = train_net(split.train, split.val, net_options or NetOptions())
+    booster = train_lambdamart(split.train, split.val, lgb_options or LambdaMartOptions())
     ensemble = fit_ensemble(net_scorer(net), lambdamart_scorer(booster), split.train, split.val)
     exported = export_all(net, booster, ensemble, split.val.x[:512], out_dir, split.train.x.mean(axis=0))
     fns = scorers(net, booster, ensemble)

@@ -1,0 +1,64 @@
+"""`python -m services.assignment`: wiring only (settings, telemetry, clients, model, consumer, gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from pydantic import Field
+
+from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RedisDedupe, RunnerOptions, ensure_topics
+from mesh.config import MeshSettings
+from mesh.events import TopicRegistry
+from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
+from mesh.serving import serve
+from mesh.telemetry import serve_metrics, setup_tracing
+from services.assignment.handlers import AssignmentHandler, JsonlLabelSink
+from services.assignment.ranker import MODEL_NAME, AssignmentRanker
+from services.assignment.server import binding
+from services.assignment.state import RedisFeatureStore
+
+TOPICS = ("tasks", "users", "projects")
+GROUP = "assignment"
+
+
+class AssignmentSettings(MeshSettings):
+    grpc_port: int = Field(50061, ge=0, lt=65536, description="port of AssignmentService (0 = any free port)")
+    model_alias: str = Field(CHAMPION, description="registry alias the service serves and follows")
+
+
+async def run(settings: AssignmentSettings) -> None:
+    setup_tracing(settings.telemetry)
+    serve_metrics(settings.telemetry.metrics_port)
+    registry = TopicRegistry(settings.kafka.topic_prefix)
+    ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "dlq"])
+    model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models)
+    await model.start()
+    store = RedisFeatureStore(settings.redis.url)
+    ranker = AssignmentRanker(store, model)
+    publisher = KafkaPublisher(settings.kafka, registry)
+    labels = JsonlLabelSink(settings.features.offline_dir / "assignment" / "labels.jsonl")
+    runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
+                            topics=TOPICS, group_id=GROUP, handler=AssignmentHandler(store, ranker, publisher, labels),
+                            dedupe=RedisDedupe(settings.redis.url), options=RunnerOptions())
+    consumer = threading.Thread(target=runner.run, name="assignment-consumer", daemon=True)
+    consumer.start()
+    try:
+        await serve([binding(ranker)], settings, settings.grpc_port)
+    finally:
+        runner.stop()
+        await asyncio.to_thread(consumer.join)
+        publisher.close()
+        await model.aclose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = AssignmentSettings()  # type: ignore[call-arg]  # pydantic-settings reads the environment
+    settings.telemetry.service_name = "assignment"
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()
