@@ -7,6 +7,7 @@ Adding a view is a few lines: a frozen dataclass for the row, a function state -
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable
@@ -58,8 +59,7 @@ class ViewSpec(Generic[S, R]):
         return f"{self.name}_push"
 
     def fields(self) -> list[tuple[str, FeastType]]:
-        hints = typing.get_type_hints(self.row_type)
-        return [(f.name, feast_type(hints[f.name])) for f in dataclasses.fields(self.row_type)]  # type: ignore[arg-type]
+        return list(field_types(self.row_type))
 
     def feature_refs(self) -> list[str]:
         return [f"{self.name}:{name}" for name, _ in self.fields()]
@@ -97,15 +97,17 @@ def row_to_columns(row: object) -> dict[str, object]:
     return out
 
 
+@functools.cache
+def field_types(row_type: Any) -> tuple[tuple[str, FeastType], ...]:
+    """(name, Feast type) of each field of a row dataclass (cached: type hints are slow to resolve)."""
+    hints = typing.get_type_hints(row_type)
+    return tuple((f.name, feast_type(hints[f.name])) for f in dataclasses.fields(row_type))
+
+
 def row_from_values(row_type: type[R], values: dict[str, object]) -> R:
     """Feast values (lists, numpy scalars, None) -> the typed row; missing values take the field default."""
-    hints = typing.get_type_hints(row_type)
-    kwargs: dict[str, object] = {}
-    for f in dataclasses.fields(row_type):  # type: ignore[arg-type]
-        value = values.get(f.name)
-        if value is None:
-            continue
-        kwargs[f.name] = _coerce(feast_type(hints[f.name]), value)
+    kwargs = {name: _coerce(kind, values[name]) for name, kind in field_types(row_type)
+              if values.get(name) is not None}
     return row_type(**kwargs)
 
 
