@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from gateway.devtools import harness, stub_backend
 
@@ -114,3 +116,24 @@ async def test_pending_capability_answers_503_problem(http: httpx.AsyncClient) -
     response = await http.post("/v1/anomaly/predict", json={}, headers=_bearer(token))
     assert response.status_code == 503 and response.headers["retry-after"] == "5"
     assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_http_span_and_grpc_call_share_one_trace(span_exporter: InMemorySpanExporter) -> None:
+    server, port = await stub_backend.start(0)
+    try:
+        app = harness.build(harness.gateway_settings(backend=f"127.0.0.1:{port}"))
+        async with harness.lifespan_client(app) as http:
+            token = await harness.token(http, await harness.create_client(http, "acme"))
+            span_exporter.clear()
+            ranked = await http.post("/v1/assignment/rank", json={"task_id": "task-1"}, headers=_bearer(token))
+    finally:
+        await server.stop(None)
+    spans = span_exporter.get_finished_spans()
+    http_spans = [s for s in spans if s.kind == SpanKind.SERVER and "/v1/assignment/rank" in s.name]
+    grpc_client = [s for s in spans if s.kind == SpanKind.CLIENT and "RankAssignees" in s.name]
+    grpc_server = [s for s in spans if s.kind == SpanKind.SERVER and "RankAssignees" in s.name]
+    assert http_spans and grpc_client and grpc_server
+    trace_id = http_spans[0].context.trace_id
+    assert grpc_client[0].context.trace_id == grpc_server[0].context.trace_id == trace_id
+    # the service saw the same trace (it stamps it into the prediction's provenance)
+    assert ranked.json()["provenance"]["trace_id"] == format(trace_id, "032x")

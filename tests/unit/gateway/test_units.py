@@ -40,7 +40,8 @@ def _ring(auth: AuthSettings, clock: float | None = None) -> KeyRing:
 
 
 def _issue(ring: KeyRing) -> str:
-    return ring.issue(tenant_id="acme", client_id="cl_1", scopes=frozenset({"assignment:read"}), plan="free").access_token
+    issued = ring.issue(tenant_id="acme", client_id="cl_1", scopes=frozenset({"assignment:read"}), plan="free")
+    return issued.access_token
 
 
 def test_token_roundtrip_and_rotation_by_kid() -> None:
