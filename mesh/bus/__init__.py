@@ -15,10 +15,11 @@ from mesh.bus._kafka import KafkaConsumerTransport, KafkaProducerTransport, chec
 from mesh.bus._memory import InMemoryBroker, InMemoryConsumer, InMemoryProducer
 from mesh.bus._policy import DeadLetterPolicy, RetryPolicy
 from mesh.bus._publisher import KafkaPublisher, Publisher
-from mesh.bus._runner import ConsumerRunner, Handler, RunnerOptions, RunStats
+from mesh.bus._runner import BatchHandler, ConsumerRunner, Handler, RunnerOptions, RunStats
 from mesh.bus._transport import ConsumerTransport, Message, ProducerTransport
 
 __all__ = [
+    "BatchHandler",
     "BrokerUnavailable",
     "BusError",
     "ConsumerRunner",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -39,6 +40,7 @@ from mesh.telemetry import names as n
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], None]
+BatchHandler = Callable[[Sequence[Envelope]], None]
 
 
 @dataclass
@@ -79,7 +81,8 @@ class ConsumerRunner:
         publisher: Publisher,
         topics: Sequence[str],
         group_id: str,
-        handler: Handler,
+        handler: Handler | None = None,
+        batch_handler: BatchHandler | None = None,
         retry: RetryPolicy | None = None,
         dead_letter: DeadLetterPolicy | None = None,
         dedupe: DedupeStore | None = None,
@@ -90,7 +93,10 @@ class ConsumerRunner:
         self._registry = publisher.registry
         self._allowed = {self._registry.physical(t): set(self._registry.spec(t).event_types) for t in topics}
         self._group = group_id
-        self._handler = handler
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler (per event) or batch_handler (per batch)")
+        self._batch_handler = batch_handler
+        self._handler: Handler = handler or (lambda env: batch_handler([env]))  # type: ignore[misc]
         self._retry = retry or RetryPolicy()
         self._dlq = dead_letter or DeadLetterPolicy()
         self._dedupe = dedupe
@@ -145,6 +151,10 @@ class ConsumerRunner:
         done = self._dedupe.seen_many(self._group, ids) if self._dedupe is not None else set()
         handled: list[str] = []
         try:
+            if self._batch_handler is not None and self._handle_bulk(batch, decoded, done, stats, handled):
+                for msg in batch:
+                    offsets[(msg.topic, msg.partition)] = msg.offset + 1
+                return
             for msg, env in zip(batch, decoded, strict=True):
                 if isinstance(env, InvalidEvent):
                     self._dead_letter(msg, str(env), stats)
@@ -158,6 +168,45 @@ class ConsumerRunner:
                 self._dedupe.mark_many(self._group, handled)
             self._consumer.commit(offsets)
         stats.batches += 1
+
+    def _handle_bulk(self, batch: list[Message], decoded: list[Envelope | InvalidEvent], done: set[str],
+                     stats: RunStats, handled: list[str]) -> bool:
+        """The whole batch through the batch handler in one call (invalid ones dead-lettered first).
+
+        Returns False, having applied nothing, when the handler rejects the batch: the caller then
+        goes event by event so that only the poison event is dead-lettered.
+        """
+        assert self._batch_handler is not None
+        fresh: list[tuple[Message, Envelope]] = []
+        for msg, env in zip(batch, decoded, strict=True):
+            if isinstance(env, InvalidEvent):
+                self._dead_letter(msg, str(env), stats)
+            elif env.event_id in done:
+                stats.duplicates += 1
+                EVENTS_DUPLICATES.labels(msg.topic, self._group).inc()
+            else:
+                done.add(env.event_id)
+                fresh.append((msg, env))
+        if not fresh:
+            return True
+        links = [trace.Link(s.get_span_context()) for s in
+                 (trace.get_current_span(context_from_headers(m.headers)) for m, _ in fresh[:64])
+                 if s.get_span_context().is_valid]
+        envs = [env for _, env in fresh]
+        handler = self._batch_handler
+        try:
+            self._with_retries(fresh[0][0], f"batch of {len(envs)}", lambda: handler(envs), None, links,
+                               {"messaging.batch.message_count": len(envs)})
+        except InvalidEvent:
+            for _, env in fresh:
+                done.discard(env.event_id)
+            return False
+        for msg, env in fresh:
+            handled.append(env.event_id)
+            EVENTS_HANDLED.labels(msg.topic, self._group).inc()
+        stats.handled += len(fresh)
+        self._consecutive_invalid = 0
+        return True
 
     def _decode(self, msg: Message) -> Envelope | InvalidEvent:
         try:
@@ -187,28 +236,33 @@ class ConsumerRunner:
         return True
 
     def _handle(self, msg: Message, env: Envelope, stats: RunStats) -> None:
-        parent = context_from_headers(msg.headers)
+        stats.retries += self._with_retries(
+            msg, f"{env.type} {env.event_id}", lambda: self._handler(env), context_from_headers(msg.headers), [],
+            {"messaging.message.id": env.event_id, "sunday.event_type": env.type, "sunday.tenant_id": env.tenant_id})
+
+    def _with_retries(self, msg: Message, what: str, call: Callable[[], None], parent: otel_context.Context | None,
+                      links: list[trace.Link], extra: dict[str, str | int]) -> int:
+        """Run ``call`` in a handler span, retrying TransientError by the policy; returns the retries."""
         attempt = 1
         while True:
             with self._tracer.start_as_current_span(
-                n.SPAN_HANDLE, context=parent, kind=SpanKind.CONSUMER,
+                n.SPAN_HANDLE, context=parent, kind=SpanKind.CONSUMER, links=links,
                 attributes={"messaging.destination.name": msg.topic, "messaging.kafka.partition": msg.partition,
-                            "messaging.kafka.offset": msg.offset, "messaging.message.id": env.event_id,
-                            "messaging.consumer.group.name": self._group, "sunday.event_type": env.type,
-                            "sunday.tenant_id": env.tenant_id, "sunday.attempt": attempt},
+                            "messaging.kafka.offset": msg.offset, "messaging.consumer.group.name": self._group,
+                            "sunday.attempt": attempt, **extra},
             ) as span:
                 started = time.perf_counter()
                 try:
-                    self._handler(env)
+                    call()
                     HANDLER_SECONDS.labels(msg.topic, self._group).observe(time.perf_counter() - started)
-                    return
+                    return attempt - 1
                 except TransientError as exc:
                     span.set_status(Status(StatusCode.ERROR, str(exc)))
                     EVENTS_FAILED.labels(msg.topic, self._group, "transient").inc()
                     if attempt >= self._retry.max_attempts:
                         raise RetriesExhausted(
-                            f"{env.type} {env.event_id} at {msg.topic}[{msg.partition}]@{msg.offset} failed "
-                            f"{attempt} times: {exc}") from exc
+                            f"{what} at {msg.topic}[{msg.partition}]@{msg.offset} failed {attempt} times: {exc}"
+                        ) from exc
                 except InvalidEvent:
                     span.set_status(Status(StatusCode.ERROR, "invalid"))
                     raise
@@ -216,9 +270,8 @@ class ConsumerRunner:
                     span.record_exception(exc)
                     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                     EVENTS_FAILED.labels(msg.topic, self._group, "error").inc()
-                    log.exception("handler failed on %s %s", env.type, env.event_id)
+                    log.exception("handler failed on %s", what)
                     raise InvalidEvent(f"{type(exc).__name__}: {exc}") from exc
-            stats.retries += 1
             if self._stop.wait(self._retry.backoff_s(attempt)):
                 raise RetriesExhausted("stopped while retrying a transient failure; not committed")
             attempt += 1

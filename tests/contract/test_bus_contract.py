@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -194,3 +194,33 @@ def test_published_bytes_decode_to_the_same_envelope(backend: Backend) -> None:
     assert decode(msg.value) == env
     assert msg.key == b"tenant-a:task-7"
     assert msg.header("tenant-id") == b"tenant-a"
+
+
+def test_batch_handler_gets_whole_batches_and_isolates_a_poison_event(backend: Backend) -> None:
+    sent = [_task(i) for i in range(40)]
+    for env in sent:
+        backend.publisher.publish(env)
+    backend.publisher.flush()
+    calls: list[int] = []
+    applied: list[str] = []
+
+    def batch(envs: Sequence[Envelope]) -> None:
+        calls.append(len(envs))
+        if any(env.task_created.task_id == "task-13" for env in envs):
+            raise ValueError("task-13 cannot be handled")
+        applied.extend(env.event_id for env in envs)
+
+    runner = ConsumerRunner(consumer=backend.consumer("gb"), publisher=backend.publisher, topics=["tasks"],
+                            group_id="gb", batch_handler=batch,
+                            options=RunnerOptions(batch_size=50, poll_timeout_s=0.2, idle_timeout_s=20,
+                                                  max_messages=40))
+    stats = runner.run()
+    assert stats.handled == 39 and stats.dead_lettered == 1
+    assert sorted(applied) == sorted(env.event_id for env in sent if env.task_created.task_id != "task-13")
+    assert max(calls) > 1  # really batched
+    assert "task-13 cannot be handled" in stats.dlq_reasons[0]
+
+
+def test_runner_needs_exactly_one_handler(backend: Backend) -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        ConsumerRunner(consumer=backend.consumer("gx"), publisher=backend.publisher, topics=["tasks"], group_id="gx")
