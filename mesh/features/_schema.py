@@ -7,7 +7,6 @@ Adding a view is a few lines: a frozen dataclass for the row, a function state -
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 from collections.abc import Callable
@@ -97,11 +96,16 @@ def row_to_columns(row: object) -> dict[str, object]:
     return out
 
 
-@functools.cache
-def field_types(row_type: Any) -> tuple[tuple[str, FeastType], ...]:
+_FIELD_TYPES: dict[object, tuple[tuple[str, FeastType], ...]] = {}
+
+
+def field_types(row_type: object) -> tuple[tuple[str, FeastType], ...]:
     """(name, Feast type) of each field of a row dataclass (cached: type hints are slow to resolve)."""
-    hints = typing.get_type_hints(row_type)
-    return tuple((f.name, feast_type(hints[f.name])) for f in dataclasses.fields(row_type))
+    if row_type not in _FIELD_TYPES:
+        hints = typing.get_type_hints(row_type)
+        fields = dataclasses.fields(row_type)  # type: ignore[arg-type]
+        _FIELD_TYPES[row_type] = tuple((f.name, feast_type(hints[f.name])) for f in fields)
+    return _FIELD_TYPES[row_type]
 
 
 def row_from_values(row_type: type[R], values: dict[str, object]) -> R:
