@@ -88,7 +88,7 @@ def main() -> int:
     settings.kafka.topic_prefix = f"demo-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}."
     _say(f"simulating {args.weeks} week(s) of {args.tenants} tenant(s) x {args.users} people -> Kafka "
          f"(topics {settings.kafka.topic_prefix}*)")
-    sim, n, pub_s = publish_week(settings, args)
+    _sim, n, pub_s = publish_week(settings, args)
     _say(f"published {n} events in {pub_s:.1f}s ({n / pub_s:.0f} events/s)")
     _say("feature ingestion: bus -> Feast online store (Redis) + offline event log")
     counts, features, ing_s = ingest_features(settings, n)
