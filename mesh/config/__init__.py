@@ -10,6 +10,7 @@ from mesh.config._settings import (
     MeshSettings,
     ModelSettings,
     RedisSettings,
+    ServingSettings,
     TelemetrySettings,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "MeshSettings",
     "ModelSettings",
     "RedisSettings",
+    "ServingSettings",
     "TelemetrySettings",
 ]

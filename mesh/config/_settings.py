@@ -47,6 +47,15 @@ class TelemetrySettings(BaseModel):
     exporter: Literal["otlp", "console", "memory", "none"] = Field("none", description="span exporter")
     otlp_endpoint: str = Field("http://127.0.0.1:4317", description="OTLP gRPC endpoint")
     metrics_port: int = Field(0, ge=0, lt=65536, description="Prometheus /metrics port; 0 = do not serve")
+    metrics_host: str = Field("127.0.0.1", description="address /metrics listens on (0.0.0.0 in containers)")
+
+
+class ServingSettings(BaseModel):
+    """The process's gRPC server."""
+
+    host: str = Field("127.0.0.1", description="listen address (0.0.0.0 in containers)")
+    port: int = Field(50051, ge=0, lt=65536, description="gRPC port; 0 = pick a free one")
+    grace_s: float = Field(10.0, ge=0, description="SIGTERM: how long in-flight calls may take to finish")
 
 
 class FeatureSettings(BaseModel):
@@ -80,3 +89,4 @@ class MeshSettings(BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # type: ignore[arg-type]
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
     models: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
+    serving: ServingSettings = Field(default_factory=ServingSettings)  # type: ignore[arg-type]

@@ -22,8 +22,8 @@ HANDLER_SECONDS = Histogram(n.METRIC_HANDLER_SECONDS, "Handler latency", _LABELS
 CONSUMER_LAG = Gauge(n.METRIC_CONSUMER_LAG, "Messages behind the high watermark", (*_LABELS, "partition"))
 
 
-def serve_metrics(port: int) -> None:
-    """Serve /metrics on ``port`` (0 = do not serve)."""
+def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
+    """Serve /metrics on ``host:port`` (port 0 = do not serve)."""
     if port:
-        start_http_server(port, addr="127.0.0.1")
-        log.info("prometheus metrics on http://127.0.0.1:%d/metrics", port)
+        start_http_server(port, addr=host)
+        log.info("prometheus metrics on http://%s:%d/metrics", host, port)
