@@ -1,0 +1,92 @@
+"""Features: the event-fed state, the matrix, point-in-time dataset rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sunday.ml.v1 import common_pb2 as c
+from sunday.ml.v1 import events_pb2 as e
+
+from mesh.events import Envelope, new_envelope
+from mesh.metrics import ndcg_at_k, reciprocal_rank
+from services.assignment.dataset import build_dataset
+from services.assignment.features import N_FEATURES, PersonFeatures, TaskFeatures, column, feature_matrix
+from services.assignment.state import (
+    InMemoryFeatureStore,
+    apply_event,
+    person_from_json,
+    person_to_json,
+    task_from_json,
+    task_to_json,
+)
+
+T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+def env(payload: object, minutes: int = 0) -> Envelope:
+    return new_envelope("t1", payload, producer="test", occurred_at=T0 + timedelta(minutes=minutes))  # type: ignore[arg-type]
+
+
+def stream() -> list[Envelope]:
+    return [
+        env(e.UserJoined(user_id="ana", role="engineer", seniority=3, capacity_hours_per_week=40,
+                         skills=[c.Skill(name="python", level=5), c.Skill(name="sql", level=3)])),
+        env(e.UserJoined(user_id="bo", role="designer", seniority=2, capacity_hours_per_week=30,
+                         skills=[c.Skill(name="figma", level=4)])),
+        env(e.TaskCreated(task_id="t-1", project_id="p", task_type="bug", required_skills=["python"],
+                          estimate_hours=6), 1),
+        env(e.TaskAssigned(task_id="t-1", project_id="p", assignee_id="ana"), 2),
+        env(e.TaskCreated(task_id="t-2", project_id="p", task_type="bug", required_skills=["python"],
+                          estimate_hours=4), 3),
+        env(e.TaskCompleted(task_id="t-1", project_id="p", assignee_id="ana", actual_hours=5), 4),
+        env(e.TaskAssigned(task_id="t-2", project_id="p", assignee_id="ana"), 5),
+    ]
+
+
+def test_events_keep_workload_history_and_labels() -> None:
+    store = InMemoryFeatureStore()
+    labels = [label for ev in stream()[:4] if (label := apply_event(store, ev)) is not None]
+    ana = store.person("t1", "ana")
+    assert ana is not None and ana.open_tasks == 1 and ana.open_hours == 6 and ana.assigned_by_project == {"p": 1}
+    assert [(lb.task_id, lb.user_id, lb.kind) for lb in labels] == [("t-1", "ana", "assigned")]
+    labels = [label for ev in stream()[4:] if (label := apply_event(store, ev)) is not None]
+    ana = store.person("t1", "ana")
+    assert ana is not None and ana.open_tasks == 1 and ana.open_hours == 4
+    assert ana.done_by_type == {"bug": 1} and ana.hours_by_type == {"bug": 5}
+    assert [lb.kind for lb in labels] == ["completed", "assigned"]
+
+
+def test_matrix_reflects_skill_match_and_load() -> None:
+    task = TaskFeatures("t", "p", "bug", 2, ("python", "sql"), 8.0)
+    people = [PersonFeatures("a", {"python": 5, "sql": 5}), PersonFeatures("b", {"figma": 4}, open_hours=20)]
+    x = feature_matrix(task, people)
+    assert x.shape == (2, N_FEATURES) and x.dtype == np.float32
+    assert x[0, column("x_skill_coverage")] == 1.0 and x[1, column("x_skill_coverage")] == 0.0
+    assert x[1, column("x_load_after")] > x[0, column("x_load_after")]
+
+
+def test_dataset_rows_are_as_of_task_creation() -> None:
+    data = build_dataset(stream())
+    assert list(data.sizes) == [2, 2] and list(data.relevant) == [0, 0]
+    first, second = data.x[0], data.x[2]  # ana's rows for t-1 and t-2
+    assert first[column("p_open_tasks")] == 0  # t-1 itself is not in ana's workload when it is created
+    assert abs(second[column("p_open_tasks")] - np.log1p(1)) < 1e-3  # t-1 was open when t-2 was created
+    assert second[column("x_type_done")] == 0  # completed after t-2 was created: not visible
+
+
+def test_rows_survive_the_online_store_encoding() -> None:
+    store = InMemoryFeatureStore()
+    for ev in stream():
+        apply_event(store, ev)
+    ana, task = store.person("t1", "ana"), store.task("t1", "t-2")
+    assert ana is not None and task is not None
+    assert person_from_json(person_to_json(ana)) == ana
+    assert task_from_json(task_to_json(task)) == task
+
+
+def test_metrics_single_relevant_item_with_ties() -> None:
+    assert ndcg_at_k(np.array([3.0, 2.0, 1.0]), 0, 5) == 1.0
+    assert reciprocal_rank(np.array([3.0, 2.0, 1.0]), 2) == 1 / 3
+    assert reciprocal_rank(np.zeros(2), 0) == (1 + 1 / 2) / 2  # a tie counts as a random order
+    assert ndcg_at_k(np.arange(10.0), 0, 5) == 0.0
