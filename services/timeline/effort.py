@@ -192,6 +192,8 @@ class EffortModel:
         return self
 
     def predict(self, texts: Sequence[str]) -> FloatArray:
+        if self._regressor is None:
+            raise RuntimeError("EffortModel is not fitted")
         return self.predict_features(self._features(texts))
 
     def predict_features(self, x: Any) -> FloatArray:
