@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from mesh.features._schema import ViewSpec
 from mesh.features._state import EntityState
 
-TASK_TYPES = ("bug", "feature", "design", "docs", "ops", "research")
+TASK_TYPES = ("bug", "feature", "design", "docs", "ops", "research", "data", "qa")
 """Task types with their own completed-count column; anything else counts as `other`."""
 
 
@@ -54,6 +54,8 @@ class UserFeatures:
     completed_docs: int = 0
     completed_ops: int = 0
     completed_research: int = 0
+    completed_data: int = 0
+    completed_qa: int = 0
     completed_other: int = 0
     speed_ratio: float = 0.0
     """Mean actual/estimate hours over completed, estimated tasks (< 1 is faster than estimated); 0 = none."""
@@ -74,7 +76,8 @@ def user_row(s: UserState) -> UserFeatures:
         est_hours_left=round(sum(s.open_tasks.values()), 6), completed_count=len(s.completed),
         completed_bug=per_type["bug"], completed_feature=per_type["feature"], completed_design=per_type["design"],
         completed_docs=per_type["docs"], completed_ops=per_type["ops"], completed_research=per_type["research"],
-        completed_other=per_type["other"], speed_ratio=round(sum(ratios) / len(ratios), 6) if ratios else 0.0,
+        completed_data=per_type["data"], completed_qa=per_type["qa"], completed_other=per_type["other"],
+        speed_ratio=round(sum(ratios) / len(ratios), 6) if ratios else 0.0,
         speed_samples=len(ratios), last_active=s.last_active,
     )
 
