@@ -1,0 +1,109 @@
+"""End to end on the real broker and Redis: simulator events in -> one prediction per new task, each with
+provenance; a malformed task event goes to the DLQ and the service goes on."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sunday.ml.v1 import events_pb2
+
+from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, Message, RunnerOptions, ensure_topics
+from mesh.config import MeshSettings
+from mesh.events import TopicRegistry, decode, new_envelope
+from services.assignment.handlers import AssignmentHandler
+from services.assignment.ranker import MODEL_NAME, AssignmentRanker
+from services.assignment.state import RedisFeatureStore
+from tests.unit.assignment.helpers import World, small_world
+
+pytestmark = pytest.mark.integration
+TOPICS = ("tasks", "users", "projects")
+WAIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return small_world(tmp_path_factory.mktemp("assignment-e2e"))
+
+
+def drain(settings: MeshSettings, topic: str, want: int) -> list[Message]:
+    """Read ``topic`` until ``want`` records came or WAIT_S passed (bounded polling, no sleep)."""
+    consumer = KafkaConsumerTransport(settings.kafka, f"reader-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([topic])
+    out: list[Message] = []
+    deadline = time.monotonic() + WAIT_S
+    try:
+        while len(out) < want and time.monotonic() < deadline:
+            out.extend(consumer.poll(want - len(out), 0.5))
+    finally:
+        consumer.close()
+    return out
+
+
+@pytest.fixture
+def service(settings: MeshSettings, world: World) -> Iterator[tuple[KafkaPublisher, TopicRegistry, RedisFeatureStore]]:
+    registry = TopicRegistry(settings.kafka.topic_prefix)
+    ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "dlq"])
+    publisher = KafkaPublisher(settings.kafka, registry)
+    store = RedisFeatureStore(settings.redis.url, namespace=f"test-{uuid.uuid4().hex[:8]}")
+    handler = AssignmentHandler(store, AssignmentRanker(store, world.static_model()), publisher)
+    runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, "assignment"), publisher=publisher,
+                            topics=TOPICS, group_id="assignment", handler=handler,
+                            options=RunnerOptions(poll_timeout_s=0.2))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    yield publisher, registry, store
+    runner.stop()
+    thread.join(30)
+    publisher.close()
+
+
+def test_simulated_events_in_predictions_out(service: tuple[KafkaPublisher, TopicRegistry, RedisFeatureStore],
+                                             world: World, settings: MeshSettings,
+                                             span_exporter: object) -> None:
+    publisher, registry, store = service
+    accepted = {t for n in TOPICS for t in registry.spec(n).event_types}
+    events = [ev for ev in world.events if ev.type in accepted]
+    first_task = next(i for i, ev in enumerate(events) if ev.type == "task_created")
+    setup = [ev for ev in events[:first_task] if ev.type not in registry.spec("tasks").event_types]
+    for ev in setup:
+        publisher.publish(ev)
+    publisher.flush()
+    # people must be known before tasks come (topics are not ordered with each other): wait for them
+    joined = {(ev.tenant_id, ev.user_joined.user_id) for ev in setup if ev.type == "user_joined"}
+    assert wait_for_people(store, joined)
+    tasks = [ev for ev in events[first_task:first_task + 40] if ev.type in registry.spec("tasks").event_types]
+    bad = new_envelope("tenant-000", events_pb2.TaskCreated(task_id="bad", project_id="p", priority=42),
+                       producer="test")
+    for ev in tasks[:20]:
+        publisher.publish(ev)
+    publisher.publish_raw("tasks", b"\x08garbage", b"tenant-000:x", [])
+    publisher.publish_raw("tasks", bad.SerializeToString(), b"tenant-000:bad", [])
+    for ev in tasks[20:]:
+        publisher.publish(ev)
+    publisher.flush()
+    created = {ev.task_created.task_id for ev in tasks if ev.type == "task_created"}
+    out = [decode(m.value) for m in drain(settings, registry.physical("predictions.assignment"), len(created))]
+    assert {env.assignment_prediction.task_id for env in out} == created
+    for env in out:
+        prov = env.assignment_prediction.provenance
+        assert prov.model_name == MODEL_NAME and prov.model_version and len(prov.trace_id) == 32
+        assert "person_features" in prov.feature_timestamps and env.assignment_prediction.candidates
+    dlq = drain(settings, registry.physical("dlq"), 2)
+    assert len(dlq) == 2 and all(dict(m.headers).get("dlq.reason") for m in dlq)
+
+
+def wait_for_people(store: RedisFeatureStore, joined: set[tuple[str, str]]) -> bool:
+    """Bounded wait until the service has stored every person who joined."""
+    tenants = {t for t, _ in joined}
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        known = {(t, p.user_id) for t in tenants for p in store.people(t)}
+        if joined <= known:
+            return True
+        threading.Event().wait(0.1)  # a poll interval, not a timing assumption
+    return False
