@@ -1,0 +1,161 @@
+"""Assignment benchmark: ranking quality vs baselines on held-out simulated weeks, RankAssignees latency
+(in process and over gRPC, 50 candidates, features from the real Redis online store), ONNX speedup.
+
+    python -m bench assignment [--quick] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc.aio
+import numpy as np
+import torch
+from sunday.ml.v1 import assignment_pb2, assignment_pb2_grpc
+
+from bench._report import write_report
+from mesh.config import MeshSettings
+from mesh.events import Envelope
+from mesh.models import INPUT_NAME, OnnxModel, VersionedModel
+from mesh.serving import build_server
+from services.assignment.model import LambdaMartOptions, NetOptions
+from services.assignment.ranker import MODEL_NAME, AssignmentRanker, StaticModel
+from services.assignment.server import binding
+from services.assignment.state import RedisFeatureStore, apply_event
+from services.assignment.train import SimData, Trained, simulated_events, train_all
+
+MODELS = ("ensemble", "nn", "lambdamart", "baseline_random", "baseline_least_loaded", "baseline_skill_match",
+          "baseline_most_frequent")
+CANDIDATES = 50
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    ms = np.asarray(samples) * 1000.0
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def _store_with(events: list[Envelope], settings: MeshSettings) -> RedisFeatureStore:
+    store = RedisFeatureStore(settings.redis.url, namespace=f"bench-{uuid.uuid4().hex[:8]}")
+    for env in events:
+        apply_event(store, env)
+    return store
+
+
+def _requests(store: RedisFeatureStore, events: list[Envelope], n: int) -> list[tuple[str, str, list[str]]]:
+    tenant = events[0].tenant_id
+    people = [p.user_id for p in store.people(tenant)][:CANDIDATES]
+    tasks = [e.task_created.task_id for e in events if e.type == "task_created" and e.tenant_id == tenant]
+    return [(tenant, tasks[-1 - i % min(len(tasks), 200)], people) for i in range(n)]
+
+
+def latency(ranker: AssignmentRanker, requests: list[tuple[str, str, list[str]]], warm: int) -> dict[str, float]:
+    for tenant, task, people in requests[:warm]:
+        ranker.rank_assignees(tenant, task, people, 5)
+    inproc: list[float] = []
+    for tenant, task, people in requests:
+        start = time.perf_counter()
+        ranker.rank_assignees(tenant, task, people, 5)
+        inproc.append(time.perf_counter() - start)
+    grpc_samples = asyncio.run(_grpc_latency(ranker, requests, warm))
+    p50, p99 = _percentiles(inproc)
+    g50, g99 = _percentiles(grpc_samples)
+    return {"rank50_inproc_p50": p50, "rank50_inproc_p99": p99, "rank50_grpc_p50": g50, "rank50_grpc_p99": g99}
+
+
+async def _grpc_latency(ranker: AssignmentRanker, requests: list[tuple[str, str, list[str]]], warm: int) -> list[float]:
+    server = build_server([binding(ranker)], MeshSettings(), 0, host="127.0.0.1")
+    await server.start()
+    samples: list[float] = []
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = assignment_pb2_grpc.AssignmentServiceStub(channel)
+            for i, (tenant, task, people) in enumerate([*requests[:warm], *requests]):
+                req = assignment_pb2.RankAssigneesRequest(tenant_id=tenant, task_id=task, candidate_ids=people, k=5)
+                start = time.perf_counter()
+                await stub.RankAssignees(req)
+                if i >= warm:
+                    samples.append(time.perf_counter() - start)
+    finally:
+        await server.stop(0)
+    return samples
+
+
+def _time_per_call(fn: Callable[[], Any], reps: int) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps
+
+
+def onnx_speedup(trained: Trained, settings: MeshSettings, reps: int) -> dict[str, dict[str, float]]:
+    """native time / ONNX Runtime time, same process, same rows."""
+    out: dict[str, dict[str, float]] = {}
+    x = trained.split.test.x
+    natives: dict[str, Callable[[np.ndarray], Any]] = {
+        "nn": lambda rows: trained.net(torch.from_numpy(rows)),
+        "lambdamart": lambda rows: trained.booster.predict(rows, num_iteration=trained.booster.best_iteration or None),
+    }
+    paths = {"nn": trained.exported.nn.path, "lambdamart": trained.exported.lambdamart.path}
+    with torch.no_grad():
+        for kind, native in natives.items():
+            model = OnnxModel.load(paths[kind], settings.models)
+            out[kind] = {}
+            for batch in (1, 64):
+                rows = np.ascontiguousarray(x[:batch])
+                t_native = _time_per_call(lambda r=rows, f=native: f(r), reps)  # type: ignore[misc]
+                t_onnx = _time_per_call(lambda r=rows, m=model: m.run({INPUT_NAME: r}), reps)  # type: ignore[misc]
+                out[kind][f"batch{batch}"] = t_native / t_onnx
+    return out
+
+
+def _plot(quality: dict[str, dict[str, float]]) -> Callable[[Any], None]:
+    def draw(fig: Any) -> None:
+        ax = fig.add_subplot(1, 1, 1)
+        names = list(quality)
+        pos = np.arange(len(names))
+        for i, metric in enumerate(("ndcg@5", "ndcg@10", "mrr")):
+            ax.bar(pos + (i - 1) * 0.27, [quality[n][metric] for n in names], 0.27, label=metric)
+        ax.set_xticks(pos, [n.replace("baseline_", "b:") for n in names], rotation=20)
+        ax.set_title("Assignee ranking on held-out simulated weeks (relevant = true assignee)")
+        ax.legend()
+    return draw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench assignment", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller world and fewer calls (< 2 min)")
+    parser.add_argument("--out", type=Path, default=Path("out/bench"))
+    args = parser.parse_args(argv)
+    settings = MeshSettings()
+    data = SimData(2, CANDIDATES, 5, 11) if args.quick else SimData(3, CANDIDATES, 10, 11)
+    events = simulated_events(data)
+    trained = train_all(events, Path(tempfile.mkdtemp(prefix="bench-assignment-")),
+                        NetOptions(epochs=8 if args.quick else 30),
+                        LambdaMartOptions(n_estimators=150 if args.quick else 400))
+    quality = {k: trained.test[k].as_dict() for k in MODELS}
+    store = _store_with([e for e in events if e.tenant_id == events[0].tenant_id], settings)
+    model = StaticModel(VersionedModel(MODEL_NAME, "bench", OnnxModel.load(trained.exported.ensemble.path,
+                                                                            settings.models)))
+    calls = 300 if args.quick else 2000
+    lat = latency(AssignmentRanker(store, model), _requests(store, events, calls), warm=50 if args.quick else 200)
+    speedup = onnx_speedup(trained, settings, reps=200 if args.quick else 2000)
+    rows = [{"model": k, **v} for k, v in quality.items()]
+    print(f"{len(trained.split.test)} held-out lists from {trained.split.test_start:%Y-%m-%d}; "
+          f"{calls} calls per latency")
+    print(" ".join(f"{k}={v:.2f}ms" for k, v in lat.items()))
+    print(" ".join(f"{k}@{b}={s:.1f}x" for k, d in speedup.items() for b, s in d.items()))
+    write_report(args.out, "assignment", {"quality": quality, "latency_ms": lat, "onnx_speedup": speedup},
+                 rows, ["model", "ndcg@5", "ndcg@10", "mrr"], _plot(quality))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
