@@ -96,12 +96,15 @@ def _time_per_call(fn: Callable[[], Any], reps: int) -> float:
 
 
 def onnx_speedup(trained: Trained, settings: MeshSettings, reps: int) -> dict[str, dict[str, float]]:
-    """native time / ONNX Runtime time, same process, same rows."""
+    """native time / ONNX Runtime time, same process, same rows, one thread each (ORT runs with
+    ``intra_op_threads``=1; OpenMP threads spinning on a busy machine would flatter ONNX)."""
     out: dict[str, dict[str, float]] = {}
+    torch.set_num_threads(1)
     x = trained.split.test.x
     natives: dict[str, Callable[[np.ndarray], Any]] = {
         "nn": lambda rows: trained.net(torch.from_numpy(rows)),
-        "lambdamart": lambda rows: trained.booster.predict(rows, num_iteration=trained.booster.best_iteration or None),
+        "lambdamart": lambda rows: trained.booster.predict(rows, num_iteration=trained.booster.best_iteration or None,
+                                                     num_threads=1),
     }
     paths = {"nn": trained.exported.nn.path, "lambdamart": trained.exported.lambdamart.path}
     with torch.no_grad():
