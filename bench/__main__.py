@@ -14,6 +14,7 @@ from typing import cast
 
 # name -> one-line description; the module is `bench.<name>`.
 BENCHMARKS: dict[str, str] = {
+    "assignment": "assignment ranking quality (NDCG/MRR vs baselines), latency in-process/gRPC, ONNX speedup",
     "features": "online feature read latency (batch 1/64, Redis) and replay time of a simulated week",
     "gateway": "gateway latency p50/p95/p99 + throughput vs direct gRPC (loopback)",
     "bus": "mesh publisher/consumer runner vs raw confluent-kafka throughput on the same messages",
