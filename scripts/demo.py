@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -25,6 +29,7 @@ from mesh.config import MeshSettings
 from mesh.events import Envelope, TopicRegistry, occurred_at
 from simulator import SimConfig, Simulation
 
+ASSIGNMENT_PORT = 50061
 INPUT_TOPICS = ["tasks", "comments", "projects", "users", "activity", "automations", "meetings", "feedback"]
 
 
@@ -33,12 +38,13 @@ def _say(msg: str) -> None:
 
 
 def publish_week(settings: MeshSettings, args: argparse.Namespace) -> tuple[Simulation, int, float]:
+    from simulator._sinks import TokenBucket, throttle
+
     registry = TopicRegistry(settings.kafka.topic_prefix)
-    ensure_topics(settings.kafka, registry)
     sim = Simulation(SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed))
     pub = KafkaPublisher(settings.kafka, registry)
     started, n = time.perf_counter(), 0
-    for env in sim.events():
+    for env in throttle(sim.events(), TokenBucket(args.rate) if args.rate else None):
         pub.publish(env)
         n += 1
         if n % 20_000 == 0:
@@ -76,30 +82,137 @@ def ingest_features(settings: MeshSettings, n: int) -> tuple[Counter[str], dict[
                     "newest_event_per_type": freshness}, seconds
 
 
+def ensure_assignment_champion(settings: MeshSettings) -> None:
+    from mesh.models import CHAMPION, ModelRegistry
+    from services.assignment.ranker import MODEL_NAME
+
+    if ModelRegistry(settings.models).version_of(MODEL_NAME, CHAMPION) is not None:
+        _say(f"assignment: serving the registered {MODEL_NAME}@{CHAMPION}")
+        return
+    _say("assignment: no champion yet -> training on 10 simulated weeks of history (about a minute)")
+    subprocess.run([sys.executable, "-m", "services.assignment.train", "--seed", "101"], check=True)
+
+
+def start_assignment_service(settings: MeshSettings, out: Path) -> subprocess.Popen[bytes]:
+    """The real service process (consumer + gRPC), on this run's topics."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MESH_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+           "MESH_SERVING__PORT": str(ASSIGNMENT_PORT), "MESH_GRPC_PORT": str(ASSIGNMENT_PORT)}
+    log = (out / "assignment-service.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "services.assignment"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the assignment service exited ({proc.returncode}); "
+                               f"see {out / 'assignment-service.log'}")
+        if _grpc_serving(f"127.0.0.1:{ASSIGNMENT_PORT}"):
+            _say(f"assignment service up (pid {proc.pid}, gRPC 127.0.0.1:{ASSIGNMENT_PORT})")
+            return proc
+        time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError("the assignment service did not become healthy within 120 s")
+
+
+def _grpc_serving(target: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def collect_predictions(settings: MeshSettings, expected: int) -> list[Envelope]:
+    from confluent_kafka import Consumer
+
+    from mesh.events import decode
+
+    topic = TopicRegistry(settings.kafka.topic_prefix).physical("predictions.assignment")
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"demo-{uuid.uuid4()}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got: list[Envelope] = []
+    deadline, last = time.monotonic() + 180, time.monotonic()
+    while time.monotonic() < deadline and len(got) < expected and time.monotonic() - last < 30:
+        for msg in consumer.consume(500, 1.0):
+            if msg.error() is None:
+                got.append(decode(msg.value()))
+                last = time.monotonic()
+    consumer.close()
+    return got
+
+
+def assignment_results(sim: Simulation, predictions: list[Envelope], tasks_created: int) -> dict[str, Any]:
+    chosen = {(a.tenant_id, a.task_id): a.chosen for a in sim.truth.assignments}
+    ranks = []
+    for env in predictions:
+        truth = chosen.get((env.tenant_id, env.assignment_prediction.task_id))
+        if truth is not None:
+            ids = [c.user_id for c in env.assignment_prediction.candidates]
+            ranks.append(ids.index(truth) + 1 if truth in ids else None)
+    k = len(predictions[0].assignment_prediction.candidates) if predictions else 0
+    scored = len(ranks)
+    sample = predictions[0].assignment_prediction if predictions else None
+    return {
+        "tasks_created": tasks_created, "predictions": len(predictions), "k": k,
+        "with_ground_truth": scored,
+        "hit_at_1": round(sum(1 for r in ranks if r == 1) / scored, 3) if scored else None,
+        "hit_at_k": round(sum(1 for r in ranks if r is not None) / scored, 3) if scored else None,
+        "sample": None if sample is None else {
+            "task_id": sample.task_id, "model": f"{sample.provenance.model_name} v{sample.provenance.model_version}",
+            "trace_id": sample.provenance.trace_id,
+            "candidates": [{"user_id": c.user_id, "score": round(c.score, 3),
+                            "reasons": [f"{r.feature} {r.contribution:+.3f}" for r in c.reasons[:3]]}
+                           for c in sample.candidates[:3]]},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tenants", type=int, default=1)
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--weeks", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rate", type=float, default=4000, help="events/s into Kafka (0: as fast as possible)")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args()
     settings = MeshSettings()
     settings.kafka.topic_prefix = f"demo-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}."
-    _say(f"simulating {args.weeks} week(s) of {args.tenants} tenant(s) x {args.users} people -> Kafka "
-         f"(topics {settings.kafka.topic_prefix}*)")
-    _sim, n, pub_s = publish_week(settings, args)
-    _say(f"published {n} events in {pub_s:.1f}s ({n / pub_s:.0f} events/s)")
-    _say("feature ingestion: bus -> Feast online store (Redis) + offline event log")
-    counts, features, ing_s = ingest_features(settings, n)
-    _say(f"ingested {features['handled']} events in {ing_s:.1f}s ({features['handled'] / ing_s:.0f} events/s), "
-         f"{features['dead_lettered']} dead-lettered")
+    ensure_topics(settings.kafka, TopicRegistry(settings.kafka.topic_prefix))
+    ensure_assignment_champion(settings)
+    service = start_assignment_service(settings, args.out)
+    try:
+        _say(f"simulating {args.weeks} week(s) of {args.tenants} tenant(s) x {args.users} people -> Kafka "
+             f"(topics {settings.kafka.topic_prefix}*, {args.rate:.0f} events/s)")
+        sim, n, pub_s = publish_week(settings, args)
+        _say(f"published {n} events in {pub_s:.1f}s ({n / pub_s:.0f} events/s)")
+        _say("feature ingestion: bus -> Feast online store (Redis) + offline event log")
+        counts, features, ing_s = ingest_features(settings, n)
+        _say(f"ingested {features['handled']} events in {ing_s:.1f}s "
+             f"({features['handled'] / ing_s:.0f} events/s), {features['dead_lettered']} dead-lettered")
+        _say("assignment: collecting the service's suggestions from Kafka")
+        predictions = collect_predictions(settings, counts["task_created"])
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(60)
+    assignment = assignment_results(sim, predictions, counts["task_created"])
+    assignment["random_hit_at_k"] = round(assignment["k"] / args.users, 3)
     summary: dict[str, Any] = {"topic_prefix": settings.kafka.topic_prefix, "events_published": n,
                                "publish_events_per_s": round(n / pub_s), "events_per_type": dict(counts),
-                               "features": features, "ingest_seconds": round(ing_s, 1)}
+                               "features": features, "ingest_seconds": round(ing_s, 1), "assignment": assignment}
     print("\nevents per type:")
     for event_type, count in counts.most_common():
         print(f"  {event_type:<24} {count:>8}")
+    print(f"\nassignment suggestions: {assignment['predictions']} for {assignment['tasks_created']} new tasks; "
+          f"the person actually assigned was the top suggestion {assignment['hit_at_1']} and in the top "
+          f"{assignment['k']} {assignment['hit_at_k']} of the time "
+          f"({assignment['with_ground_truth']} tasks with truth; picking at random: {assignment['random_hit_at_k']})")
+    if assignment["sample"]:
+        print(json.dumps(assignment["sample"], indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     _say(f"summary: {args.out / 'summary.json'}")
