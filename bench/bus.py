@@ -59,6 +59,12 @@ def _raw_produce(settings: MeshSettings, topic: str, payloads: list[tuple[bytes,
     producer.flush(60)
 
 
+def _mesh_produce(pub: KafkaPublisher, events: list[Envelope]) -> None:
+    for env in events:
+        pub.publish(env)
+    pub.flush(60)
+
+
 def _raw_consume(settings: MeshSettings, topic: str, n: int) -> None:
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"raw-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
@@ -93,7 +99,7 @@ def run(n: int, settings: MeshSettings) -> dict[str, Any]:
     print(f"[bench bus] {n} events, topics {registry.physical('tasks')} / {raw_registry.physical('tasks')}")
     results = {
         "produce_raw_confluent": _rate(n, lambda: _raw_produce(settings, raw_registry.physical("tasks"), payloads)),
-        "produce_mesh_publisher": _rate(n, lambda: ([pub.publish(env) for env in events], pub.flush(60))[-1]),
+        "produce_mesh_publisher": _rate(n, lambda: _mesh_produce(pub, events)),
         "consume_raw_confluent": _rate(n, lambda: _raw_consume(settings, raw_registry.physical("tasks"), n)),
         "consume_mesh_runner": _rate(n, lambda: _mesh_consume(settings, pub, n, InMemoryDedupe())),
         "consume_mesh_runner_redis_dedupe": _rate(n, lambda: _mesh_consume(
