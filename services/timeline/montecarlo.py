@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
+Durations = Literal["work", "elapsed"]
+"""`work`: samples are hours of work, done at the assignee's capacity after the predecessors finish.
+`elapsed`: samples are wall-clock hours from now until the task is done (they already include queues and
+waiting); a task then finishes at max(its own sample, its predecessors' finish), capacity unused."""
 Z90 = 1.2815515655446004  # standard normal quantile at 0.9
 
 
@@ -120,6 +124,7 @@ def simulate_finish_times(
     n: int = 10_000,
     default_capacity: float = 6.0,
     seed: int = 0,
+    durations: Durations = "work",
 ) -> FloatArray:
     """[n, len(tasks)] finish times in days from now, one row per simulation."""
     order = topological_order(tasks)
@@ -133,6 +138,9 @@ def simulate_finish_times(
         for dep in task.depends_on:
             if dep in index:
                 start = np.maximum(start, finish[:, index[dep]])
+        if durations == "elapsed":
+            finish[:, i] = np.maximum(start, sample_work(task, n, rng) / 24.0)
+            continue
         rate = capacity.get(task.assignee, default_capacity) if task.assignee else default_capacity
         if rate <= 0:
             raise ValueError(f"capacity of {task.assignee!r} must be positive, got {rate}")
@@ -152,6 +160,7 @@ def simulate_completion(
     targets: Sequence[str] | None = None,
     default_capacity: float = 6.0,
     seed: int = 0,
+    durations: Durations = "work",
 ) -> CompletionForecast:
     """Completion-time distribution of `targets` (default: all tasks; e.g. a milestone's tasks).
 
@@ -161,7 +170,7 @@ def simulate_completion(
     if not tasks:
         done = np.zeros(n)
         return CompletionForecast(0.0, 0.0, 0.0, 0.0 if deadline_days is not None else None, done)
-    finish = simulate_finish_times(tasks, capacity, n, default_capacity, seed)
+    finish = simulate_finish_times(tasks, capacity, n, default_capacity, seed, durations)
     ids = [t.id for t in tasks]
     unknown = set(targets or ()) - set(ids)
     if unknown:

@@ -1,0 +1,69 @@
+"""`python -m services.timeline`: wiring only (settings, telemetry, clients, model, consumer, gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from pydantic import Field
+
+from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RedisDedupe, RunnerOptions, ensure_topics
+from mesh.config import MeshSettings
+from mesh.events import TopicRegistry
+from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
+from mesh.serving import serve
+from mesh.telemetry import serve_metrics, setup_tracing
+from services.timeline.alerts import AlertPolicy, DeadlineRiskAlerter, RedisAlertState
+from services.timeline.handlers import TimelineHandler
+from services.timeline.predictor import MODEL_NAME, TimelinePredictor
+from services.timeline.server import binding
+from services.timeline.state import RedisTimelineStore
+
+TOPICS = ("tasks", "projects", "users")
+GROUP = "timeline"
+
+
+class TimelineSettings(MeshSettings):
+    grpc_port: int = Field(50062, ge=0, lt=65536, description="port of TimelineService (0 = any free port)")
+    model_alias: str = Field(CHAMPION, description="registry alias the service serves and follows")
+    risk_threshold: float = Field(0.5, gt=0, le=1, description="P(miss deadline) that raises a deadline-risk alert")
+    risk_hysteresis: float = Field(0.15, ge=0, lt=1, description="how far below the threshold P(miss) must "
+                                   "fall before the same alert may fire again")
+    simulations: int = Field(2000, gt=0, le=100_000, description="Monte-Carlo runs per project forecast")
+
+
+async def run(settings: TimelineSettings) -> None:
+    setup_tracing(settings.telemetry)
+    serve_metrics(settings.telemetry.metrics_port)
+    registry = TopicRegistry(settings.kafka.topic_prefix)
+    ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.timeline", "alerts", "dlq"])
+    model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models)
+    await model.start()
+    predictor = TimelinePredictor(RedisTimelineStore(settings.redis.url), model, simulations=settings.simulations)
+    alerter = DeadlineRiskAlerter(RedisAlertState(settings.redis.url),
+                                  AlertPolicy(settings.risk_threshold, settings.risk_hysteresis))
+    publisher = KafkaPublisher(settings.kafka, registry)
+    runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
+                            topics=TOPICS, group_id=GROUP, handler=TimelineHandler(predictor, publisher, alerter),
+                            dedupe=RedisDedupe(settings.redis.url), options=RunnerOptions())
+    consumer = threading.Thread(target=runner.run, name="timeline-consumer", daemon=True)
+    consumer.start()
+    try:
+        await serve([binding(predictor)], settings, settings.grpc_port)
+    finally:
+        runner.stop()
+        await asyncio.to_thread(consumer.join)
+        publisher.close()
+        await model.aclose()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = TimelineSettings()  # type: ignore[call-arg]  # pydantic-settings reads the environment
+    settings.telemetry.service_name = "timeline"
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()

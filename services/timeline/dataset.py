@@ -1,0 +1,164 @@
+"""The training set: events replayed in time order through the service's own state (`apply_event`); one
+sample per open task at each of its events (created, assigned, status change), with the features as of
+that event (point in time) and the target log(hours until the task is done).
+
+Labels: the time each task was done. From the event stream (`labels_from_events`: tasks whose `done`
+status change was seen) or, for the simulated world, from its ground truth (`labels_from_truth`, which
+also knows tasks done after the last emitted event, so held-out weeks at the end are not biased towards
+short tasks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mesh.events import Envelope, occurred_at
+from services.timeline.features import N_STATIC, TaskInputs, sequence, static_vector
+from services.timeline.model import F32, pad_sequences
+from services.timeline.state import InMemoryTimelineStore, apply_event, status_name
+
+Key = tuple[str, str]
+"""(tenant id, task or project id)"""
+MIN_HOURS = 0.1
+"""Floor of the target (a task done within minutes of an event)."""
+SNAPSHOT_EVENTS = frozenset({"task_created", "task_assigned", "task_status_changed"})
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Per-sample arrays; ``y`` is log(hours remaining)."""
+
+    seqs: tuple[F32, ...]
+    static: F32
+    y: NDArray[np.float64]
+    at: tuple[datetime, ...]
+    keys: tuple[Key, ...]
+    task_types: tuple[str, ...]
+    assignees: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, idx: Sequence[int] | NDArray[Any]) -> Samples:
+        ix = [int(i) for i in idx]
+        return Samples(tuple(self.seqs[i] for i in ix), self.static[ix] if ix else np.zeros((0, N_STATIC), np.float32),
+                       self.y[ix], tuple(self.at[i] for i in ix), tuple(self.keys[i] for i in ix),
+                       tuple(self.task_types[i] for i in ix), tuple(self.assignees[i] for i in ix))
+
+    def inputs(self) -> TaskInputs:
+        events, mask = pad_sequences(list(self.seqs))
+        return TaskInputs(events, mask, self.static)
+
+    def hours(self) -> NDArray[np.float64]:
+        return np.exp(self.y)
+
+    def time_range(self) -> tuple[datetime, datetime]:
+        return min(self.at), max(self.at)
+
+
+@dataclass(frozen=True)
+class ProjectProbe:
+    """The state of the world when a project was ``fraction`` of the way from its start to its completion."""
+
+    tenant_id: str
+    project_id: str
+    fraction: float
+    at: datetime
+    completed_at: datetime
+    deadline: datetime | None
+    store: InMemoryTimelineStore
+
+
+@dataclass(frozen=True)
+class Dataset:
+    samples: Samples
+    probes: tuple[ProjectProbe, ...]
+
+
+def labels_from_events(events: Iterable[Envelope]) -> dict[Key, datetime]:
+    out: dict[Key, datetime] = {}
+    for env in events:
+        if env.type == "task_status_changed" and status_name(env.task_status_changed.to_status) == "done":
+            out[(env.tenant_id, env.task_status_changed.task_id)] = occurred_at(env)
+    return out
+
+
+def labels_from_truth(truth: Any) -> dict[Key, datetime]:
+    """Done times of every task in a ``simulator`` truth (``truth.tasks``)."""
+    return {(t.tenant_id, t.task_id): t.done_at for t in truth.tasks}
+
+
+def project_completions(truth: Any) -> dict[Key, tuple[datetime, datetime]]:
+    """(start, completed_at) of every simulated project that completed."""
+    return {(p.tenant_id, p.project_id): (p.start, p.completed_at) for p in truth.projects if p.completed_at}
+
+
+def _probe_times(completions: Mapping[Key, tuple[datetime, datetime]],
+                 fractions: Sequence[float]) -> list[tuple[datetime, Key, float, datetime]]:
+    out = [(start + f * (done - start), key, f, done) for key, (start, done) in completions.items() for f in fractions]
+    return sorted(out, key=lambda x: x[0])
+
+
+def build_dataset(events: Iterable[Envelope], done_at: Mapping[Key, datetime],
+                  completions: Mapping[Key, tuple[datetime, datetime]] | None = None,
+                  fractions: Sequence[float] = (0.25, 0.5, 0.75)) -> Dataset:
+    """Replay ``events`` (time-ordered); a sample per open task at each snapshot event whose done time is
+    known; and a copy of the state at each (project, fraction) probe of ``completions``."""
+    store = InMemoryTimelineStore()
+    rows: dict[str, list[Any]] = {k: [] for k in ("seqs", "static", "y", "at", "keys", "types", "assignees")}
+    probes: list[ProjectProbe] = []
+    pending = _probe_times(completions or {}, fractions)
+    for env in events:
+        at = occurred_at(env)
+        while pending and pending[0][0] <= at:
+            t, (tenant, project_id), f, done = pending.pop(0)
+            p = store.project(tenant, project_id)
+            probes.append(ProjectProbe(tenant, project_id, f, t, done, p.deadline if p else None, store.snapshot()))
+        touched = apply_event(store, env)
+        if env.type not in SNAPSHOT_EVENTS or touched is None:
+            continue
+        task_id = getattr(env, env.type).task_id
+        task = store.task(env.tenant_id, task_id)
+        done_time = done_at.get((env.tenant_id, task_id))
+        if task is None or not task.is_open or done_time is None:
+            continue
+        person = store.person(env.tenant_id, task.assignee_id) if task.assignee_id else None
+        deps = sum(d.is_open for d in store.tasks(env.tenant_id, list(task.depends_on)))
+        rows["seqs"].append(sequence(task, at))
+        rows["static"].append(static_vector(task, person, store.project(env.tenant_id, task.project_id), deps, at))
+        rows["y"].append(np.log(max((done_time - at).total_seconds() / 3600.0, MIN_HOURS)))
+        rows["at"].append(at)
+        rows["keys"].append((env.tenant_id, task_id))
+        rows["types"].append(task.task_type)
+        rows["assignees"].append(f"{env.tenant_id}:{task.assignee_id}")
+    static = np.stack(rows["static"]) if rows["static"] else np.zeros((0, N_STATIC), np.float32)
+    samples = Samples(tuple(rows["seqs"]), static, np.asarray(rows["y"], np.float64), tuple(rows["at"]),
+                      tuple(rows["keys"]), tuple(rows["types"]), tuple(rows["assignees"]))
+    return Dataset(samples, tuple(probes))
+
+
+@dataclass(frozen=True)
+class Split:
+    train: Samples
+    val: Samples
+    test: Samples
+    val_start: datetime
+    test_start: datetime
+
+
+def split_by_week(samples: Samples, val_weeks: int = 2, test_weeks: int = 2) -> Split:
+    """Time-ordered: the last ``test_weeks`` weeks are the test set, the ``val_weeks`` before them validate."""
+    end = max(samples.at)
+    test_start = end - timedelta(weeks=test_weeks)
+    val_start = test_start - timedelta(weeks=val_weeks)
+    at = np.asarray([a.timestamp() for a in samples.at])
+    idx = np.arange(len(samples))
+    return Split(samples.subset(idx[at < val_start.timestamp()]),
+                 samples.subset(idx[(at >= val_start.timestamp()) & (at < test_start.timestamp())]),
+                 samples.subset(idx[at >= test_start.timestamp()]), val_start, test_start)

@@ -1,0 +1,44 @@
+"""ONNX export of the task-duration network: the deterministic graph (verified equal to torch at two
+sizes) and the Monte-Carlo-dropout graph the service runs (checked dynamic and stochastic), stamped with
+the feature layout, the conformal calibration and the number of passes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from mesh.models import ExportReport
+from services.timeline.calibration import ConformalCalibrator
+from services.timeline.features import FEATURE_SCHEMA, STATIC_NAMES
+from services.timeline.model import TaskDurationNet, export_deterministic, export_mc
+
+DEFAULT_PASSES = 40
+"""Monte-Carlo passes per request (one batched ONNX call)."""
+
+
+@dataclass(frozen=True)
+class Exported:
+    deterministic: ExportReport
+    mc_path: Path
+
+
+def metadata(calibrator: ConformalCalibrator, passes: int) -> dict[str, str]:
+    cal = {"method": calibrator.method, "q": calibrator.q, "coverage": calibrator.coverage}
+    return {"feature_schema": FEATURE_SCHEMA, "static_names": ",".join(STATIC_NAMES),
+            "calibration": json.dumps(cal), "mc_passes": str(passes)}
+
+
+def export_task_model(net: TaskDurationNet, calibrator: ConformalCalibrator, out_dir: Path,
+                      passes: int = DEFAULT_PASSES) -> Exported:
+    """Write ``task_deterministic.onnx`` and ``task_mc.onnx`` under ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = export_deterministic(net, out_dir / "task_deterministic.onnx")
+    mc_path = export_mc(net, out_dir / "task_mc.onnx")
+    for path in (report.path, mc_path):
+        model = onnx.load(str(path))
+        onnx.helper.set_model_props(model, metadata(calibrator, passes))
+        onnx.save(model, str(path))
+    return Exported(report, mc_path)
