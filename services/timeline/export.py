@@ -42,3 +42,20 @@ def export_task_model(net: TaskDurationNet, calibrator: ConformalCalibrator, out
         onnx.helper.set_model_props(model, metadata(calibrator, passes))
         onnx.save(model, str(path))
     return Exported(report, mc_path)
+
+
+def export_untrained(out_dir: Path, seed: int = 0, passes: int = 8) -> Path:
+    """An untrained network's MC graph with an identity calibration: the cheapest model a handler can be
+    wired to (contract tests, smoke tests); its forecasts mean nothing."""
+    import torch
+
+    from services.timeline.features import N_STATIC
+    from services.timeline.model import TaskModelConfig
+
+    torch.manual_seed(seed)
+    net = TaskDurationNet(TaskModelConfig(N_STATIC, hidden=8)).eval()
+    path = export_mc(net, out_dir / "task_mc_untrained.onnx", dynamo=False)
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, metadata(ConformalCalibrator("scale", 1.0, 0.8), passes))
+    onnx.save(model, str(path))
+    return path
