@@ -25,7 +25,6 @@ GROUP = "timeline"
 
 
 class TimelineSettings(MeshSettings):
-    grpc_port: int = Field(50062, ge=0, lt=65536, description="port of TimelineService (0 = any free port)")
     model_alias: str = Field(CHAMPION, description="registry alias the service serves and follows")
     risk_threshold: float = Field(0.5, gt=0, le=1, description="P(miss deadline) that raises a deadline-risk alert")
     risk_hysteresis: float = Field(0.15, ge=0, lt=1, description="how far below the threshold P(miss) must "
@@ -50,7 +49,7 @@ async def run(settings: TimelineSettings) -> None:
     consumer = threading.Thread(target=runner.run, name="timeline-consumer", daemon=True)
     consumer.start()
     try:
-        await serve([binding(predictor)], settings, settings.grpc_port)
+        await serve([binding(predictor)], settings, settings.serving.port, grace_s=settings.serving.grace_s)
     finally:
         runner.stop()
         await asyncio.to_thread(consumer.join)
