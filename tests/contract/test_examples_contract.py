@@ -54,10 +54,27 @@ def _webhooks(tmp: Path) -> Iterator[Handler]:
         thread.join(10)
 
 
+@contextmanager
+def _timeline(tmp: Path) -> Iterator[Handler]:
+    from mesh.config import ModelSettings
+    from mesh.models import OnnxModel, VersionedModel
+    from services.timeline.alerts import DeadlineRiskAlerter, InMemoryAlertState
+    from services.timeline.export import export_untrained
+    from services.timeline.handlers import TimelineHandler
+    from services.timeline.predictor import MODEL_NAME, StaticModel, TimelinePredictor
+    from services.timeline.state import InMemoryTimelineStore
+
+    model = StaticModel(VersionedModel(MODEL_NAME, "0", OnnxModel.load(export_untrained(tmp), ModelSettings())))
+    publisher = Publisher(InMemoryBroker().producer(), REGISTRY)
+    yield TimelineHandler(TimelinePredictor(InMemoryTimelineStore(), model, simulations=100), publisher,
+                          DeadlineRiskAlerter(InMemoryAlertState()))
+
+
 # consumer name (as declared in mesh/events/_topics.py) -> how to build its real handler
 CONSUMERS: dict[str, Callable[[Path], object]] = {
     "features": _features,
     "gateway.webhooks": _webhooks,
+    "timeline": _timeline,
 }
 NEEDS_REDIS = {"gateway.webhooks"}
 
