@@ -15,9 +15,11 @@ def _serve(settings: GatewaySettings) -> int:
     import uvicorn
 
     from gateway.main import create_app
-    from mesh.telemetry import setup_tracing
+    from mesh.telemetry import serve_metrics, setup_tracing
 
     setup_tracing(settings.telemetry)
+    if settings.telemetry.metrics_port != settings.port:  # the app serves /metrics on its own port anyway
+        serve_metrics(settings.telemetry.metrics_port, settings.telemetry.metrics_host)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
                 proxy_headers=False, server_header=False)
     return 0
@@ -29,9 +31,10 @@ def _worker(settings: GatewaySettings) -> int:
 
     from gateway.webhooks.store import WebhookStore
     from gateway.worker import DeliveryWorker
-    from mesh.telemetry import setup_tracing
+    from mesh.telemetry import serve_metrics, setup_tracing
 
     setup_tracing(settings.telemetry)
+    serve_metrics(settings.telemetry.metrics_port, settings.telemetry.metrics_host)  # no app here to serve them
 
     async def run() -> None:
         import signal

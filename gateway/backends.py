@@ -1,24 +1,38 @@
-"""gRPC clients of the services, and the ONE mapping of their status codes to problem details.
+"""gRPC clients of the services, and the ONE mapping of their failures to problem details.
 
-mesh.serving (the shared gRPC helpers) did not exist yet when this was written, so the channels are made
-here with grpc.aio directly. No retries here: the gateway answers 503 with Retry-After and the caller
-(the SDK) retries, so a slow backend is not hammered by two layers of retries.
+One long-lived channel per backend (``mesh.serving.channel``: trace context on every call), opened at
+start and closed at shutdown. Every call runs under the configured deadline and retries only
+UNAVAILABLE, a bounded number of times within that same deadline: the calls are reads, and
+UNAVAILABLE means the request never reached a servicer (connection refused, a pod going away).
+The SDK retries 503 with Retry-After on top; keeping the gateway's attempts few and its deadline
+fixed keeps the two layers from multiplying into a retry storm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
-from opentelemetry.instrumentation.grpc import aio_client_interceptors
+import grpc.aio
 from sunday.ml.v1 import assignment_pb2_grpc, timeline_pb2_grpc
 
+from gateway.metrics import BACKEND_RETRIES
 from gateway.problems import ProblemError, not_found, unavailable
 from gateway.settings import BackendSettings
+from mesh.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from mesh.serving import RetryPolicy, call_with_retry, channel, domain_error
 
 T = TypeVar("T")
+
+_STILL_UNAVAILABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+
+
+def retry_policy(settings: BackendSettings) -> RetryPolicy:
+    return RetryPolicy(max_attempts=settings.retry_max_attempts, initial_backoff_s=settings.retry_initial_backoff_s,
+                       max_backoff_s=settings.retry_max_backoff_s,
+                       retryable_codes=frozenset({grpc.StatusCode.UNAVAILABLE}))
 
 
 @dataclass
@@ -29,11 +43,12 @@ class Backends:
     assignment: assignment_pb2_grpc.AssignmentServiceStub | None = None
     timeline: timeline_pb2_grpc.TimelineServiceStub | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
 
     @classmethod
     def connect(cls, settings: BackendSettings) -> Backends:
         """Channels connect lazily: an unreachable service shows up as 503 on its routes only."""
-        backends = cls(settings)
+        backends = cls(settings, policy=retry_policy(settings))
         if settings.assignment:
             backends.assignment = assignment_pb2_grpc.AssignmentServiceStub(backends._channel(settings.assignment))
         if settings.timeline:
@@ -41,39 +56,54 @@ class Backends:
         return backends
 
     def _channel(self, target: str) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(target, interceptors=aio_client_interceptors())  # type: ignore[no-untyped-call]
-        self.channels.append(channel)
-        return channel
+        opened = channel(target)
+        self.channels.append(opened)
+        return opened
 
     async def close(self) -> None:
-        for channel in self.channels:
-            await channel.close()
+        for opened in self.channels:
+            await opened.close()
 
-    async def call(self, capability: str, what: str, call: Awaitable[T]) -> T:
-        """Await a stub call, mapping its failure to a problem. ``what`` names the entity for 404s."""
+    async def call(self, capability: str, what: str, method: Callable[..., Awaitable[T]], request: Any) -> T:
+        """``method(request)`` under the deadline and retry policy; a failure becomes a problem.
+
+        ``what`` names the entity for 404s.
+        """
+        attempts = 0
+
+        async def counted(req: Any, **kwargs: Any) -> T:
+            nonlocal attempts
+            attempts += 1
+            return await method(req, **kwargs)
+
         try:
-            return await call
+            return await call_with_retry(counted, request, self.settings.timeout_s, self.policy)
         except grpc.aio.AioRpcError as err:
-            raise self._problem(capability, what, err) from None
+            raise problem_for(capability, what, err, self.settings.retry_after_s) from None
+        finally:
+            if attempts > 1:
+                BACKEND_RETRIES.labels(capability).inc()
 
-    def _problem(self, capability: str, what: str, err: grpc.aio.AioRpcError) -> ProblemError:
-        code = err.code()
-        if code == grpc.StatusCode.NOT_FOUND:
-            # Another tenant's id and a missing id read the same: nothing about other tenants leaks.
-            return not_found(what)
-        if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return ProblemError(422, "invalid-argument", "Invalid request", err.details() or None)
-        if code == grpc.StatusCode.FAILED_PRECONDITION:
-            return ProblemError(409, "failed-precondition", "Conflict", err.details() or None)
-        if code == grpc.StatusCode.PERMISSION_DENIED:
-            return ProblemError(403, "forbidden", "Forbidden", "not allowed")
-        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-            return ProblemError(429, "too-many-requests", "Too Many Requests", f"{capability} is overloaded",
-                                retry_after_s=self.settings.retry_after_s)
-        if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-            return unavailable(f"the {capability} service is unavailable", self.settings.retry_after_s)
-        # INTERNAL, UNKNOWN, ...: the service's message stays in its own log.
-        return ProblemError(502, "bad-gateway", "Bad Gateway", f"the {capability} service failed")
+
+def problem_for(capability: str, what: str, err: grpc.aio.AioRpcError, retry_after_s: int) -> ProblemError:
+    """The problem a failed call answers with, through the domain error its status code stands for."""
+    error = domain_error(err)
+    if isinstance(error, NotFound):
+        # Another tenant's id and a missing id read the same: nothing about other tenants leaks.
+        return not_found(what)
+    if isinstance(error, InvalidArgument):
+        return ProblemError(422, "invalid-argument", "Invalid request", str(error) or None)
+    if isinstance(error, PermissionDenied):
+        return ProblemError(403, "forbidden", "Forbidden", "not allowed")
+    if isinstance(error, Unavailable) or err.code() in _STILL_UNAVAILABLE:
+        return unavailable(f"the {capability} service is unavailable", retry_after_s)
+    if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+        return ProblemError(409, "failed-precondition", "Conflict", err.details() or None)
+    if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return ProblemError(429, "too-many-requests", "Too Many Requests", f"{capability} is overloaded",
+                            retry_after_s=retry_after_s)
+    # INTERNAL, UNKNOWN, ...: the service's message stays in its own log.
+    return ProblemError(502, "bad-gateway", "Bad Gateway", f"the {capability} service failed")
 
 
 def not_deployed(capability: str, retry_after_s: int) -> ProblemError:

@@ -13,6 +13,7 @@ from gateway.backends import Backends
 from gateway.ratelimit import RateLimiter
 from gateway.settings import GatewaySettings
 from gateway.webhooks.store import WebhookStore
+from gateway.worker import DeliveryWorker
 
 
 @dataclass
@@ -25,3 +26,5 @@ class GatewayContext:
     backends: Backends
     webhooks: WebhookStore
     clock: Callable[[], float]
+    worker: DeliveryWorker | None = None
+    """the in-process webhook worker; None when it runs elsewhere (``python -m gateway worker``)"""

@@ -12,13 +12,15 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from gateway.auth.principal import Principal
 from gateway.auth.store import API_KEY_PREFIX
 from gateway.context import GatewayContext
+from gateway.metrics import RATE_LIMITED
 from gateway.problems import ProblemError, forbidden, unauthorized
 
 _bearer = HTTPBearer(auto_error=False, description="an access token from /oauth/token, or an API key")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (server-to-server)")
 
 
-def get_context(request: Request) -> GatewayContext:
+async def get_context(request: Request) -> GatewayContext:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
     ctx: GatewayContext = request.app.state.gateway
     return ctx
 
@@ -54,6 +56,8 @@ def scoped(scope: str, *, limited: bool = True) -> Callable[..., Awaitable[Princ
         if limited:
             decision = await ctx.limiter.check(principal)
             if not decision.allowed:
+                plan = principal.plan if principal.plan in ctx.settings.plans else ctx.settings.default_plan
+                RATE_LIMITED.labels(plan).inc()
                 raise ProblemError(429, "too-many-requests", "Too Many Requests",
                                    "rate limit or quota exceeded for this tenant or client",
                                    headers=decision.headers, retry_after_s=decision.retry_after_s)

@@ -96,7 +96,12 @@ class BackendSettings(BaseModel):
     anomaly: str = Field(default="", description="not yet served over gRPC")
     personalization: str = Field(default="", description="not yet served over gRPC")
     automation: str = Field(default="", description="not yet served over gRPC")
-    timeout_s: float = Field(default=2.0, gt=0, le=60, description="deadline of one gRPC call")
+    timeout_s: float = Field(default=2.0, gt=0, le=60,
+                             description="deadline of one backend call, all its attempts included")
+    retry_max_attempts: int = Field(default=3, ge=1, le=10,
+                                    description="attempts of a call answered UNAVAILABLE (the first included)")
+    retry_initial_backoff_s: float = Field(default=0.05, gt=0, le=5, description="wait before the second attempt")
+    retry_max_backoff_s: float = Field(default=0.5, gt=0, le=10, description="cap on one wait between attempts")
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 when a backend is unreachable")
 
 
@@ -118,6 +123,14 @@ class WebhookSettings(BaseModel):
     dispatch_interval_s: float = Field(default=0.2, gt=0, description="how often due deliveries are looked for")
     dispatch_batch: int = Field(default=50, ge=1, description="most deliveries claimed per round")
     max_subscriptions_per_tenant: int = Field(default=50, ge=1)
+    consumer_max_restarts: int = Field(default=10, ge=0, le=1000,
+                                       description="restarts of a failing Kafka consumer in a row before giving up "
+                                                   "(/readyz then answers 503)")
+    consumer_restart_backoff_s: float = Field(default=1.0, gt=0, description="wait before the first restart")
+    consumer_restart_max_backoff_s: float = Field(default=60.0, gt=0, description="cap on one wait between restarts")
+    consumer_healthy_after_s: float = Field(default=300.0, gt=0,
+                                            description="a consumer that ran this long before failing starts a "
+                                                        "fresh count of restarts")
 
 
 class GatewaySettings(MeshSettings):

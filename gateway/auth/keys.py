@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,37 @@ class IssuedToken:
     scope: str
 
 
+VERIFIED_CACHE_SIZE = 10_000
+"""Most verified tokens remembered per process (least recently used ones are forgotten first)."""
+
+
+class _VerifiedTokens:
+    """token -> (principal, valid until); an expired entry is dropped and the token verified again."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+
+    def get(self, token: str, now: float) -> Principal | None:
+        entry = self._entries.get(token)
+        if entry is None:
+            return None
+        if now >= entry[1]:
+            del self._entries[token]
+            return None
+        self._entries.move_to_end(token)
+        return entry[0]
+
+    def put(self, token: str, principal: Principal, valid_until: float) -> None:
+        self._entries[token] = (principal, valid_until)
+        self._entries.move_to_end(token)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class KeyRing:
     """Signs with the active key and verifies with any key by the token's ``kid`` (rotation without downtime:
     add the new key, make it active, drop the old one after the longest token lifetime)."""
@@ -37,8 +70,11 @@ class KeyRing:
             raise ValueError("a key ring needs at least one key")
         self._settings = settings
         self._keys = keys
+        # Derived once: public_key() per request showed up in the gateway profile.
+        self._public = {kid: key.public_key() for kid, key in keys.items()}
         self._active = settings.active_kid or list(keys)[-1]
         self._clock = clock
+        self._verified = _VerifiedTokens(VERIFIED_CACHE_SIZE)
 
     @classmethod
     def from_settings(cls, settings: AuthSettings, clock: Callable[[], float]) -> KeyRing:
@@ -68,16 +104,32 @@ class KeyRing:
         return IssuedToken(token, self._settings.token_ttl_s, scope)
 
     def verify(self, token: str) -> Principal:
+        """The token's principal; 401 problem when it is malformed, expired, foreign or badly signed.
+
+        A token that verified before is answered from a bounded cache until its ``exp`` (plus leeway):
+        the signature and claims of the same string cannot change, and PyJWT's parsing and the ECDSA
+        check were the largest part of an authenticated request's CPU time. The keys are fixed for the
+        life of the process (rotation is a redeploy), so a cached verdict never outlives its key.
+        """
+        # Wall time, as PyJWT checks exp against it (the injected clock only stamps issued tokens).
+        cached = self._verified.get(token, time.time())
+        if cached is not None:
+            return cached
+        principal, expires_at = self._verify_signed(token)
+        self._verified.put(token, principal, expires_at + self._settings.leeway_s)
+        return principal
+
+    def _verify_signed(self, token: str) -> tuple[Principal, float]:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
             raise unauthorized("malformed token") from None
-        key = self._keys.get(kid) if isinstance(kid, str) else None
+        key = self._public.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise unauthorized("unknown signing key")
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key.public_key(), algorithms=[ALGORITHM], audience=self._settings.audience,
+                token, key, algorithms=[ALGORITHM], audience=self._settings.audience,
                 issuer=self._settings.issuer, leeway=self._settings.leeway_s,
                 options={"require": ["exp", "iat", "iss", "aud", "sub", "tid"]})
         except jwt.ExpiredSignatureError:
@@ -88,8 +140,9 @@ class KeyRing:
             raise unauthorized("token from an unknown issuer") from None
         except jwt.PyJWTError:
             raise unauthorized("invalid token") from None
-        return Principal(tenant_id=str(claims["tid"]), client_id=str(claims["sub"]),
-                         scopes=parse_scopes(claims.get("scope")), plan=str(claims.get("plan", "")), via="token")
+        principal = Principal(tenant_id=str(claims["tid"]), client_id=str(claims["sub"]),
+                              scopes=parse_scopes(claims.get("scope")), plan=str(claims.get("plan", "")), via="token")
+        return principal, float(claims["exp"])
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """Public keys (RFC 7517), for verifiers outside the gateway."""

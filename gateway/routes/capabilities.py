@@ -30,8 +30,8 @@ async def rank_assignees(body: RankRequest, caller: AssignmentCaller, ctx: Conte
     stub = ctx.backends.assignment
     if stub is None:
         raise not_deployed("assignment", ctx.settings.backends.retry_after_s)
-    call = stub.RankAssignees(body.to_proto(caller.tenant_id), timeout=ctx.settings.backends.timeout_s)
-    return Ranking.from_proto(await ctx.backends.call("assignment", "task", call))
+    response = await ctx.backends.call("assignment", "task", stub.RankAssignees, body.to_proto(caller.tenant_id))
+    return Ranking.from_proto(response)
 
 
 @timeline.get("/tasks/{task_id}", summary="Remaining duration and completion date of a task")
@@ -39,9 +39,9 @@ async def predict_task(task_id: Annotated[Id, Path()], caller: TimelineCaller, c
     stub = ctx.backends.timeline
     if stub is None:
         raise not_deployed("timeline", ctx.settings.backends.retry_after_s)
-    call = stub.PredictTask(timeline_pb2.PredictTaskRequest(tenant_id=caller.tenant_id, task_id=task_id),
-                            timeout=ctx.settings.backends.timeout_s)
-    return TimelinePrediction.from_proto((await ctx.backends.call("timeline", "task", call)).prediction)
+    request = timeline_pb2.PredictTaskRequest(tenant_id=caller.tenant_id, task_id=task_id)
+    response = await ctx.backends.call("timeline", "task", stub.PredictTask, request)
+    return TimelinePrediction.from_proto(response.prediction)
 
 
 @timeline.get("/projects/{project_id}", summary="Project and milestone completion (Monte-Carlo)")
@@ -52,8 +52,7 @@ async def predict_project(project_id: Annotated[Id, Path()], caller: TimelineCal
         raise not_deployed("timeline", ctx.settings.backends.retry_after_s)
     request = timeline_pb2.PredictProjectRequest(tenant_id=caller.tenant_id, project_id=project_id,
                                                  simulations=simulations)
-    call = stub.PredictProject(request, timeout=ctx.settings.backends.timeout_s)
-    return ProjectTimeline.from_proto(await ctx.backends.call("timeline", "project", call))
+    return ProjectTimeline.from_proto(await ctx.backends.call("timeline", "project", stub.PredictProject, request))
 
 
 def pending_router(capability: str) -> APIRouter:

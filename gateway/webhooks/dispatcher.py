@@ -12,6 +12,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import extract, inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from gateway.metrics import WEBHOOK_DELIVERIES
 from gateway.settings import WebhookSettings
 from gateway.webhooks import signing
 from gateway.webhooks.models import Attempt
@@ -89,6 +90,7 @@ class Dispatcher:
         attempt = Attempt(attempt=attempt_no, at=self._clock(), status_code=status, error=error)
         if ok:
             await self._store.record(dlv_id, tenant, attempt, status="delivered", retry_at=None)
+            WEBHOOK_DELIVERIES.labels("ok").inc()
         else:
             await self._finish(dlv_id, tenant, attempt, retry=_retryable(status))
 
@@ -113,7 +115,9 @@ class Dispatcher:
             backoff = self._policy.backoff_s(attempt.attempt)
             attempt = attempt.model_copy(update={"backoff_s": backoff})
             await self._store.record(dlv_id, tenant, attempt, status="retrying", retry_at=self._clock() + backoff)
+            WEBHOOK_DELIVERIES.labels("failed").inc()
         else:
             log.warning("webhook delivery %s dead after attempt %d: %s", dlv_id, attempt.attempt,
                         attempt.error or attempt.status_code)
             await self._store.record(dlv_id, tenant, attempt, status="dead", retry_at=None)
+            WEBHOOK_DELIVERIES.labels("dead_lettered").inc()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from gateway.devtools import harness, stub_backend
 from gateway.settings import PlanLimits
@@ -76,6 +77,18 @@ async def test_n_plus_first_request_gets_429_with_exact_retry_after(http: httpx.
     assert (await _rank(http, token)).status_code == 429
     clock.now += 1
     assert (await _rank(http, token)).status_code == 200
+
+
+async def test_rejections_are_counted_per_plan(http: httpx.AsyncClient) -> None:
+    def rejected() -> float:
+        return REGISTRY.get_sample_value("gateway_rate_limited_total", {"plan": "slow"}) or 0.0
+
+    before = rejected()
+    token = await _token(http, "acme", "slow")
+    codes = [(await _rank(http, token)).status_code for _ in range(7)]  # burst 5
+    assert codes.count(429) == 2 and rejected() - before == 2
+    scraped = (await http.get("/metrics")).text
+    assert 'gateway_http_requests_total{method="POST",route="/v1/assignment/rank",status="429"}' in scraped
 
 
 async def test_client_bucket_within_a_tenant(http: httpx.AsyncClient) -> None:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -123,8 +124,13 @@ async def test_every_prediction_delivered_once_signed_and_tenant_scoped(
     assert deliver_traces and deliver_traces <= publish_traces
 
 
+def _deliveries(outcome: str) -> float:
+    return REGISTRY.get_sample_value("gateway_webhook_deliveries_total", {"outcome": outcome}) or 0.0
+
+
 async def test_failing_receiver_retried_with_backoff_then_dead_lettered_then_replayed(
         http: httpx.AsyncClient, settings: GatewaySettings, receiver: Receiver) -> None:
+    before = {o: _deliveries(o) for o in ("ok", "failed", "dead_lettered")}
     receiver.status = 503
     auth, sub = await _subscribe(http, "acme", receiver.url)
     await asyncio.to_thread(_publish, settings, [_prediction("acme", "task-1")])
@@ -144,6 +150,8 @@ async def test_failing_receiver_retried_with_backoff_then_dead_lettered_then_rep
     backoffs = [a["backoff_s"] for a in log]
     assert backoffs[-1] is None and backoffs[0] < backoffs[1]  # exponential, the last one gave up
     assert len({h[signing.HEADER_IDEMPOTENCY.lower()] for h, _ in receiver.calls}) == 1
+    assert _deliveries("failed") - before["failed"] == 2  # two retried attempts, then the dead letter
+    assert _deliveries("dead_lettered") - before["dead_lettered"] == 1
 
     receiver.status = 200
     replay = await http.post(f"/v1/webhooks/deliveries/{delivery['id']}/replay", headers=auth)
@@ -153,6 +161,9 @@ async def test_failing_receiver_retried_with_backoff_then_dead_lettered_then_rep
     assert await dead() == []
     listed = (await http.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=auth)).json()["items"]
     assert listed[0]["id"] == delivery["id"]
+    await _until(lambda: _deliveries("ok") - before["ok"] == 1, "the replay counted as delivered")
+    scraped = (await http.get("/metrics")).text  # no credentials: /metrics is open, and only it
+    assert 'gateway_webhook_deliveries_total{outcome="dead_lettered"}' in scraped
 
 
 async def test_private_targets_refused_when_not_allowed() -> None:

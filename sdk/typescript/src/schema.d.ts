@@ -62,7 +62,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Redis answers */
+        /** Redis answers and the webhook consumer has not given up */
         get: operations["readyz_readyz_get"];
         put?: never;
         post?: never;
@@ -509,6 +509,11 @@ export interface components {
         Health: {
             /** Status */
             status: string;
+            /**
+             * Webhook Consumer
+             * @description state of the in-process webhook consumer (starting, running, restarting, failed, stopped); absent when the worker runs in its own process
+             */
+            webhook_consumer?: string | null;
         };
         /**
          * Problem
