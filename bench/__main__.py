@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "features": "online feature read latency (batch 1/64, Redis) and replay time of a simulated week",
     "gateway": "gateway latency p50/p95/p99 + throughput vs direct gRPC (loopback)",
     "bus": "mesh publisher/consumer runner vs raw confluent-kafka throughput on the same messages",
+    "timeline": "task remaining-time MAE/MAPE/80% coverage vs baselines, project completion-date MAE, gRPC latency",
     "storypoints": "effort model (issue text -> story points) vs Mean/Median and published Deep-SE MAE",
 }
 
