@@ -190,7 +190,7 @@ def test_promql_extractor_catches_typos() -> None:
 
 
 def test_module_check_rejects_typos() -> None:
-    for typo in ("services.assignmnt", "gatewy", "services.timeline.server"):
+    for typo in ("services.assignmnt", "gatewy", "services.timelime.server"):
         assert check_module(typo) not in (None, "pending"), typo
     assert check_module("services.nlp") in (None, "pending")
 
