@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -15,6 +14,7 @@ from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.trace import TracerProvider
 
 from mesh.errors import MeshError
+from mesh.retry import RetryPolicy as BaseRetryPolicy
 from mesh.serving._interceptor import STATUS_CODES
 
 log = logging.getLogger(__name__)
@@ -39,28 +39,15 @@ def _default_codes() -> frozenset[grpc.StatusCode]:
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
+class RetryPolicy(BaseRetryPolicy):
     """How :func:`call_with_retry` retries. Only idempotent calls should be retried."""
 
     max_attempts: int = 4
     """attempts in all, the first included"""
-    initial_backoff_s: float = 0.05
-    """wait before the second attempt"""
-    backoff_multiplier: float = 2.0
-    """each further wait is this many times the previous one"""
-    max_backoff_s: float = 2.0
-    """the longest single wait"""
-    jitter: float = 0.2
-    """each wait is scaled by a random factor in [1 - jitter, 1 + jitter]"""
     attempt_timeout_s: float | None = None
     """timeout of one attempt (never past the overall deadline); None: all the time that is left"""
     retryable_codes: frozenset[grpc.StatusCode] = field(default_factory=_default_codes)
     """status codes worth another attempt"""
-
-    def backoff(self, retry: int) -> float:
-        """The wait before retry number ``retry`` (1 = the second attempt)."""
-        base = min(self.initial_backoff_s * self.backoff_multiplier ** (retry - 1), self.max_backoff_s)
-        return base * random.uniform(1 - self.jitter, 1 + self.jitter)
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -86,7 +73,7 @@ async def call_with_retry(
         try:
             return await method(request, timeout=max(timeout, 0.0), metadata=metadata)
         except grpc.aio.AioRpcError as error:
-            delay = policy.backoff(attempt)
+            delay = policy.backoff_s(attempt)
             if (error.code() not in policy.retryable_codes or attempt == policy.max_attempts
                     or loop.time() + delay >= deadline):
                 raise

@@ -84,5 +84,5 @@ async def test_an_attempt_past_its_timeout_is_retried(flaky_call: FlakyCall) -> 
 
 
 def test_backoff_grows_and_is_capped() -> None:
-    policy = RetryPolicy(initial_backoff_s=0.1, backoff_multiplier=2, max_backoff_s=0.3, jitter=0)
-    assert [policy.backoff(n) for n in (1, 2, 3, 4)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
+    policy = RetryPolicy(initial_backoff_s=0.1, multiplier=2, max_backoff_s=0.3, jitter=0)
+    assert [policy.backoff_s(n) for n in (1, 2, 3, 4)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
