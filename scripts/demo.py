@@ -30,6 +30,7 @@ from mesh.events import Envelope, TopicRegistry, occurred_at
 from simulator import SimConfig, Simulation
 
 ASSIGNMENT_PORT = 50061
+USER_EVENTS = {"user_joined", "user_skills_updated", "user_activity"}
 INPUT_TOPICS = ["tasks", "comments", "projects", "users", "activity", "automations", "meetings", "feedback"]
 
 
@@ -54,7 +55,7 @@ def publish_week(settings: MeshSettings, args: argparse.Namespace) -> tuple[Simu
 
 
 def ingest_features(settings: MeshSettings, n: int) -> tuple[Counter[str], dict[str, Any], float]:
-    from mesh.features import FeatureRepo, FeatureRepoConfig, LoggedEvent, build_ingestor
+    from mesh.features import USER_VIEW, FeastFeatureClient, FeatureRepo, FeatureRepoConfig, LoggedEvent, build_ingestor
 
     project = settings.kafka.topic_prefix.strip(".").replace("-", "_")
     repo = FeatureRepo(FeatureRepoConfig.from_settings(settings, project=project))
@@ -63,11 +64,16 @@ def ingest_features(settings: MeshSettings, n: int) -> tuple[Counter[str], dict[
     counts: Counter[str] = Counter()
     newest: dict[str, datetime] = {}
 
+    user_newest: dict[str, datetime] = {}
+
     def handle(envs: Sequence[Envelope]) -> None:
         ingestor.handle_batch([LoggedEvent(env) for env in envs])
         for env in envs:
             counts[env.type] += 1
             newest[env.type] = max(newest.get(env.type, occurred_at(env)), occurred_at(env))
+            if env.type in USER_EVENTS:
+                key = f"{env.tenant_id}:{getattr(env, env.type).user_id}"
+                user_newest[key] = max(user_newest.get(key, occurred_at(env)), occurred_at(env))
         _say(f"  ingested {sum(counts.values())} / {n}")
 
     started = time.perf_counter()
@@ -78,8 +84,17 @@ def ingest_features(settings: MeshSettings, n: int) -> tuple[Counter[str], dict[
         options=RunnerOptions(batch_size=2000, max_messages=n, idle_timeout_s=60)).run()
     seconds = time.perf_counter() - started
     freshness = {t: newest[t].isoformat() for t in sorted(newest)}
+    # Freshness: each person's online feature row against the newest event about that person.
+    keys = sorted(user_newest)
+    read_started = time.perf_counter()
+    rows = FeastFeatureClient(repo).get_online(USER_VIEW, keys)
+    read_ms = (time.perf_counter() - read_started) * 1000
+    lags = sorted((user_newest[k] - r.event_timestamp).total_seconds() for k, r in zip(keys, rows, strict=True)
+                  if r is not None)
+    online = {"users": len(keys), "rows_found": len(lags), "batch_read_ms": round(read_ms, 1),
+              "staleness_s_p50": lags[len(lags) // 2] if lags else None, "staleness_s_max": lags[-1] if lags else None}
     return counts, {"handled": stats.handled, "dead_lettered": stats.dead_lettered,
-                    "newest_event_per_type": freshness}, seconds
+                    "newest_event_per_type": freshness, "user_features_online": online}, seconds
 
 
 def ensure_assignment_champion(settings: MeshSettings) -> None:
@@ -194,6 +209,10 @@ def main() -> int:
         counts, features, ing_s = ingest_features(settings, n)
         _say(f"ingested {features['handled']} events in {ing_s:.1f}s "
              f"({features['handled'] / ing_s:.0f} events/s), {features['dead_lettered']} dead-lettered")
+        online = features["user_features_online"]
+        _say(f"online user features: {online['rows_found']}/{online['users']} people in one batched read "
+             f"({online['batch_read_ms']} ms); staleness vs each person's newest event: p50 "
+             f"{online['staleness_s_p50']} s, max {online['staleness_s_max']} s (Feast keeps whole seconds)")
         _say("assignment: collecting the service's suggestions from Kafka")
         predictions = collect_predictions(settings, counts["task_created"])
     finally:
