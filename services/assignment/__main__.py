@@ -15,9 +15,10 @@ from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import serve
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.assignment.handlers import AssignmentHandler, JsonlLabelSink
+from services.assignment.online import FeatureSync, feature_repo, open_online
 from services.assignment.ranker import MODEL_NAME, AssignmentRanker
 from services.assignment.server import binding
-from services.assignment.state import RedisFeatureStore
+from services.assignment.state import RedisState
 
 TOPICS = ("tasks", "users", "projects")
 GROUP = "assignment"
@@ -35,12 +36,14 @@ async def run(settings: AssignmentSettings) -> None:
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "dlq"])
     model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models)
     await model.start()
-    store = RedisFeatureStore(settings.redis.url)
-    ranker = AssignmentRanker(store, model)
+    state = RedisState(settings.redis.url)
+    online = await asyncio.to_thread(open_online, feature_repo(settings))  # registers the views in Feast
+    ranker = AssignmentRanker(state, online, model)
     publisher = KafkaPublisher(settings.kafka, registry)
     labels = JsonlLabelSink(settings.features.offline_dir / "assignment" / "labels.jsonl")
+    handler = AssignmentHandler(FeatureSync(state, online), ranker, publisher, labels)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
-                            topics=TOPICS, group_id=GROUP, handler=AssignmentHandler(store, ranker, publisher, labels),
+                            topics=TOPICS, group_id=GROUP, handler=handler,
                             dedupe=RedisDedupe(settings.redis.url), options=RunnerOptions())
     consumer = threading.Thread(target=runner.run, name="assignment-consumer", daemon=True)
     consumer.start()

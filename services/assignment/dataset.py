@@ -1,18 +1,23 @@
-"""The training set: events replayed in time order, features as of each task's creation (point in time),
-labelled by the person the task was then assigned to. One list of candidates per task."""
+"""The training set: events replayed in time order through the service's own feature path (state ->
+online rows -> batched read), features as of each task's creation (point in time), labelled by the
+person the task was then assigned to. One list of candidates per task. The events come from a
+simulator run or from the offline event log the feature ingestor writes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from mesh.events import Envelope, occurred_at
+from mesh.features import EventLog, InMemoryFeatureClient
 from services.assignment.features import N_FEATURES, Matrix, feature_matrix
-from services.assignment.state import InMemoryFeatureStore, apply_event
+from services.assignment.online import FeatureSync, OnlineFeatures, candidate_rows
+from services.assignment.state import EVENT_TYPES, InMemoryState, Label
 
 IntArray = npt.NDArray[np.int64]
 
@@ -59,34 +64,62 @@ class _Pending:
     created_at: datetime
 
 
+class _Lists:
+    def __init__(self) -> None:
+        self.xs: list[Matrix] = []
+        self.sizes: list[int] = []
+        self.relevant: list[int] = []
+        self.created: list[datetime] = []
+        self.task_ids: list[str] = []
+
+    def add(self, item: _Pending, label: Label) -> None:
+        if label.user_id not in item.candidates:
+            return  # assigned outside the people known at creation: no list
+        self.xs.append(item.x)
+        self.sizes.append(len(item.candidates))
+        self.relevant.append(item.candidates.index(label.user_id))
+        self.created.append(item.created_at)
+        self.task_ids.append(f"{label.tenant_id}:{label.task_id}")
+
+    def ranking_set(self) -> RankingSet:
+        x = np.concatenate(self.xs) if self.xs else np.zeros((0, N_FEATURES), np.float32)
+        return RankingSet(x, np.asarray(self.sizes, np.int64), np.asarray(self.relevant, np.int64),
+                          tuple(self.created), tuple(self.task_ids))
+
+
 def build_dataset(events: Iterable[Envelope], min_candidates: int = 2) -> RankingSet:
-    """Replay ``events`` (time-ordered) through the feature state; one list per task whose first
-    assignee was among the active people of its tenant when it was created."""
-    store = InMemoryFeatureStore()
+    """Replay ``events`` (time-ordered) the way the service consumes them; one list per task whose first
+    label (its first assignee, or whoever completed it when no assignment came first) was among the
+    active people of its tenant when it was created."""
+    sync = FeatureSync(InMemoryState(), OnlineFeatures(InMemoryFeatureClient()))
     pending: dict[tuple[str, str], _Pending] = {}
-    xs: list[Matrix] = []
-    sizes: list[int] = []
-    relevant: list[int] = []
-    created: list[datetime] = []
-    task_ids: list[str] = []
+    lists = _Lists()
     for env in events:
-        if env.type == "task_assigned":
-            item = pending.pop((env.tenant_id, env.task_assigned.task_id), None)
-            if item is not None and env.task_assigned.assignee_id in item.candidates:
-                xs.append(item.x)
-                sizes.append(len(item.candidates))
-                relevant.append(item.candidates.index(env.task_assigned.assignee_id))
-                created.append(item.created_at)
-                task_ids.append(f"{env.tenant_id}:{env.task_assigned.task_id}")
-        apply_event(store, env)
+        label = sync.apply(env)
+        item = None if label is None else pending.pop((label.tenant_id, label.task_id), None)
+        if item is not None and label is not None:
+            lists.add(item, label)
         if env.type == "task_created":
-            record = store.task(env.tenant_id, env.task_created.task_id)
-            people = store.people(env.tenant_id)
-            if record is not None and len(people) >= min_candidates:
-                pending[(env.tenant_id, record.features.task_id)] = _Pending(
-                    feature_matrix(record.features, people), [p.user_id for p in people], occurred_at(env))
-    x = np.concatenate(xs) if xs else np.zeros((0, N_FEATURES), np.float32)
-    return RankingSet(x, np.asarray(sizes, np.int64), np.asarray(relevant, np.int64), tuple(created), tuple(task_ids))
+            task = sync.online.task(env.tenant_id, env.task_created.task_id)
+            people = candidate_rows(sync.state, sync.online, env.tenant_id)
+            if task is not None and len(people) >= min_candidates:
+                pending[(env.tenant_id, task.task_id)] = _Pending(
+                    feature_matrix(task, people), [p.user_id for p in people], occurred_at(env))
+    return lists.ranking_set()
+
+
+def events_from_log(root: Path) -> list[Envelope]:
+    """The offline event log (written by the feature ingestor) as one time-ordered stream of the events
+    that change assignment features: redeliveries (the log is at-least-once) dropped, events of the same
+    instant kept in the order they were logged."""
+    seen: set[str] = set()
+    events: list[Envelope] = []
+    for logged in EventLog(root).read():
+        env = logged.envelope
+        if env.type in EVENT_TYPES and env.event_id not in seen:
+            seen.add(env.event_id)
+            events.append(env)
+    return sorted(events, key=occurred_at)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""Event handling: every task/user/project event keeps the features fresh; a new task is ranked and the
-prediction published; assignment and completion events become training labels."""
+"""Event handling: every task/user/project event keeps the features fresh in the online store (Feast);
+a new task is ranked and the prediction published; assignment and completion events become training
+labels."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from mesh.bus import Publisher, TransientError
 from mesh.errors import NotFound, Unavailable
 from mesh.events import Envelope, InvalidEvent, new_envelope
 from mesh.telemetry import current_trace_id
+from services.assignment.online import FeatureSync
 from services.assignment.ranker import AssignmentRanker
-from services.assignment.state import FeatureStore, Label, apply_event
+from services.assignment.state import Label
 
 log = logging.getLogger(__name__)
 PRODUCER = "assignment"
@@ -56,16 +58,16 @@ def check(env: Envelope) -> None:
 class AssignmentHandler:
     """The consumer runner's handler (a ``Callable[[Envelope], None]``)."""
 
-    def __init__(self, store: FeatureStore, ranker: AssignmentRanker, publisher: Publisher,
+    def __init__(self, sync: FeatureSync, ranker: AssignmentRanker, publisher: Publisher,
                  labels: LabelSink | None = None) -> None:
-        self._store = store
+        self._sync = sync
         self._ranker = ranker
         self._publisher = publisher
         self._labels = labels
 
     def __call__(self, env: Envelope) -> None:
         check(env)
-        label = apply_event(self._store, env)
+        label = self._sync.apply(env)  # the rows are in the online store before the ranker reads them
         if label is not None and self._labels is not None:
             self._labels.append(label)
         if env.type == "task_created":

@@ -28,7 +28,8 @@ from services.assignment.features import (
     feature_matrix,
     task_type_of,
 )
-from services.assignment.state import FeatureStore
+from services.assignment.online import OnlineFeatures, candidate_rows
+from services.assignment.state import StateStore
 
 DEFAULT_K = 5
 MAX_K = 100
@@ -66,19 +67,21 @@ def reference_of(path: Path) -> Matrix:
 class AssignmentRanker:
     """Ranks the candidate assignees of a task (``rank_assignees`` is the one entry point)."""
 
-    def __init__(self, store: FeatureStore, model: ModelSource, *, max_reasons: int = 3) -> None:
-        self._store = store
+    def __init__(self, state: StateStore, online: OnlineFeatures, model: ModelSource, *,
+                 max_reasons: int = 3) -> None:
+        self._state = state
+        self._online = online
         self._model = model
         self._max_reasons = max_reasons
 
     def task(self, tenant_id: str, task_id: str) -> TaskFeatures:
-        record = self._store.task(tenant_id, task_id)
-        if record is None:
+        features = self._online.task(tenant_id, task_id)
+        if features is None:
             raise NotFound(f"task {task_id!r} of tenant {tenant_id!r} is not known to the assignment service")
-        return record.features
+        return features
 
     def candidates(self, tenant_id: str, candidate_ids: Sequence[str]) -> list[PersonFeatures]:
-        people = self._store.people(tenant_id, list(candidate_ids) if candidate_ids else None)
+        people = candidate_rows(self._state, self._online, tenant_id, candidate_ids)
         if not people:
             what = f"none of the candidates {list(candidate_ids)[:5]}" if candidate_ids else "no active people"
             raise NotFound(f"tenant {tenant_id!r}: {what} known to the assignment service")
@@ -124,6 +127,7 @@ class AssignmentRanker:
             user_id=people[i].user_id, score=float(scores[i]),
             reasons=[common_pb2.Reason(feature=g, contribution=c, description=describe_reason(g, task, people[i]))
                      for g, c in reasons[i]]) for i in order]
+        # as_of of a row read from the online store is that row's event timestamp there
         stamps = {"person_features": max(p.as_of for p in people), "task_features": task.as_of}
         provenance = build_provenance(version.name, version.version, trace_id or None, stamps, datetime.now(UTC))
         return events_pb2.AssignmentPrediction(task_id=task.task_id, project_id=task.project_id,

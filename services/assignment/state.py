@@ -1,7 +1,8 @@
-"""Keeping the assignment features fresh: events -> person/task rows in a store, and training labels.
+"""The service state: events -> full person/task rows (and who is active), and training labels.
 
-The same :func:`apply_event` feeds the online store in the service and the offline replay that builds
-the training set (features as of each task's creation), so training and serving read identical rows.
+The same :func:`apply_event` runs in the service and in the offline replay that builds the training set
+(features as of each task's creation); :class:`services.assignment.online.FeatureSync` pushes the rows
+it changes to the Feast online store, where the ranker reads them.
 """
 
 from __future__ import annotations
@@ -37,11 +38,12 @@ class Label:
     at: datetime
 
 
-class FeatureStore(Protocol):
-    """Where the rows live: in memory (tests, offline replay) or Redis (the service)."""
+class StateStore(Protocol):
+    """The service's own state: the full rows it updates on each event, and who is active. The rows the
+    model reads at serving time are the ones pushed from here to the online store (``online.py``)."""
 
-    def people(self, tenant_id: str, user_ids: Sequence[str] | None = None) -> list[PersonFeatures]:
-        """The active people of a tenant, or those of ``user_ids`` that exist (in that order)."""
+    def active_ids(self, tenant_id: str) -> list[str]:
+        """The active people of a tenant, in a stable order (first seen in memory, sorted in Redis)."""
         ...
 
     def person(self, tenant_id: str, user_id: str) -> PersonFeatures | None: ...
@@ -53,16 +55,14 @@ class FeatureStore(Protocol):
     def put_task(self, tenant_id: str, task: TaskRecord) -> None: ...
 
 
-class InMemoryFeatureStore:
+class InMemoryState:
     def __init__(self) -> None:
         self._people: dict[str, dict[str, PersonFeatures]] = {}
         self._tasks: dict[str, dict[str, TaskRecord]] = {}
 
-    def people(self, tenant_id: str, user_ids: Sequence[str] | None = None) -> list[PersonFeatures]:
-        known = self._people.get(tenant_id, {})
-        if user_ids is None:
-            return [p for p in known.values() if p.active]
-        return [known[u] for u in user_ids if u in known]
+    def active_ids(self, tenant_id: str) -> list[str]:
+        # first-seen order: the order training lists have always had (tree training is order-sensitive)
+        return [u for u, p in self._people.get(tenant_id, {}).items() if p.active]
 
     def person(self, tenant_id: str, user_id: str) -> PersonFeatures | None:
         return self._people.get(tenant_id, {}).get(user_id)
@@ -77,17 +77,17 @@ class InMemoryFeatureStore:
         self._tasks.setdefault(tenant_id, {})[task.features.task_id] = task
 
 
-def apply_event(store: FeatureStore, env: Envelope) -> Label | None:
+def apply_event(store: StateStore, env: Envelope) -> Label | None:
     """Update the rows an event touches; return a label for assignment and completion events."""
     handler = _APPLY.get(env.type)
     return handler(store, env) if handler is not None else None
 
 
-def _person(store: FeatureStore, tenant: str, user_id: str) -> PersonFeatures:
+def _person(store: StateStore, tenant: str, user_id: str) -> PersonFeatures:
     return store.person(tenant, user_id) or PersonFeatures(user_id=user_id, active=False)
 
 
-def _user_joined(store: FeatureStore, env: Envelope) -> None:
+def _user_joined(store: StateStore, env: Envelope) -> None:
     e, at = env.user_joined, occurred_at(env)
     p = _person(store, env.tenant_id, e.user_id)
     store.put_person(env.tenant_id, replace(
@@ -95,21 +95,21 @@ def _user_joined(store: FeatureStore, env: Envelope) -> None:
         capacity_hours=e.capacity_hours_per_week or 40.0, active=True, as_of=max(p.as_of, at)))
 
 
-def _skills_updated(store: FeatureStore, env: Envelope) -> None:
+def _skills_updated(store: StateStore, env: Envelope) -> None:
     e, at = env.user_skills_updated, occurred_at(env)
     p = _person(store, env.tenant_id, e.user_id)
     store.put_person(env.tenant_id, replace(p, skills={s.name: int(s.level) for s in e.skills},
                                             as_of=max(p.as_of, at)))
 
 
-def _members(store: FeatureStore, env: Envelope, project_id: str, member_ids: Sequence[str]) -> None:
+def _members(store: StateStore, env: Envelope, project_id: str, member_ids: Sequence[str]) -> None:
     at = occurred_at(env)
     for user_id in member_ids:
         p = _person(store, env.tenant_id, user_id)
         store.put_person(env.tenant_id, replace(p, projects=p.projects | {project_id}, as_of=max(p.as_of, at)))
 
 
-def _task_created(store: FeatureStore, env: Envelope) -> None:
+def _task_created(store: StateStore, env: Envelope) -> None:
     e = env.task_created
     features = TaskFeatures(
         task_id=e.task_id, project_id=e.project_id, task_type=task_type_of(e.task_type), priority=int(e.priority),
@@ -120,7 +120,7 @@ def _task_created(store: FeatureStore, env: Envelope) -> None:
                                                          (previous.assignee_id, previous.done))))
 
 
-def _task_updated(store: FeatureStore, env: Envelope) -> None:
+def _task_updated(store: StateStore, env: Envelope) -> None:
     e = env.task_updated
     record = store.task(env.tenant_id, e.task_id)
     if record is None:
@@ -140,7 +140,7 @@ def _task_updated(store: FeatureStore, env: Envelope) -> None:
     store.put_task(env.tenant_id, replace(record, features=replace(f, **changes)))
 
 
-def _task_assigned(store: FeatureStore, env: Envelope) -> Label:
+def _task_assigned(store: StateStore, env: Envelope) -> Label:
     e, at = env.task_assigned, occurred_at(env)
     record = store.task(env.tenant_id, e.task_id) or TaskRecord(TaskFeatures(e.task_id, e.project_id, as_of=at))
     hours = max(record.features.estimate_hours, 0.0)
@@ -159,7 +159,7 @@ def _task_assigned(store: FeatureStore, env: Envelope) -> Label:
     return Label(env.tenant_id, e.task_id, e.assignee_id, "assigned", at)
 
 
-def _task_completed(store: FeatureStore, env: Envelope) -> Label | None:
+def _task_completed(store: StateStore, env: Envelope) -> Label | None:
     e, at = env.task_completed, occurred_at(env)
     record = store.task(env.tenant_id, e.task_id)
     if record is None or record.done:
@@ -221,8 +221,8 @@ def task_from_json(text: str | bytes) -> TaskRecord:
     return TaskRecord(TaskFeatures(**f), **d)
 
 
-class RedisFeatureStore:
-    """The online rows in Redis: one hash of people and one of tasks per tenant (one round trip per read)."""
+class RedisState:
+    """The state in Redis: per tenant a hash of people, a hash of tasks and the set of active people."""
 
     def __init__(self, url: str, namespace: str = "assignment") -> None:
         import redis
@@ -233,26 +233,32 @@ class RedisFeatureStore:
     def _key(self, tenant_id: str, kind: str) -> str:
         return f"{self._ns}:{tenant_id}:{kind}"
 
-    def people(self, tenant_id: str, user_ids: Sequence[str] | None = None) -> list[PersonFeatures]:
-        key = self._key(tenant_id, "people")
-        if user_ids is None:
-            rows = [person_from_json(v) for v in self._redis.hgetall(key).values()]  # type: ignore[union-attr]
-            return sorted((p for p in rows if p.active), key=lambda p: p.user_id)
-        if not user_ids:
-            return []
-        values = self._redis.hmget(key, list(user_ids))
-        return [person_from_json(v) for v in values if v is not None]  # type: ignore[union-attr]
+    def active_ids(self, tenant_id: str) -> list[str]:
+        members = self._redis.smembers(self._key(tenant_id, "active"))
+        return sorted(m.decode() for m in members)
 
     def person(self, tenant_id: str, user_id: str) -> PersonFeatures | None:
         value = self._redis.hget(self._key(tenant_id, "people"), user_id)
-        return None if value is None else person_from_json(value)  # type: ignore[arg-type]
+        return None if value is None else person_from_json(value)
 
     def task(self, tenant_id: str, task_id: str) -> TaskRecord | None:
         value = self._redis.hget(self._key(tenant_id, "tasks"), task_id)
-        return None if value is None else task_from_json(value)  # type: ignore[arg-type]
+        return None if value is None else task_from_json(value)
 
     def put_person(self, tenant_id: str, person: PersonFeatures) -> None:
-        self._redis.hset(self._key(tenant_id, "people"), person.user_id, person_to_json(person))
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hset(self._key(tenant_id, "people"), person.user_id, person_to_json(person))
+        active = self._key(tenant_id, "active")
+        if person.active:
+            pipe.sadd(active, person.user_id)
+        else:
+            pipe.srem(active, person.user_id)
+        pipe.execute()
 
     def put_task(self, tenant_id: str, task: TaskRecord) -> None:
         self._redis.hset(self._key(tenant_id, "tasks"), task.features.task_id, task_to_json(task))
+
+    def clear(self) -> int:
+        """Delete everything under the namespace (tests, benchmarks); returns how many keys went."""
+        keys = list(self._redis.scan_iter(f"{self._ns}:*"))
+        return int(self._redis.delete(*keys)) if keys else 0

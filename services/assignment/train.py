@@ -1,4 +1,5 @@
-"""`python -m services.assignment.train`: simulated events -> point-in-time dataset -> time-ordered
+"""`python -m services.assignment.train`: events (a simulator run, or the offline event log with
+`--from-event-log`) -> point-in-time dataset, replayed through the serving feature path -> time-ordered
 split -> NN, LambdaMART, ensemble -> evaluation against the baselines -> verified ONNX -> MLflow
 (`challenger`) -> promotion to `champion` only when the challenger beats the champion on validation."""
 
@@ -16,9 +17,10 @@ import numpy as np
 
 from mesh.config import MeshSettings
 from mesh.events import Envelope
+from mesh.features import FeatureRepoConfig
 from mesh.metrics import RankingQuality, ranking_quality, split_scores
 from mesh.models import CHALLENGER, CHAMPION, INPUT_NAME, ModelRegistry, OnnxModel
-from services.assignment.dataset import RankingSet, Split, build_dataset, split_by_week
+from services.assignment.dataset import RankingSet, Split, build_dataset, events_from_log, split_by_week
 from services.assignment.export import Exported, export_all
 from services.assignment.model import (
     Ensemble,
@@ -134,19 +136,38 @@ def quality_table(quality: dict[str, RankingQuality]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def training_events(args: argparse.Namespace, settings: MeshSettings) -> list[Envelope]:
+    """The events the dataset is built from: the offline event log when asked for, else a simulator run."""
+    if args.from_event_log is None:
+        return simulated_events(SimData(args.tenants, args.users, args.weeks, args.seed))
+    root = Path(args.from_event_log) if args.from_event_log else FeatureRepoConfig.from_settings(settings).event_log_dir
+    events = events_from_log(root)
+    if not events:
+        raise SystemExit(f"no assignment events in the event log at {root}")
+    log.info("%d events from the event log at %s", len(events), root)
+    return events
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.assignment.train", description=__doc__)
+    parser.add_argument("--from-event-log", nargs="?", const="", default=None, metavar="DIR",
+                        help="build the dataset from the feature ingestor's offline event log (default DIR: "
+                             "<features.offline_dir>/sunday_ml/events) instead of a simulator run")
     parser.add_argument("--tenants", type=int, default=SimData.tenants)
     parser.add_argument("--users", type=int, default=SimData.users_per_tenant)
     parser.add_argument("--weeks", type=int, default=SimData.weeks)
     parser.add_argument("--seed", type=int, default=SimData.seed)
     parser.add_argument("--out", type=Path, default=None, help="where the ONNX files go (default: a temp dir)")
     parser.add_argument("--no-register", action="store_true", help="train and evaluate only")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = MeshSettings()
     out = args.out or Path(tempfile.mkdtemp(prefix="assignment-"))
-    trained = train_all(simulated_events(SimData(args.tenants, args.users, args.weeks, args.seed)), out)
+    trained = train_all(training_events(args, settings), out)
     print(f"held-out week(s) from {trained.split.test_start:%Y-%m-%d}:\n{quality_table(trained.test)}")
     print(f"ensemble weight on nn: {trained.ensemble.weight:.2f}; ONNX files in {out}")
     if not args.no_register:

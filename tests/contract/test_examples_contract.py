@@ -4,6 +4,8 @@ real bus runner path (in-process broker): decoded, accepted, nothing dead-letter
 from __future__ import annotations
 
 import asyncio
+import functools
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -70,8 +72,25 @@ def _timeline(tmp: Path) -> Iterator[Handler]:
                           DeadlineRiskAlerter(InMemoryAlertState()))
 
 
+@functools.cache
+def _assignment_model() -> Path:
+    """A tiny trained assignment ranker, built once per session (a second or two)."""
+    from tests.unit.assignment.helpers import tiny_model
+
+    return tiny_model(Path(tempfile.mkdtemp(prefix="contract-assignment-")))
+
+
+@contextmanager
+def _assignment(tmp: Path) -> Iterator[Handler]:
+    from tests.unit.assignment.helpers import build_service, static_model
+
+    service = build_service(static_model(_assignment_model()))  # in-memory state and Feast client
+    yield service.handler(Publisher(InMemoryBroker().producer(), REGISTRY))
+
+
 # consumer name (as declared in mesh/events/_topics.py) -> how to build its real handler
 CONSUMERS: dict[str, Callable[[Path], object]] = {
+    "assignment": _assignment,
     "features": _features,
     "gateway.webhooks": _webhooks,
     "timeline": _timeline,

@@ -1,5 +1,6 @@
-"""End to end on the real broker and Redis: simulator events in -> one prediction per new task, each with
-provenance; a malformed task event goes to the DLQ and the service goes on."""
+"""End to end on the real broker, Redis and Feast: simulator events in -> features pushed to the Feast
+online store -> one prediction per new task, each with provenance stamped from the Feast rows; a
+malformed task event goes to the DLQ and the service goes on."""
 
 from __future__ import annotations
 
@@ -7,17 +8,21 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC
+from pathlib import Path
 
 import pytest
 from sunday.ml.v1 import events_pb2
 
 from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, Message, RunnerOptions, ensure_topics
 from mesh.config import MeshSettings
-from mesh.events import TopicRegistry, decode, new_envelope
-from services.assignment.handlers import AssignmentHandler
-from services.assignment.ranker import MODEL_NAME, AssignmentRanker
-from services.assignment.state import RedisFeatureStore
-from tests.unit.assignment.helpers import World, small_world
+from mesh.events import TopicRegistry, decode, new_envelope, occurred_at
+from mesh.features import DEFAULT_VIEWS, FeatureRepo, FeatureRepoConfig
+from services.assignment.online import OnlineFeatures, open_online
+from services.assignment.ranker import MODEL_NAME
+from services.assignment.state import RedisState
+from services.assignment.views import ASSIGNMENT_VIEWS
+from tests.unit.assignment.helpers import Service, World, build_service, small_world
 
 pytestmark = pytest.mark.integration
 TOPICS = ("tasks", "users", "projects")
@@ -44,27 +49,39 @@ def drain(settings: MeshSettings, topic: str, want: int) -> list[Message]:
 
 
 @pytest.fixture
-def service(settings: MeshSettings, world: World) -> Iterator[tuple[KafkaPublisher, TopicRegistry, RedisFeatureStore]]:
+def online(settings: MeshSettings, tmp_path: Path) -> Iterator[tuple[RedisState, OnlineFeatures]]:
+    """A Feast project and a state namespace of this test's own, in the local Redis; removed afterwards."""
+    name = f"it_assignment_{uuid.uuid4().hex[:10]}"
+    repo = FeatureRepo(FeatureRepoConfig(name, tmp_path / "repo", tmp_path / "offline", "redis", settings.redis.url),
+                       views=(*DEFAULT_VIEWS, *ASSIGNMENT_VIEWS))
+    state = RedisState(settings.redis.url, namespace=name)
+    yield state, open_online(repo)
+    repo.store().teardown()
+    state.clear()
+
+
+@pytest.fixture
+def service(settings: MeshSettings, world: World, online: tuple[RedisState, OnlineFeatures],
+            ) -> Iterator[tuple[KafkaPublisher, TopicRegistry, Service]]:
     registry = TopicRegistry(settings.kafka.topic_prefix)
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "dlq"])
     publisher = KafkaPublisher(settings.kafka, registry)
-    store = RedisFeatureStore(settings.redis.url, namespace=f"test-{uuid.uuid4().hex[:8]}")
-    handler = AssignmentHandler(store, AssignmentRanker(store, world.static_model()), publisher)
+    parts = build_service(world.static_model(), state=online[0], client=online[1].client)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, "assignment"), publisher=publisher,
-                            topics=TOPICS, group_id="assignment", handler=handler,
+                            topics=TOPICS, group_id="assignment", handler=parts.handler(publisher),
                             options=RunnerOptions(poll_timeout_s=0.2))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
-    yield publisher, registry, store
+    yield publisher, registry, parts
     runner.stop()
     thread.join(30)
     publisher.close()
 
 
-def test_simulated_events_in_predictions_out(service: tuple[KafkaPublisher, TopicRegistry, RedisFeatureStore],
+def test_simulated_events_in_predictions_out(service: tuple[KafkaPublisher, TopicRegistry, Service],
                                              world: World, settings: MeshSettings,
                                              span_exporter: object) -> None:
-    publisher, registry, store = service
+    publisher, registry, parts = service
     accepted = {t for n in TOPICS for t in registry.spec(n).event_types}
     events = [ev for ev in world.events if ev.type in accepted]
     first_task = next(i for i, ev in enumerate(events) if ev.type == "task_created")
@@ -74,7 +91,7 @@ def test_simulated_events_in_predictions_out(service: tuple[KafkaPublisher, Topi
     publisher.flush()
     # people must be known before tasks come (topics are not ordered with each other): wait for them
     joined = {(ev.tenant_id, ev.user_joined.user_id) for ev in setup if ev.type == "user_joined"}
-    assert wait_for_people(store, joined)
+    assert wait_for_people(parts, joined)
     tasks = [ev for ev in events[first_task:first_task + 40] if ev.type in registry.spec("tasks").event_types]
     bad = new_envelope("tenant-000", events_pb2.TaskCreated(task_id="bad", project_id="p", priority=42),
                        producer="test")
@@ -92,16 +109,25 @@ def test_simulated_events_in_predictions_out(service: tuple[KafkaPublisher, Topi
         prov = env.assignment_prediction.provenance
         assert prov.model_name == MODEL_NAME and prov.model_version and len(prov.trace_id) == 32
         assert "person_features" in prov.feature_timestamps and env.assignment_prediction.candidates
+    # stamped from the Feast task rows: event times at Feast's whole seconds, from creation up to the row now
+    created_at = {ev.task_created.task_id: occurred_at(ev).replace(microsecond=0) for ev in tasks
+                  if ev.type == "task_created"}
+    for env in out:
+        p = env.assignment_prediction
+        task = parts.sync.online.task(env.tenant_id, p.task_id)
+        stamp = p.provenance.feature_timestamps["task_features"].ToDatetime(UTC)
+        assert task is not None and created_at[p.task_id] <= stamp <= task.as_of and stamp.microsecond == 0
     dlq = drain(settings, registry.physical("dlq"), 2)
     assert len(dlq) == 2 and all(dict(m.headers).get("dlq.reason") for m in dlq)
 
 
-def wait_for_people(store: RedisFeatureStore, joined: set[tuple[str, str]]) -> bool:
-    """Bounded wait until the service has stored every person who joined."""
+def wait_for_people(parts: Service, joined: set[tuple[str, str]]) -> bool:
+    """Bounded wait until every person who joined has a row in the online store."""
     tenants = {t for t, _ in joined}
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        known = {(t, p.user_id) for t in tenants for p in store.people(t)}
+        known = {(t, p.user_id) for t in tenants
+                 for p in parts.sync.online.people(t, [u for tt, u in joined if tt == t])}
         if joined <= known:
             return True
         threading.Event().wait(0.1)  # a poll interval, not a timing assumption

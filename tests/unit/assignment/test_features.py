@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 from sunday.ml.v1 import common_pb2 as c
 from sunday.ml.v1 import events_pb2 as e
 
 from mesh.events import Envelope, new_envelope
+from mesh.features import EventLog, InMemoryFeatureClient, LoggedEvent
 from mesh.metrics import ndcg_at_k, reciprocal_rank
-from services.assignment.dataset import build_dataset
-from services.assignment.features import N_FEATURES, PersonFeatures, TaskFeatures, column, feature_matrix
+from services.assignment.dataset import build_dataset, events_from_log
+from services.assignment.features import (
+    N_FEATURES,
+    TASK_TYPES,
+    PersonFeatures,
+    TaskFeatures,
+    column,
+    feature_matrix,
+)
+from services.assignment.online import FeatureSync, OnlineFeatures
 from services.assignment.state import (
-    InMemoryFeatureStore,
+    InMemoryState,
     apply_event,
     person_from_json,
     person_to_json,
@@ -45,7 +55,7 @@ def stream() -> list[Envelope]:
 
 
 def test_events_keep_workload_history_and_labels() -> None:
-    store = InMemoryFeatureStore()
+    store = InMemoryState()
     labels = [label for ev in stream()[:4] if (label := apply_event(store, ev)) is not None]
     ana = store.person("t1", "ana")
     assert ana is not None and ana.open_tasks == 1 and ana.open_hours == 6 and ana.assigned_by_project == {"p": 1}
@@ -75,14 +85,55 @@ def test_dataset_rows_are_as_of_task_creation() -> None:
     assert second[column("x_type_done")] == 0  # completed after t-2 was created: not visible
 
 
-def test_rows_survive_the_online_store_encoding() -> None:
-    store = InMemoryFeatureStore()
+def test_rows_survive_the_state_encoding() -> None:
+    store = InMemoryState()
     for ev in stream():
         apply_event(store, ev)
     ana, task = store.person("t1", "ana"), store.task("t1", "t-2")
     assert ana is not None and task is not None
     assert person_from_json(person_to_json(ana)) == ana
     assert task_from_json(task_to_json(task)) == task
+
+
+def test_every_event_pushes_the_rows_it_changed_to_the_online_store() -> None:
+    sync = FeatureSync(InMemoryState(), OnlineFeatures(InMemoryFeatureClient()))
+    for ev in stream():
+        sync.apply(ev)
+        for user in ("ana", "bo"):
+            in_state = sync.state.person("t1", user)
+            online = sync.online.people("t1", [user])
+            assert [p.user_id for p in online] == ([user] if in_state else [])
+            assert not online or online[0] == in_state  # the full row, as of the same event time
+        for task_id in ("t-1", "t-2"):
+            record = sync.state.task("t1", task_id)
+            assert sync.online.task("t1", task_id) == (record.features if record else None)
+    ana = sync.online.people("t1", ["ana"])[0]
+    assert ana.done_by_type == {"bug": 1} and ana.hours_by_type == {"bug": 5} and ana.open_hours == 4
+
+
+def test_person_columns_cover_every_task_type() -> None:
+    from services.assignment.views import PersonRow
+
+    names = set(PersonRow.__dataclass_fields__)
+    assert all(f"done_{t}" in names and f"hours_{t}" in names for t in TASK_TYPES)
+
+
+def test_dataset_from_the_event_log_equals_the_dataset_from_the_stream(tmp_path: Path) -> None:
+    events = stream()
+    log = EventLog(tmp_path / "events")
+    # the ingestor logs in batches, at least once, in consumption order: users and tasks interleave
+    log.append([LoggedEvent(ev) for ev in events[2:5]])
+    log.append([LoggedEvent(ev) for ev in [*events[:2], events[3], *events[5:]]])
+    replayed = events_from_log(tmp_path / "events")
+    assert [ev.event_id for ev in replayed] == [ev.event_id for ev in events]
+    a, b = build_dataset(events), build_dataset(replayed)
+    assert len(a) == 2 and np.array_equal(a.x, b.x) and list(a.relevant) == list(b.relevant)
+
+
+def test_a_task_completed_without_an_assignment_is_labelled_by_who_completed_it() -> None:
+    events = [ev for ev in stream() if not (ev.type == "task_assigned" and ev.task_assigned.task_id == "t-1")]
+    data = build_dataset(events)
+    assert data.task_ids == ("t1:t-1", "t1:t-2") and list(data.relevant) == [0, 0]
 
 
 def test_metrics_single_relevant_item_with_ties() -> None:

@@ -3,6 +3,8 @@ gRPC RankAssignees, unknown tenant/task -> NOT_FOUND."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import grpc
 import grpc.aio
 import pytest
@@ -11,13 +13,13 @@ from sunday.ml.v1 import assignment_pb2, assignment_pb2_grpc, events_pb2
 
 from mesh.bus import ConsumerRunner, InMemoryBroker, Publisher, RunnerOptions
 from mesh.config import MeshSettings
+from mesh.errors import NotFound
 from mesh.events import TopicRegistry, decode, encode, new_envelope
 from mesh.serving import build_server
-from services.assignment.handlers import AssignmentHandler
-from services.assignment.ranker import MODEL_NAME, AssignmentRanker
+from services.assignment.ranker import MODEL_NAME
 from services.assignment.server import binding
-from services.assignment.state import InMemoryFeatureStore, apply_event
-from tests.unit.assignment.helpers import World
+from services.assignment.views import PERSON_VIEW, TASK_VIEW
+from tests.unit.assignment.helpers import World, build_service
 
 TOPICS = ("tasks", "users", "projects")
 
@@ -30,8 +32,7 @@ def run_service(world: World, extra_raw: list[bytes]) -> tuple[InMemoryBroker, T
     first_task = next(i for i, ev in enumerate(events) if ev.type == "task_created")
     setup = [ev for ev in events[:first_task] if ev.type not in registry.spec("tasks").event_types]
     tasks = [ev for ev in events[first_task:first_task + 60] if ev.type in registry.spec("tasks").event_types]
-    store = InMemoryFeatureStore()
-    handler = AssignmentHandler(store, AssignmentRanker(store, world.static_model()), publisher)
+    handler = build_service(world.static_model()).handler(publisher)
     for batch, raw in ((setup, []), (tasks, extra_raw)):
         for ev in batch:
             publisher.publish(ev)
@@ -67,14 +68,13 @@ def test_malformed_task_events_go_to_the_dlq_and_the_service_goes_on(world: Worl
 
 @pytest.fixture
 async def stub(world: World):  # type: ignore[no-untyped-def]
-    store = InMemoryFeatureStore()
+    service = build_service(world.static_model())
     for ev in world.events[:400]:
-        apply_event(store, ev)
-    server = build_server([binding(AssignmentRanker(store, world.static_model()))], MeshSettings(), 0,
-                          host="127.0.0.1")
+        service.sync.apply(ev)
+    server = build_server([binding(service.ranker)], MeshSettings(), 0, host="127.0.0.1")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield assignment_pb2_grpc.AssignmentServiceStub(channel), store
+        yield assignment_pb2_grpc.AssignmentServiceStub(channel), service.state
     await server.stop(0)
 
 
@@ -83,7 +83,7 @@ async def test_rank_assignees_by_task_id_and_by_payload(stub, world: World) -> N
     task_id = next(ev.task_created.task_id for ev in world.events[:400] if ev.type == "task_created")
     got = await client.RankAssignees(assignment_pb2.RankAssigneesRequest(tenant_id="tenant-000", task_id=task_id, k=3))
     assert len(got.prediction.candidates) == 3 and got.prediction.task_id == task_id
-    people = [p.user_id for p in store.people("tenant-000")][:4]
+    people = store.active_ids("tenant-000")[:4]
     payload = assignment_pb2.TaskPayload(task_id="new", project_id="p", task_type="bug", required_skills=["python"])
     got = await client.RankAssignees(assignment_pb2.RankAssigneesRequest(tenant_id="tenant-000", payload=payload,
                                                                          candidate_ids=people))
@@ -101,10 +101,35 @@ async def test_unknown_tenant_or_task_is_not_found(stub, tenant: str, task: str)
 def test_contract_examples_pass_through_the_handler(world: World) -> None:
     registry = TopicRegistry("unit.")
     broker = InMemoryBroker()
-    store = InMemoryFeatureStore()
-    handler = AssignmentHandler(store, AssignmentRanker(store, world.static_model()), Publisher(broker.producer(),
-                                                                                              registry))
+    handler = build_service(world.static_model()).handler(Publisher(broker.producer(), registry))
     for name in TOPICS:
         for ev in registry.examples(name):
             encode(ev)
             handler(ev)  # none raises: every declared example is a valid input
+
+
+def test_ranking_reads_the_online_rows_in_one_batch_and_stamps_their_event_times(world: World) -> None:
+    service = build_service(world.static_model())
+    events = [ev for ev in world.events[:600] if ev.tenant_id == "tenant-000"]
+    for ev in events:
+        service.sync.apply(ev)
+    task_id = [ev.task_created.task_id for ev in events if ev.type == "task_created"][-1]
+    people = service.state.active_ids("tenant-000")
+    service.client.reads.clear()
+    prediction = service.ranker.rank_assignees("tenant-000", task_id, k=3)
+    assert sorted(service.client.reads) == sorted([(TASK_VIEW.name, 1), (PERSON_VIEW.name, len(people))])
+    rows = service.client.get_online(PERSON_VIEW, [f"tenant-000:{u}" for u in people])
+    (task_row,) = service.client.get_online(TASK_VIEW, [f"tenant-000:{task_id}"])
+    stamps = prediction.provenance.feature_timestamps
+    assert stamps["person_features"].ToDatetime(UTC) == max(r.event_timestamp for r in rows if r is not None)
+    assert task_row is not None and stamps["task_features"].ToDatetime(UTC) == task_row.event_timestamp
+
+
+def test_ranking_serves_what_the_online_store_holds_not_the_state(world: World) -> None:
+    service = build_service(world.static_model())
+    for ev in world.events[:400]:
+        service.sync.apply(ev)
+    task_id = next(ev.task_created.task_id for ev in world.events[:400] if ev.type == "task_created")
+    fresh = build_service(world.static_model(), state=service.state)  # same state, empty online store
+    with pytest.raises(NotFound):
+        fresh.ranker.rank_assignees("tenant-000", task_id)
