@@ -90,3 +90,10 @@ class MeshSettings(BaseSettings):
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]
     models: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
     serving: ServingSettings = Field(default_factory=ServingSettings)  # type: ignore[arg-type]
+
+    @property
+    def namespace(self) -> str:
+        """Isolates this deployment's Redis keys and Feast project: derived from the Kafka topic prefix, so a
+        test or demo on its own topics never reads another's state or dedupe marks ('mesh' when unprefixed)."""
+        cleaned = "".join(c if c.isalnum() else "_" for c in self.kafka.topic_prefix).strip("_")
+        return cleaned or "mesh"

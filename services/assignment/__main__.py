@@ -36,15 +36,17 @@ async def run(settings: AssignmentSettings) -> None:
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "dlq"])
     model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models)
     await model.start()
-    state = RedisState(settings.redis.url)
-    online = await asyncio.to_thread(open_online, feature_repo(settings))  # registers the views in Feast
+    state = RedisState(settings.redis.url, namespace=f"{settings.namespace}:assignment")
+    project = None if settings.namespace == "mesh" else settings.namespace
+    online = await asyncio.to_thread(open_online, feature_repo(settings, project))  # registers the views in Feast
     ranker = AssignmentRanker(state, online, model)
     publisher = KafkaPublisher(settings.kafka, registry)
     labels = JsonlLabelSink(settings.features.offline_dir / "assignment" / "labels.jsonl")
     handler = AssignmentHandler(FeatureSync(state, online), ranker, publisher, labels)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
                             topics=TOPICS, group_id=GROUP, handler=handler,
-                            dedupe=RedisDedupe(settings.redis.url), options=RunnerOptions())
+                            dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
+                            options=RunnerOptions())
     consumer = threading.Thread(target=runner.run, name="assignment-consumer", daemon=True)
     consumer.start()
     try:
