@@ -34,13 +34,16 @@ def test_storypoints_bench_writes_the_report(tmp_path: Path) -> None:
 
     report = json.loads((out / "storypoints.json").read_text())
     assert set(report["projects"]) == {"alpha", "beta"}
-    for row in report["projects"].values():
+    for name, row in report["projects"].items():
         assert {"model_mae", "mean_mae", "median_mae", "deepse_published_mae", "chosen_model"} <= set(row)
         assert np.isfinite(row["model_mae"]) and row["model_mae"] >= 0
+        assert row["refit_on_train_val"] is True and row["chosen_model"] in report["val_mae_by_candidate"][name]
+        assert row["median_trainval_mae"] >= 0 and "median" in report["val_mae_by_candidate"][name]
     assert report["projects"]["alpha"]["deepse_published_mae"] == 1.5
     assert report["projects"]["beta"]["deepse_published_mae"] is None
     assert report["summary"]["n_projects"] == 2
     assert 0 <= report["summary"]["beats_median"] <= 2
+    assert set(report["summary"]["beats_median_from_text"]) <= set(report["summary"]["beats_median_projects"])
     assert (out / "storypoints.png").stat().st_size > 0
 
 

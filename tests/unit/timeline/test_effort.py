@@ -43,7 +43,7 @@ class HashEmbedder:
         for i, text in enumerate(texts):
             for word in text.split():
                 out[i, int(hashlib.md5(word.encode()).hexdigest(), 16) % 512] += 1.0
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+        return np.asarray(out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9))
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,8 @@ def test_selection_picks_the_lowest_validation_mae() -> None:
     train_x, train_y = synthetic_issues(200, seed=2)
     val_x, val_y = synthetic_issues(80, seed=3)
     candidates = [Candidate("tfidf", "ridge", 1e6, True), Candidate("tfidf", "ridge", 1.0, True)]
-    sel = select_effort_model(train_x, train_y, val_x, val_y, candidates)
+    sel = select_effort_model(train_x, train_y, val_x, val_y, candidates, shrinks=(1.0,), snap=False,
+                              include_median=False, ensemble_size=0, refit=False)
     assert set(sel.val_mae) == {c.name for c in candidates}
     assert sel.model.candidate == min(candidates, key=lambda c: sel.val_mae[c.name])
     assert sel.model.candidate.param == 1.0  # a huge ridge penalty predicts ~the median everywhere
