@@ -25,11 +25,11 @@ from bench._report import write_report
 from mesh.config import MeshSettings
 from mesh.events import Envelope
 from mesh.features import DEFAULT_VIEWS, FeatureRepo, FeatureRepoConfig
-from mesh.models import INPUT_NAME, OnnxModel, VersionedModel
+from mesh.models import INPUT_NAME, OnnxModel, StaticModel, VersionedModel
 from mesh.serving import build_server
 from services.assignment.model import LambdaMartOptions, NetOptions
 from services.assignment.online import FeatureSync, open_online
-from services.assignment.ranker import MODEL_NAME, AssignmentRanker, StaticModel
+from services.assignment.ranker import MODEL_NAME, AssignmentRanker
 from services.assignment.server import binding
 from services.assignment.state import RedisState
 from services.assignment.train import SimData, Trained, simulated_events, train_all

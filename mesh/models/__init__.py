@@ -23,7 +23,7 @@ from mesh.models._registry import (
     PromotionDecision,
     ResolvedModel,
 )
-from mesh.models._reloading import AliasRegistry, ReloadingModel, VersionedModel
+from mesh.models._reloading import AliasRegistry, ModelSource, ReloadingModel, StaticModel, VersionedModel
 from mesh.models._runner import (
     ModelRunner,
     OnnxModel,
@@ -45,11 +45,13 @@ __all__ = [
     "MicroBatcher",
     "ModelRegistry",
     "ModelRunner",
+    "ModelSource",
     "OnnxModel",
     "PromotionDecision",
     "ReloadingModel",
     "ResolvedModel",
     "SizeCheck",
+    "StaticModel",
     "Tolerance",
     "VersionedModel",
     "build_provenance",

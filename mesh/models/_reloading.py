@@ -38,6 +38,21 @@ class VersionedModel:
     model: OnnxModel
 
 
+class ModelSource(Protocol):
+    """Where a request gets the version it runs on: :class:`ReloadingModel` in services,
+    :class:`StaticModel` in tests and benchmarks."""
+
+    @property
+    def current(self) -> VersionedModel: ...
+
+
+@dataclass(frozen=True)
+class StaticModel:
+    """A fixed loaded version (tests, benchmarks)."""
+
+    current: VersionedModel
+
+
 class ReloadingModel:
     """The loaded version behind ``(name, alias)``; follows the alias every ``reload_interval_s``.
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from sunday.ml.v1 import assignment_pb2, common_pb2, events_pb2
 
 from mesh.errors import InvalidArgument, NotFound, Unavailable
-from mesh.models import INPUT_NAME, VersionedModel, build_provenance
+from mesh.models import INPUT_NAME, ModelSource, VersionedModel, build_provenance
 from services.assignment.features import (
     FEATURE_NAMES,
     FEATURE_SCHEMA,
@@ -36,20 +34,6 @@ MAX_K = 100
 MODEL_NAME = "assignment-ensemble"
 """The registered model the service serves (its ``champion`` alias)."""
 _GROUP_COLUMNS = {g: [column(n) for n in names] for g, names in REASON_GROUPS.items()}
-
-
-class ModelSource(Protocol):
-    """The version to run a request on (``mesh.models.ReloadingModel`` is one)."""
-
-    @property
-    def current(self) -> VersionedModel: ...
-
-
-@dataclass(frozen=True)
-class StaticModel:
-    """A fixed loaded version (tests, benchmarks)."""
-
-    current: VersionedModel
 
 
 @lru_cache(maxsize=16)

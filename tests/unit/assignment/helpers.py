@@ -12,11 +12,11 @@ from mesh.bus import Publisher
 from mesh.config import ModelSettings
 from mesh.events import Envelope
 from mesh.features import FeatureClient, FeatureRecord, InMemoryFeatureClient, ViewSpec
-from mesh.models import OnnxModel, VersionedModel
+from mesh.models import ModelSource, OnnxModel, StaticModel, VersionedModel
 from services.assignment.handlers import AssignmentHandler
 from services.assignment.model import LambdaMartOptions, NetOptions
 from services.assignment.online import FeatureSync, OnlineFeatures
-from services.assignment.ranker import MODEL_NAME, AssignmentRanker, ModelSource, StaticModel
+from services.assignment.ranker import MODEL_NAME, AssignmentRanker
 from services.assignment.state import InMemoryState, StateStore
 from services.assignment.train import SimData, Trained, simulated_events, train_all
 
