@@ -29,7 +29,7 @@ from mesh.config import MeshSettings
 from mesh.events import Envelope, TopicRegistry, occurred_at
 from simulator import SimConfig, Simulation
 
-ASSIGNMENT_PORT = 50061
+ASSIGNMENT_PORT = 50061  # MESH_SERVING__PORT of the demo's assignment service
 USER_EVENTS = {"user_joined", "user_skills_updated", "user_activity"}
 INPUT_TOPICS = ["tasks", "comments", "projects", "users", "activity", "automations", "meetings", "feedback"]
 
@@ -113,7 +113,7 @@ def start_assignment_service(settings: MeshSettings, out: Path) -> subprocess.Po
     """The real service process (consumer + gRPC), on this run's topics."""
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MESH_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-           "MESH_SERVING__PORT": str(ASSIGNMENT_PORT), "MESH_GRPC_PORT": str(ASSIGNMENT_PORT)}
+           "MESH_SERVING__PORT": str(ASSIGNMENT_PORT)}
     log = (out / "assignment-service.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "services.assignment"], env=env, stdout=log,
                             stderr=subprocess.STDOUT)

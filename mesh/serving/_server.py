@@ -102,13 +102,14 @@ async def serve(
     settings: MeshSettings,
     port: int,
     *,
+    host: str = "[::]",
     grace_s: float = DEFAULT_GRACE_S,
     stop: asyncio.Event | None = None,
     on_started: Callable[[MeshServer], None] | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> None:
     """Build, start, and run until SIGTERM/SIGINT (or ``stop`` is set); then stop gracefully."""
-    server = build_server(bindings, settings, port, grace_s=grace_s, tracer_provider=tracer_provider)
+    server = build_server(bindings, settings, port, host=host, grace_s=grace_s, tracer_provider=tracer_provider)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)

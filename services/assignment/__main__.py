@@ -25,7 +25,6 @@ GROUP = "assignment"
 
 
 class AssignmentSettings(MeshSettings):
-    grpc_port: int = Field(50061, ge=0, lt=65536, description="port of AssignmentService (0 = any free port)")
     model_alias: str = Field(CHAMPION, description="registry alias the service serves and follows")
 
 
@@ -50,7 +49,8 @@ async def run(settings: AssignmentSettings) -> None:
     consumer = threading.Thread(target=runner.run, name="assignment-consumer", daemon=True)
     consumer.start()
     try:
-        await serve([binding(ranker)], settings, settings.grpc_port)
+        await serve([binding(ranker)], settings, settings.serving.port, host=settings.serving.host,
+                    grace_s=settings.serving.grace_s)
     finally:
         runner.stop()
         await asyncio.to_thread(consumer.join)

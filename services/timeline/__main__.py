@@ -9,12 +9,13 @@ import threading
 from pydantic import Field
 
 from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RedisDedupe, RunnerOptions, ensure_topics
-from mesh.config import MeshSettings
+from mesh.config import MeshSettings, ServingSettings
 from mesh.events import TopicRegistry
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import serve
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.timeline.alerts import AlertPolicy, DeadlineRiskAlerter, RedisAlertState
+from services.timeline.effort_prior import load_effort_prior
 from services.timeline.handlers import TimelineHandler
 from services.timeline.predictor import MODEL_NAME, TimelinePredictor
 from services.timeline.server import binding
@@ -25,11 +26,15 @@ GROUP = "timeline"
 
 
 class TimelineSettings(MeshSettings):
+    # Locally the gateway expects timeline on 50052 (assignment on 50051); MESH_SERVING__PORT overrides.
+    serving: ServingSettings = Field(default_factory=lambda: ServingSettings.model_validate({"port": 50052}))
     model_alias: str = Field(CHAMPION, description="registry alias the service serves and follows")
     risk_threshold: float = Field(0.5, gt=0, le=1, description="P(miss deadline) that raises a deadline-risk alert")
     risk_hysteresis: float = Field(0.15, ge=0, lt=1, description="how far below the threshold P(miss) must "
                                    "fall before the same alert may fire again")
     simulations: int = Field(2000, gt=0, le=100_000, description="Monte-Carlo runs per project forecast")
+    effort_prior: bool = Field(False, description="load the story-point effort model (a model trained with the "
+                               "effort feature needs it; off by default: it did not help on held-out weeks)")
 
 
 async def run(settings: TimelineSettings) -> None:
@@ -39,17 +44,22 @@ async def run(settings: TimelineSettings) -> None:
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.timeline", "alerts", "dlq"])
     model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models)
     await model.start()
-    predictor = TimelinePredictor(RedisTimelineStore(settings.redis.url), model, simulations=settings.simulations)
-    alerter = DeadlineRiskAlerter(RedisAlertState(settings.redis.url),
+    effort = load_effort_prior() if settings.effort_prior else None
+    ns = settings.namespace
+    predictor = TimelinePredictor(RedisTimelineStore(settings.redis.url, namespace=f"{ns}:timeline"), model,
+                                  simulations=settings.simulations, effort=effort)
+    alerter = DeadlineRiskAlerter(RedisAlertState(settings.redis.url, namespace=f"{ns}:timeline:alerts"),
                                   AlertPolicy(settings.risk_threshold, settings.risk_hysteresis))
     publisher = KafkaPublisher(settings.kafka, registry)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
                             topics=TOPICS, group_id=GROUP, handler=TimelineHandler(predictor, publisher, alerter),
-                            dedupe=RedisDedupe(settings.redis.url), options=RunnerOptions())
+                            dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
+                            options=RunnerOptions())
     consumer = threading.Thread(target=runner.run, name="timeline-consumer", daemon=True)
     consumer.start()
     try:
-        await serve([binding(predictor)], settings, settings.serving.port, grace_s=settings.serving.grace_s)
+        await serve([binding(predictor)], settings, settings.serving.port, host=settings.serving.host,
+                    grace_s=settings.serving.grace_s)
     finally:
         runner.stop()
         await asyncio.to_thread(consumer.join)
