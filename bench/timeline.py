@@ -13,6 +13,7 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,20 @@ from sunday.ml.v1 import timeline_pb2, timeline_pb2_grpc
 from bench._report import write_report
 from mesh.config import MeshSettings
 from services.timeline.dataset import ProjectProbe
-from services.timeline.evaluate import project_quality
+from services.timeline.effort_prior import ConstantPrior, load_effort_prior
+from services.timeline.evaluate import ProjectQuality, TaskQuality
 from services.timeline.predictor import StaticModel, TimelinePredictor
+from services.timeline.projection import NAIVE
 from services.timeline.server import binding
-from services.timeline.train import MODEL_KEY, Options, SimData, Trained, simulated_dataset, train_all
+from services.timeline.train import (
+    MODEL_KEY,
+    Options,
+    SimData,
+    Trained,
+    evaluate_projects,
+    simulated_dataset,
+    train_all,
+)
 
 MODELS = (MODEL_KEY, "baseline_type_median", "baseline_assignee_median")
 
@@ -43,7 +54,7 @@ async def _grpc_latency(trained: Trained, probe: ProjectProbe, n: int, warm: int
     tasks = [t for key, rows in store.rows.items() if key[1] == "tasks" for t in rows.values() if t.is_open]
     tenant = probe.tenant_id
     ids = [t.task_id for t in tasks if (tenant, "tasks") in store.rows and t.task_id in store.rows[(tenant, "tasks")]]
-    predictor = TimelinePredictor(store, StaticModel(trained.versioned()))
+    predictor = TimelinePredictor(store, StaticModel(trained.versioned()), effort=trained.effort)
     server = build_server([binding(predictor)], MeshSettings(), 0, host="127.0.0.1")
     await server.start()
     out: list[float] = []
@@ -61,8 +72,8 @@ async def _grpc_latency(trained: Trained, probe: ProjectProbe, n: int, warm: int
     return out
 
 
-def _plot(task: dict[str, dict[str, float]], project: dict[str, float], deadline: dict[str, float]
-          ) -> Callable[[Any], None]:
+def _plot(task: dict[str, dict[str, float]], project: dict[str, float], deadline: dict[str, float],
+          naive: dict[str, float]) -> Callable[[Any], None]:
     def draw(fig: Any) -> None:
         ax = fig.add_subplot(1, 2, 1)
         names = list(task)
@@ -74,48 +85,106 @@ def _plot(task: dict[str, dict[str, float]], project: dict[str, float], deadline
         ax2 = fig.add_subplot(1, 2, 2)
         keys = list(project)
         pos = np.arange(len(keys))
-        ax2.bar(pos - 0.2, [project[k] for k in keys], 0.4, label="Monte-Carlo over open tasks")
-        ax2.bar(pos + 0.2, [deadline.get(k, np.nan) for k in keys], 0.4, label="current deadline")
+        ax2.bar(pos - 0.27, [project[k] for k in keys], 0.27, label="Monte-Carlo + scope + blend")
+        ax2.bar(pos, [naive.get(k, np.nan) for k in keys], 0.27, label="open tasks only, independent")
+        ax2.bar(pos + 0.27, [deadline.get(k, np.nan) for k in keys], 0.27, label="current deadline")
         ax2.set_xticks(pos, [f"{k} through" for k in keys])
         ax2.set_ylabel("project completion-date MAE (days)")
         ax2.legend()
     return draw
 
 
+def _project_rows(q: ProjectQuality) -> dict[str, float]:
+    return {f"completion_mae_days_at_{k.rstrip('%')}": v for k, v in q.mae_days.items()}
+
+
+def _task_rows(quality: dict[str, TaskQuality]) -> dict[str, dict[str, float]]:
+    return {k: {"mae_hours": q.mae_hours, "mape": q.mape, "coverage_80": q.coverage_80, "n": q.n}
+            for k, q in quality.items() if k in MODELS}
+
+
+def _effort_ablation(data: SimData, options: Options, without: Trained) -> dict[str, Any]:
+    """The same training with the effort prior as a feature (predicted story points from the task text):
+    held-out-week MAE with vs without. Reported only; the served default stays without (see the report)."""
+    effort = load_effort_prior()
+    out: dict[str, Any] = {"prior": effort.name}
+    if isinstance(effort, ConstantPrior):
+        out["skipped"] = "no story-point data: the prior is a constant, nothing to compare"
+        return out
+    with_prior = train_all(simulated_dataset(data, effort), Path(tempfile.mkdtemp(prefix="bench-timeline-")),
+                           options, effort)
+    for key, t in (("with_effort_prior", with_prior), ("without", without)):
+        out[key] = {"val_mae_hours": t.val[MODEL_KEY].mae_hours, "test_mae_hours": t.test[MODEL_KEY].mae_hours,
+                    "test_mape": t.test[MODEL_KEY].mape, "test_coverage_80": t.test[MODEL_KEY].coverage_80}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench timeline", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller world and fewer epochs (< 2 min)")
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
+    parser.add_argument("--effort-ablation", action="store_true",
+                        help="also train with the story-point effort prior as a feature and report both")
     args = parser.parse_args(argv)
     data = SimData(tenants=2, users_per_tenant=20, weeks=12) if args.quick else SimData()
+    # Project forecasts: parameters chosen on one unseen world, reported on another (every week of both is
+    # out of sample for the task model; neither is the training world's held-out weeks).
+    tenants = 4 if args.quick else 8
+    val_world = replace(data, tenants=tenants, seed=data.seed + 100)
+    test_world = replace(data, tenants=tenants, seed=data.seed + 200)
     options = Options(epochs=25, patience=5) if args.quick else Options()
+    sims = 1000 if args.quick else 4000
     started = time.perf_counter()
-    trained = train_all(simulated_dataset(data), Path(tempfile.mkdtemp(prefix="bench-timeline-")), options)
-    projects = project_quality(trained.dataset.probes, trained.versioned(), 1000 if args.quick else 4000)
+    val_probes = list(simulated_dataset(val_world, samples=False).probes)
+    test_probes = list(simulated_dataset(test_world, samples=False).probes)
+    trained = train_all(simulated_dataset(data), Path(tempfile.mkdtemp(prefix="bench-timeline-")), options,
+                        project_val=val_probes)
+    effort_report = (_effort_ablation(data, options, trained) if args.effort_ablation
+                     else {"skipped": "run with --effort-ablation"})
+    projects = evaluate_projects(trained, test_probes, sims)
+    naive = evaluate_projects(trained, test_probes, sims, NAIVE)
+    own = evaluate_projects(trained, None, sims)
+    own_naive = evaluate_projects(trained, None, sims, NAIVE)
     latency = asyncio.run(_grpc_latency(trained, trained.dataset.probes[-1], 100 if args.quick else 400, 10))
     p50, p99 = _percentiles(latency)
-    task = {k: {"mae_hours": q.mae_hours, "mape": q.mape, "coverage_80": q.coverage_80, "n": q.n}
-            for k, q in trained.test.items() if k in MODELS}
+    task = _task_rows(trained.test)
+    fit = trained.project_fit
     payload = {
         "task": task,
-        "project": {f"completion_mae_days_at_{k.rstrip('%')}": v for k, v in projects.mae_days.items()},
-        "project_baseline_deadline": {f"completion_mae_days_at_{k.rstrip('%')}": v
-                                      for k, v in projects.deadline_mae_days.items()},
+        "project": _project_rows(projects),
+        "project_baseline_deadline": _project_rows(projects),
+        "project_naive_open_tasks_only": _project_rows(naive),
         "project_count": projects.n_projects,
+        "project_probes": projects.n_probes,
+        "project_params": None if fit is None else {**asdict(fit.params), "val_mae_days": fit.mae_days,
+                                                    "val_probes": len(val_probes)},
+        "project_training_world": {"model": _project_rows(own), "naive": _project_rows(own_naive),
+                                   "deadline": {k: v for k, v in own.deadline_mae_days.items()},
+                                   "count": own.n_projects, "note": "probes inside the task model's training weeks"},
+        "effort_prior": effort_report,
         "latency_ms": {"predict_task_grpc_p50": p50, "predict_task_grpc_p99": p99},
         "calibration": {"raw_mc_dropout_val_coverage_80": trained.raw_val_coverage,
                         "conformal_scale_q": trained.calibrator.q},
-        "config": {"quick": args.quick, "sim": vars(data),
+        "config": {"quick": args.quick, "sim": vars(data), "project_val_world": vars(val_world),
+                   "project_test_world": vars(test_world),
                    "test_weeks_from": trained.split.test_start.isoformat(), "seconds": time.perf_counter() - started},
     }
+    payload["project_baseline_deadline"] = {f"completion_mae_days_at_{k.rstrip('%')}": v
+                                            for k, v in projects.deadline_mae_days.items()}
     rows = [{"model": k, "MAE h": v["mae_hours"], "MAPE": v["mape"], "cov80": v["coverage_80"]}
             for k, v in task.items()]
     write_report(args.out, "timeline", payload, rows, ("model", "MAE h", "MAPE", "cov80"),
-                 _plot(task, projects.mae_days, projects.deadline_mae_days))
-    print(f"project completion-date MAE (days, {projects.n_projects} projects): {projects.mae_days}; "
-          f"deadline baseline {projects.deadline_mae_days}")
+                 _plot(task, projects.mae_days, projects.deadline_mae_days, naive.mae_days))
+    print(f"project completion-date MAE (days; {projects.n_projects} projects of an unseen world, probes "
+          f"{projects.n_probes}): model {_fmt(projects.mae_days)}; open tasks only {_fmt(naive.mae_days)}; "
+          f"deadline baseline {_fmt(projects.deadline_mae_days)}; parameters {fit.params if fit else None}")
+    print(f"effort prior: {effort_report}")
     print(f"PredictTask over gRPC: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     return 0
+
+
+def _fmt(d: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in d.items())
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mesh.events import Envelope, occurred_at
+from services.timeline.effort_prior import ConstantPrior, EffortPrior
 from services.timeline.features import N_STATIC, TaskInputs, sequence, static_vector
 from services.timeline.model import F32, pad_sequences
 from services.timeline.state import InMemoryTimelineStore, apply_event, status_name
@@ -107,9 +108,12 @@ def _probe_times(completions: Mapping[Key, tuple[datetime, datetime]],
 
 def build_dataset(events: Iterable[Envelope], done_at: Mapping[Key, datetime],
                   completions: Mapping[Key, tuple[datetime, datetime]] | None = None,
-                  fractions: Sequence[float] = (0.25, 0.5, 0.75)) -> Dataset:
+                  fractions: Sequence[float] = (0.25, 0.5, 0.75), effort: EffortPrior | None = None,
+                  with_samples: bool = True) -> Dataset:
     """Replay ``events`` (time-ordered); a sample per open task at each snapshot event whose done time is
-    known; and a copy of the state at each (project, fraction) probe of ``completions``."""
+    known (none when ``with_samples`` is false: probes only); and a copy of the state at each (project,
+    fraction) probe of ``completions``. ``effort`` gives the effort-prior feature (default: constant)."""
+    prior = effort or ConstantPrior()
     store = InMemoryTimelineStore()
     rows: dict[str, list[Any]] = {k: [] for k in ("seqs", "static", "y", "at", "keys", "types", "assignees")}
     probes: list[ProjectProbe] = []
@@ -121,7 +125,7 @@ def build_dataset(events: Iterable[Envelope], done_at: Mapping[Key, datetime],
             p = store.project(tenant, project_id)
             probes.append(ProjectProbe(tenant, project_id, f, t, done, p.deadline if p else None, store.snapshot()))
         touched = apply_event(store, env)
-        if env.type not in SNAPSHOT_EVENTS or touched is None:
+        if not with_samples or env.type not in SNAPSHOT_EVENTS or touched is None:
             continue
         task_id = getattr(env, env.type).task_id
         task = store.task(env.tenant_id, task_id)
@@ -131,7 +135,8 @@ def build_dataset(events: Iterable[Envelope], done_at: Mapping[Key, datetime],
         person = store.person(env.tenant_id, task.assignee_id) if task.assignee_id else None
         deps = sum(d.is_open for d in store.tasks(env.tenant_id, list(task.depends_on)))
         rows["seqs"].append(sequence(task, at))
-        rows["static"].append(static_vector(task, person, store.project(env.tenant_id, task.project_id), deps, at))
+        rows["static"].append(static_vector(task, person, store.project(env.tenant_id, task.project_id), deps, at,
+                                            float(prior.points([task.text])[0])))
         rows["y"].append(np.log(max((done_time - at).total_seconds() / 3600.0, MIN_HOURS)))
         rows["at"].append(at)
         rows["keys"].append((env.tenant_id, task_id))

@@ -5,7 +5,7 @@ fractions of each project's life."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 
 import numpy as np
@@ -14,7 +14,9 @@ from numpy.typing import NDArray
 from mesh.models import VersionedModel
 from services.timeline.calibration import interval_coverage
 from services.timeline.dataset import ProjectProbe, Samples
+from services.timeline.effort_prior import EffortPrior
 from services.timeline.predictor import HoursQuantiles, StaticModel, TimelinePredictor
+from services.timeline.projection import ProjectCase, ProjectParams
 
 MAPE_FLOOR_HOURS = 8.0
 """MAPE counts outcomes of at least this many hours (a few minutes' error on a tiny one is not 1000%)."""
@@ -69,13 +71,17 @@ class ProjectQuality:
     deadline_mae_days: dict[str, float]
     """the same for the baseline 'the project completes on its current deadline'"""
     n_projects: int
+    n_probes: dict[str, int] = field(default_factory=dict)
 
 
-def project_quality(probes: Sequence[ProjectProbe], model: VersionedModel, simulations: int = 2000) -> ProjectQuality:
+def project_quality(probes: Sequence[ProjectProbe], model: VersionedModel, simulations: int = 2000,
+                    params: ProjectParams | None = None, effort: EffortPrior | None = None) -> ProjectQuality:
+    """``params``: the project-forecast parameters to use (default: the ones stamped in the model)."""
     errors: dict[str, list[float]] = {}
     deadline_errors: dict[str, list[float]] = {}
     for probe in probes:
-        predictor = TimelinePredictor(probe.store, StaticModel(model), simulations=simulations)
+        predictor = TimelinePredictor(probe.store, StaticModel(model), simulations=simulations, effort=effort,
+                                      project_params=params)
         forecast = predictor.predict_project(probe.tenant_id, probe.project_id, now=probe.at)
         predicted = forecast.project.completion_p50.ToDatetime(tzinfo=UTC).timestamp()
         truth = probe.completed_at.timestamp()
@@ -86,7 +92,21 @@ def project_quality(probes: Sequence[ProjectProbe], model: VersionedModel, simul
                                                            - probe.completed_at.timestamp()) / 86400.0)
     return ProjectQuality({k: float(np.mean(v)) for k, v in errors.items()},
                           {k: float(np.mean(v)) for k, v in deadline_errors.items()},
-                          len({(p.tenant_id, p.project_id) for p in probes}))
+                          len({(p.tenant_id, p.project_id) for p in probes}),
+                          {k: len(v) for k, v in errors.items()})
+
+
+def project_cases(probes: Sequence[ProjectProbe], model: VersionedModel,
+                  effort: EffortPrior | None = None) -> list[ProjectCase]:
+    """The Monte-Carlo inputs of each probe (task forecasts from ``model``) and its truth, for fitting the
+    project-forecast parameters (`projection.fit_project_params`)."""
+    out = []
+    for probe in probes:
+        predictor = TimelinePredictor(probe.store, StaticModel(model), effort=effort)
+        project, _, remaining, scope, at = predictor.project_case(probe.tenant_id, probe.project_id, probe.at)
+        deadline = None if project.deadline is None else (project.deadline - at).total_seconds() / 86400.0
+        out.append(ProjectCase(tuple(remaining), scope, deadline, (probe.completed_at - at).total_seconds() / 86400.0))
+    return out
 
 
 def quality_table(quality: dict[str, TaskQuality]) -> str:

@@ -14,6 +14,7 @@ from mesh.models import ExportReport
 from services.timeline.calibration import ConformalCalibrator
 from services.timeline.features import FEATURE_SCHEMA, STATIC_NAMES
 from services.timeline.model import TaskDurationNet, export_deterministic, export_mc
+from services.timeline.projection import ProjectParams
 
 DEFAULT_PASSES = 40
 """Monte-Carlo passes per request (one batched ONNX call)."""
@@ -25,21 +26,34 @@ class Exported:
     mc_path: Path
 
 
-def metadata(calibrator: ConformalCalibrator, passes: int) -> dict[str, str]:
+def metadata(calibrator: ConformalCalibrator, passes: int, effort_prior: str = "constant") -> dict[str, str]:
     cal = {"method": calibrator.method, "q": calibrator.q, "coverage": calibrator.coverage}
     return {"feature_schema": FEATURE_SCHEMA, "static_names": ",".join(STATIC_NAMES),
-            "calibration": json.dumps(cal), "mc_passes": str(passes)}
+            "calibration": json.dumps(cal), "mc_passes": str(passes), "effort_prior": effort_prior}
+
+
+def stamp_project_params(path: Path, params: ProjectParams) -> None:
+    """Add the project-forecast parameters fitted with this model to its metadata (rewrites the file)."""
+    from services.timeline.predictor import meta_of
+
+    model = onnx.load(str(path))
+    props = {p.key: p.value for p in model.metadata_props}
+    props["project_params"] = params.to_json()
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(path))
+    meta_of.cache_clear()
 
 
 def export_task_model(net: TaskDurationNet, calibrator: ConformalCalibrator, out_dir: Path,
-                      passes: int = DEFAULT_PASSES) -> Exported:
+                      passes: int = DEFAULT_PASSES, effort_prior: str = "constant") -> Exported:
     """Write ``task_deterministic.onnx`` and ``task_mc.onnx`` under ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = export_deterministic(net, out_dir / "task_deterministic.onnx")
     mc_path = export_mc(net, out_dir / "task_mc.onnx")
     for path in (report.path, mc_path):
         model = onnx.load(str(path))
-        onnx.helper.set_model_props(model, metadata(calibrator, passes))
+        onnx.helper.set_model_props(model, metadata(calibrator, passes, effort_prior))
         onnx.save(model, str(path))
     return Exported(report, mc_path)
 

@@ -1,7 +1,8 @@
 """Timeline features: one open task, as of `now`, -> (event sequence, static vector) for TaskDurationNet.
 
 The sequence is the task's status history (creation counts as entering `todo`). The static vector holds
-the task (type, priority, estimate, age, time in the current status, open dependencies, due date), its
+the task (type, priority, estimate, age, time in the current status, open dependencies, due date, story
+points predicted from its text by the effort prior), its
 assignee (speed on finished work, queue of open work ahead of this task, capacity), its project (how far
 actual hours ran over estimates) and the clock (hour of day, weekend): the target is wall-clock hours, so
 nights, weekends and the queue ahead matter as much as the work itself.
@@ -16,10 +17,12 @@ from datetime import datetime
 
 import numpy as np
 
+from services.timeline.effort_prior import CONSTANT_POINTS, ConstantPrior, EffortPrior
+from services.timeline.effort_prior import feature as effort_feature
 from services.timeline.model import F32, STEP_FEATURES, pad_sequences, step_features
 from services.timeline.state import PersonState, ProjectState, TaskState, TimelineStore
 
-FEATURE_SCHEMA = "timeline-v1"
+FEATURE_SCHEMA = "timeline-v2"
 """Bumped whenever the layout changes; stored in every exported model and checked when serving."""
 TASK_TYPES: tuple[str, ...] = ("bug", "feature", "design", "docs", "ops", "research", "data", "qa", "other")
 UNESTIMATED_HOURS = 8.0
@@ -28,7 +31,7 @@ STATIC_NAMES: tuple[str, ...] = (
     *(f"type_{t}" for t in TASK_TYPES), "priority", "log_estimate", "has_estimate", "has_assignee",
     "assignee_speed", "assignee_done", "queue_hours_ahead", "queue_tasks_ahead", "assignee_open_hours",
     "assignee_capacity", "project_slip", "open_deps", "log_age", "log_in_status", "due_in", "has_due",
-    "hour_sin", "hour_cos", "weekend", "n_events",
+    "hour_sin", "hour_cos", "weekend", "n_events", "effort_points",
 )
 N_STATIC = len(STATIC_NAMES)
 VIEWS = ("task_state", "person_state", "project_state")
@@ -71,7 +74,7 @@ def queue_ahead(person: PersonState | None, task_id: str) -> tuple[float, int]:
 
 
 def static_vector(task: TaskState, person: PersonState | None, project: ProjectState | None,
-                  open_deps: int, now: datetime) -> F32:
+                  open_deps: int, now: datetime, effort_points: float = CONSTANT_POINTS) -> F32:
     hours_ahead, n_ahead = queue_ahead(person, task.task_id)
     open_hours = sum(h if h > 0 else UNESTIMATED_HOURS for _, h in person.queue) if person else 0.0
     last = max((t for t in task.status_times if t <= now), default=task.created_at)
@@ -89,18 +92,20 @@ def static_vector(task: TaskState, person: PersonState | None, project: ProjectS
         math.log1p(open_deps), math.log1p(max(_hours(task.created_at, now), 0.0)),
         math.log1p(max(_hours(last, now), 0.0)), math.copysign(math.log1p(abs(due)), due) / 5.0,
         float(task.due_at is not None), math.sin(2 * math.pi * hour / 24), math.cos(2 * math.pi * hour / 24),
-        float(now.weekday() >= 5), math.log1p(len(task.statuses)),
+        float(now.weekday() >= 5), math.log1p(len(task.statuses)), effort_feature(effort_points),
     ]
     return np.asarray(values, dtype=np.float32)
 
 
-def task_inputs(store: TimelineStore, tenant_id: str, tasks: Sequence[TaskState], now: datetime) -> TaskInputs:
+def task_inputs(store: TimelineStore, tenant_id: str, tasks: Sequence[TaskState], now: datetime,
+                effort: EffortPrior | None = None) -> TaskInputs:
     """The model inputs of ``tasks`` (of one tenant) as of ``now``, read from ``store``."""
+    points = (effort or ConstantPrior()).points([t.text for t in tasks])
     seqs: list[F32] = []
     statics: list[F32] = []
     people: dict[str, PersonState | None] = {}
     projects: dict[str, ProjectState | None] = {}
-    for task in tasks:
+    for task, effort_points in zip(tasks, points, strict=True):
         if task.assignee_id not in people:
             people[task.assignee_id] = store.person(tenant_id, task.assignee_id) if task.assignee_id else None
         if task.project_id not in projects:
@@ -108,7 +113,8 @@ def task_inputs(store: TimelineStore, tenant_id: str, tasks: Sequence[TaskState]
         deps = store.tasks(tenant_id, list(task.depends_on))
         open_deps = sum(d.is_open for d in deps)
         seqs.append(sequence(task, now))
-        statics.append(static_vector(task, people[task.assignee_id], projects[task.project_id], open_deps, now))
+        statics.append(static_vector(task, people[task.assignee_id], projects[task.project_id], open_deps, now,
+                                     float(effort_points)))
     events, mask = pad_sequences(seqs)
     static = np.stack(statics) if statics else np.zeros((0, N_STATIC), np.float32)
     if not seqs:

@@ -69,8 +69,14 @@ def lognormal_from_quantiles(p10: float, p50: float, p90: float) -> tuple[float,
     return float(np.log(p50)), float((np.log(p90) - np.log(p10)) / (2.0 * Z90))
 
 
-def sample_work(task: RemainingTask, n: int, rng: np.random.Generator) -> FloatArray:
-    """n samples of the task's remaining work in hours (non-negative)."""
+def sample_work(task: RemainingTask, n: int, rng: np.random.Generator, shared: FloatArray | None = None,
+                correlation: float = 0.0) -> FloatArray:
+    """n samples of the task's remaining work in hours (non-negative).
+
+    With ``shared`` (one standard-normal draw per simulation, common to every task of the run) and
+    ``correlation`` rho > 0, a quantile-given task's log-normal noise is sqrt(rho) * shared + sqrt(1 - rho) *
+    own: the tasks of one simulation are then all fast or all slow together (a project/team speed factor),
+    each keeping its own marginal distribution. Sample-given tasks are drawn independently."""
     if task.samples is not None:
         pool = np.asarray(task.samples, dtype=np.float64).ravel()
         if pool.size == 0:
@@ -79,7 +85,10 @@ def sample_work(task: RemainingTask, n: int, rng: np.random.Generator) -> FloatA
     if task.quantiles is None:
         raise ValueError(f"task {task.id}: give samples or quantiles")
     mu, sigma = lognormal_from_quantiles(*task.quantiles)
-    return np.exp(mu + sigma * rng.standard_normal(n))
+    z = rng.standard_normal(n)
+    if shared is not None and correlation > 0.0:
+        z = np.sqrt(correlation) * shared + np.sqrt(1.0 - correlation) * z
+    return np.asarray(np.exp(mu + sigma * z), dtype=np.float64)
 
 
 def topological_order(tasks: Sequence[RemainingTask]) -> list[int]:
@@ -125,10 +134,15 @@ def simulate_finish_times(
     default_capacity: float = 6.0,
     seed: int = 0,
     durations: Durations = "work",
+    correlation: float = 0.0,
 ) -> FloatArray:
-    """[n, len(tasks)] finish times in days from now, one row per simulation."""
+    """[n, len(tasks)] finish times in days from now, one row per simulation (``correlation``: see
+    `sample_work`; 0 = independent tasks)."""
+    if not 0.0 <= correlation <= 1.0:
+        raise ValueError(f"correlation must be within [0, 1], got {correlation}")
     order = topological_order(tasks)
     rng = np.random.default_rng(seed)
+    shared = rng.standard_normal(n) if correlation > 0.0 else None
     index = {t.id: i for i, t in enumerate(tasks)}
     finish = np.zeros((n, len(tasks)))
     free_at: dict[str, FloatArray] = {}
@@ -139,14 +153,14 @@ def simulate_finish_times(
             if dep in index:
                 start = np.maximum(start, finish[:, index[dep]])
         if durations == "elapsed":
-            finish[:, i] = np.maximum(start, sample_work(task, n, rng) / 24.0)
+            finish[:, i] = np.maximum(start, sample_work(task, n, rng, shared, correlation) / 24.0)
             continue
         rate = capacity.get(task.assignee, default_capacity) if task.assignee else default_capacity
         if rate <= 0:
             raise ValueError(f"capacity of {task.assignee!r} must be positive, got {rate}")
         if task.assignee is not None:
             start = np.maximum(start, free_at.get(task.assignee, np.zeros(n)))
-        finish[:, i] = start + sample_work(task, n, rng) / rate
+        finish[:, i] = start + sample_work(task, n, rng, shared, correlation) / rate
         if task.assignee is not None:
             free_at[task.assignee] = finish[:, i]
     return finish
@@ -161,6 +175,7 @@ def simulate_completion(
     default_capacity: float = 6.0,
     seed: int = 0,
     durations: Durations = "work",
+    correlation: float = 0.0,
 ) -> CompletionForecast:
     """Completion-time distribution of `targets` (default: all tasks; e.g. a milestone's tasks).
 
@@ -170,7 +185,7 @@ def simulate_completion(
     if not tasks:
         done = np.zeros(n)
         return CompletionForecast(0.0, 0.0, 0.0, 0.0 if deadline_days is not None else None, done)
-    finish = simulate_finish_times(tasks, capacity, n, default_capacity, seed, durations)
+    finish = simulate_finish_times(tasks, capacity, n, default_capacity, seed, durations, correlation)
     ids = [t.id for t in tasks]
     unknown = set(targets or ()) - set(ids)
     if unknown:

@@ -6,6 +6,7 @@ transport."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,11 +20,14 @@ from sunday.ml.v1 import common_pb2, events_pb2
 from mesh.errors import InvalidArgument, NotFound, Unavailable
 from mesh.models import VersionedModel, build_provenance
 from services.timeline.calibration import ConformalCalibrator
+from services.timeline.effort_prior import ConstantPrior, EffortPrior
 from services.timeline.features import FEATURE_SCHEMA, STATIC_NAMES, TaskInputs, task_inputs
 from services.timeline.model import TASK_OUTPUT, quantiles_from_passes, repeat_for_mc
-from services.timeline.montecarlo import RemainingTask, simulate_completion
+from services.timeline.montecarlo import RemainingTask
+from services.timeline.projection import DEFAULT, ProjectParams, ScopeSnapshot, forecast_project, scope_snapshot
 from services.timeline.state import ProjectState, TaskState, TimelineStore
 
+log = logging.getLogger(__name__)
 MODEL_NAME = "timeline-task-duration"
 """The registered model the service serves (its ``champion`` alias): the MC-dropout graph."""
 DEFAULT_SIMULATIONS = 2000
@@ -47,10 +51,13 @@ class StaticModel:
 
 @dataclass(frozen=True)
 class ModelMeta:
-    """What the exported file carries besides the graph: the calibration and the number of passes."""
+    """What the exported file carries besides the graph: the calibration, the number of passes, the
+    project-forecast parameters fitted with it and the effort prior its features were built with."""
 
     calibrator: ConformalCalibrator
     passes: int
+    project: ProjectParams = DEFAULT
+    effort_prior: str = "constant"
 
 
 @lru_cache(maxsize=16)
@@ -63,8 +70,9 @@ def meta_of(path: Path) -> ModelMeta:
         raise Unavailable(f"model {path} was trained on feature schema {props.get('feature_schema')!r}, "
                           f"this service builds {FEATURE_SCHEMA!r}")
     cal = json.loads(props["calibration"])
+    project = ProjectParams.from_json(props["project_params"]) if "project_params" in props else DEFAULT
     return ModelMeta(ConformalCalibrator(cal["method"], float(cal["q"]), float(cal["coverage"])),
-                     int(props["mc_passes"]))
+                     int(props["mc_passes"]), project, props.get("effort_prior", "constant"))
 
 
 @dataclass(frozen=True)
@@ -97,11 +105,29 @@ class TimelinePredictor:
     """Task and project forecasts from the state store and the loaded model."""
 
     def __init__(self, store: TimelineStore, model: ModelSource, *, simulations: int = DEFAULT_SIMULATIONS,
-                 seed: int = 0) -> None:
+                 seed: int = 0, effort: EffortPrior | None = None, project_params: ProjectParams | None = None) -> None:
+        """``effort``: the prior the served model was trained with (constant when None or when the model
+        was trained without one); ``project_params`` overrides the model's fitted ones (evaluation)."""
         self._store = store
         self._model = model
         self._simulations = simulations
         self._seed = seed
+        self._effort = effort
+        self._project_params = project_params
+        self._warned: set[str] = set()
+
+    def _prior(self, version: VersionedModel) -> EffortPrior:
+        wanted = meta_of(version.model.path).effort_prior
+        if wanted == "constant":
+            return ConstantPrior()
+        if (self._effort is None or self._effort.name != wanted) and wanted not in self._warned:
+            self._warned.add(wanted)
+            log.warning("model %s v%s was trained with effort prior %s, serving with %s", version.name,
+                        version.version, wanted, "a constant" if self._effort is None else self._effort.name)
+        return self._effort or ConstantPrior()
+
+    def project_params(self, version: VersionedModel) -> ProjectParams:
+        return self._project_params or meta_of(version.model.path).project
 
     @property
     def store(self) -> TimelineStore:
@@ -124,7 +150,9 @@ class TimelinePredictor:
         open_ix = [i for i, t in enumerate(tasks) if t.is_open]
         out = [np.zeros(len(tasks)) for _ in range(3)]
         if open_ix:
-            q = run_mc(self._model.current, task_inputs(self._store, tenant_id, [tasks[i] for i in open_ix], now))
+            version = self._model.current
+            q = run_mc(version, task_inputs(self._store, tenant_id, [tasks[i] for i in open_ix], now,
+                                            self._prior(version)))
             for arr, part in zip(out, (q.p10, q.p50, q.p90), strict=True):
                 arr[open_ix] = part
         return HoursQuantiles(*out)
@@ -155,22 +183,35 @@ class TimelinePredictor:
             raise NotFound(f"project {project_id!r} of tenant {tenant_id!r} is not known to the timeline service")
         return project
 
-    def predict_project(self, tenant_id: str, project_id: str, now: datetime | None = None,
-                        simulations: int = 0, trace_id: str | None = None) -> ProjectForecast:
-        """Completion of the project and of each open milestone, by Monte-Carlo over the open tasks."""
-        if simulations < 0 or simulations > MAX_SIMULATIONS:
-            raise InvalidArgument(f"simulations must be within 0..{MAX_SIMULATIONS}")
+    def project_case(self, tenant_id: str, project_id: str, now: datetime | None = None
+                     ) -> tuple[ProjectState, list[TaskState], list[RemainingTask], ScopeSnapshot, datetime]:
+        """The project, its open tasks, their forecasts as Monte-Carlo inputs, its scope so far, and now."""
         project = self.project(tenant_id, project_id)
-        tasks = [t for t in self._store.tasks(tenant_id, list(project.task_ids)) if t.is_open]
+        known = self._store.tasks(tenant_id, list(project.task_ids))
+        tasks = [t for t in known if t.is_open]
         at = now or self.now_for(project.as_of, *(t.as_of for t in tasks))
-        version = self._model.current
         q = self.forecast(tenant_id, tasks, at)
         remaining = [RemainingTask(t.task_id, None, t.depends_on, _positive(q.p10[i], q.p50[i], q.p90[i]))
                      for i, t in enumerate(tasks)]
+        scope = scope_snapshot(project.start, project.planned_deadline or project.deadline,
+                               [t.created_at for t in known],
+                               [(t.created_at, t.done_at) for t in known if t.done_at is not None],
+                               [t.created_at for t in tasks], at)
+        return project, tasks, remaining, scope, at
+
+    def predict_project(self, tenant_id: str, project_id: str, now: datetime | None = None,
+                        simulations: int = 0, trace_id: str | None = None) -> ProjectForecast:
+        """Completion of the project (its open tasks and the scope still to come, see `projection`) and of
+        each open milestone (its open tasks), by Monte-Carlo."""
+        if simulations < 0 or simulations > MAX_SIMULATIONS:
+            raise InvalidArgument(f"simulations must be within 0..{MAX_SIMULATIONS}")
+        project, tasks, remaining, scope, at = self.project_case(tenant_id, project_id, now)
+        version = self._model.current
+        params = self.project_params(version)
         stamps = {"project_state": project.as_of, **({"task_state": max(t.as_of for t in tasks)} if tasks else {})}
         provenance = build_provenance(version.name, version.version, trace_id, stamps)
         n = simulations or self._simulations
-        whole = self._simulate(remaining, None, project.deadline, at, n)
+        whole = self._simulate(remaining, scope, None, project.deadline, at, n, params)
         out = _prediction(EK.ENTITY_KIND_PROJECT, project.project_id, project.project_id, whole[0], at, whole[1],
                           provenance)
         milestones = []
@@ -178,16 +219,16 @@ class TimelinePredictor:
             targets = [t.task_id for t in tasks if t.milestone_id == m.milestone_id]
             if m.completed or not targets:
                 continue
-            hours, miss = self._simulate(remaining, targets, m.due_at, at, n)
+            hours, miss = self._simulate(remaining, None, targets, m.due_at, at, n, params)
             milestones.append(_prediction(EK.ENTITY_KIND_MILESTONE, m.milestone_id, project.project_id, hours, at,
                                           miss, provenance))
         return ProjectForecast(out, tuple(milestones))
 
-    def _simulate(self, tasks: list[RemainingTask], targets: list[str] | None, deadline: datetime | None,
-                  now: datetime, n: int) -> tuple[tuple[float, float, float], float]:
+    def _simulate(self, tasks: list[RemainingTask], scope: ScopeSnapshot | None, targets: list[str] | None,
+                  deadline: datetime | None, now: datetime, n: int, params: ProjectParams
+                  ) -> tuple[tuple[float, float, float], float]:
         days = None if deadline is None else (deadline - now).total_seconds() / 86400.0
-        f = simulate_completion(tasks, {}, n=n, deadline_days=days, targets=targets, seed=self._seed,
-                                durations="elapsed")
+        f = forecast_project(tasks, scope, params, n, deadline_days=days, seed=self._seed, targets=targets)
         return (f.p10 * 24.0, f.p50 * 24.0, f.p90 * 24.0), float(f.p_miss_deadline or 0.0)
 
 

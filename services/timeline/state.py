@@ -78,6 +78,8 @@ class ProjectState:
     project_id: str
     start: datetime = EPOCH
     deadline: datetime | None = None
+    planned_deadline: datetime | None = None
+    """the deadline the project was created with (later moves do not change it): the planned duration"""
     milestones: tuple[MilestoneState, ...] = ()
     task_ids: tuple[str, ...] = ()
     done_actual_hours: float = 0.0
@@ -280,7 +282,9 @@ def _task_completed(store: TimelineStore, env: Envelope) -> str | None:
 def _project_created(store: TimelineStore, env: Envelope) -> str:
     e, at = env.project_created, occurred_at(env)
     p = _project(store, env.tenant_id, e.project_id)
-    store.put_project(env.tenant_id, replace(p, start=at, deadline=_dt(e.deadline), as_of=max(p.as_of, at)))
+    deadline = _dt(e.deadline)
+    store.put_project(env.tenant_id, replace(p, start=at, deadline=deadline, planned_deadline=deadline,
+                                             as_of=max(p.as_of, at)))
     return e.project_id
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from mesh.models import CHALLENGER, CHAMPION, ModelRegistry, OnnxModel, Versione
 from services.timeline.calibration import ConformalCalibrator, fit_conformal
 from services.timeline.dataset import (
     Dataset,
+    ProjectProbe,
     Samples,
     Split,
     build_dataset,
@@ -27,18 +29,21 @@ from services.timeline.dataset import (
     project_completions,
     split_by_week,
 )
+from services.timeline.effort_prior import EffortPrior
 from services.timeline.evaluate import (
     ProjectQuality,
     TaskQuality,
     baselines,
+    project_cases,
     project_quality,
     quality_table,
     task_quality,
 )
-from services.timeline.export import DEFAULT_PASSES, Exported, export_task_model
+from services.timeline.export import DEFAULT_PASSES, Exported, export_task_model, stamp_project_params
 from services.timeline.features import N_STATIC
 from services.timeline.model import TaskDurationNet, TaskModelConfig, TrainConfig, predict_distribution, train
 from services.timeline.predictor import MODEL_NAME, HoursQuantiles, run_mc
+from services.timeline.projection import ParamFit, ProjectParams, fit_project_params
 
 log = logging.getLogger(__name__)
 METRIC = "val_mae_hours"
@@ -76,6 +81,9 @@ class Trained:
     exported: Exported
     test: dict[str, TaskQuality]
     val: dict[str, TaskQuality]
+    effort: EffortPrior | None = None
+    project_fit: ParamFit | None = None
+    """the project-forecast parameters chosen on the validation projects (None: the defaults)"""
 
     def versioned(self, version: str = "0") -> VersionedModel:
         return VersionedModel(MODEL_NAME, version, OnnxModel.load(self.exported.mc_path, MeshSettings().models))
@@ -90,9 +98,11 @@ def simulate(data: SimData) -> tuple[list[Any], Any]:
     return events, sim.truth
 
 
-def simulated_dataset(data: SimData) -> Dataset:
+def simulated_dataset(data: SimData, effort: EffortPrior | None = None, samples: bool = True) -> Dataset:
+    """``samples=False``: the project probes only (a world used to fit or evaluate project forecasts)."""
     events, truth = simulate(data)
-    return build_dataset(events, labels_from_truth(truth), project_completions(truth))
+    return build_dataset(events, labels_from_truth(truth), project_completions(truth), effort=effort,
+                         with_samples=samples)
 
 
 def _inputs(s: Samples) -> list[Any]:
@@ -104,7 +114,11 @@ def onnx_forecaster(model: VersionedModel) -> Any:
     return lambda s: run_mc(model, s.inputs())
 
 
-def train_all(dataset: Dataset, out_dir: Path, options: Options = Options()) -> Trained:
+def train_all(dataset: Dataset, out_dir: Path, options: Options = Options(), effort: EffortPrior | None = None,
+              project_val: Sequence[ProjectProbe] = ()) -> Trained:
+    """``effort``: the prior ``dataset``'s features were built with (recorded in the model);
+    ``project_val``: validation project probes (not the held-out weeks) to choose the project-forecast
+    parameters on, stamped into the model."""
     split = split_by_week(dataset.samples)
     log.info("samples: train %d, val %d, test %d", len(split.train), len(split.val), len(split.test))
     net = TaskDurationNet(TaskModelConfig(N_STATIC, hidden=options.hidden, dropout=options.dropout))
@@ -115,16 +129,26 @@ def train_all(dataset: Dataset, out_dir: Path, options: Options = Options()) -> 
     raw_cov = float(np.mean((split.val.y >= raw.p10) & (split.val.y <= raw.p90)))
     calibrator = fit_conformal(split.val.y, raw.p10, raw.p50, raw.p90, coverage=0.8, method="scale")
     log.info("raw MC-dropout 80%% coverage on validation %.3f; conformal scale q=%.3f", raw_cov, calibrator.q)
-    exported = export_task_model(net, calibrator, out_dir, options.passes)
+    exported = export_task_model(net, calibrator, out_dir, options.passes,
+                                 effort.name if effort is not None else "constant")
     model = VersionedModel(MODEL_NAME, "0", OnnxModel.load(exported.mc_path, MeshSettings().models))
+    fit = None
+    if project_val:
+        fit = fit_project_params(project_cases(project_val, model, effort))
+        log.info("project parameters %s (validation MAE %.1f days over %d probes)", fit.params, fit.mae_days,
+                 len(project_val))
+        stamp_project_params(exported.mc_path, fit.params)
+        model = VersionedModel(MODEL_NAME, "0", OnnxModel.load(exported.mc_path, MeshSettings().models))
     fns = {MODEL_KEY: onnx_forecaster(model), **baselines(split.train)}
     return Trained(split, dataset, net, calibrator, raw_cov, exported,
                    {k: task_quality(split.test, f(split.test)) for k, f in fns.items()},
-                   {k: task_quality(split.val, f(split.val)) for k, f in fns.items()})
+                   {k: task_quality(split.val, f(split.val)) for k, f in fns.items()}, effort, fit)
 
 
-def evaluate_projects(trained: Trained, simulations: int = 2000) -> ProjectQuality:
-    return project_quality(trained.dataset.probes, trained.versioned(), simulations)
+def evaluate_projects(trained: Trained, probes: Sequence[ProjectProbe] | None = None, simulations: int = 2000,
+                      params: ProjectParams | None = None) -> ProjectQuality:
+    return project_quality(trained.dataset.probes if probes is None else probes, trained.versioned(), simulations,
+                           params, trained.effort)
 
 
 def register_and_promote(trained: Trained, registry: ModelRegistry, settings: MeshSettings) -> str:
@@ -171,13 +195,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = MeshSettings()
     out = args.out or Path(tempfile.mkdtemp(prefix="timeline-"))
-    dataset = simulated_dataset(SimData(args.tenants, args.users, args.weeks, args.seed))
-    trained = train_all(dataset, out, Options(epochs=args.epochs))
+    data = SimData(args.tenants, args.users, args.weeks, args.seed)
+    dataset = simulated_dataset(data)
+    # project-forecast parameters are chosen on another simulated world, not on the held-out weeks
+    val_probes = simulated_dataset(SimData(args.tenants, args.users, args.weeks, args.seed + 100), samples=False).probes
+    trained = train_all(dataset, out, Options(epochs=args.epochs), project_val=val_probes)
     print(f"held-out weeks from {trained.split.test_start:%Y-%m-%d}:\n{quality_table(trained.test)}")
     print(f"MC dropout alone covered {trained.raw_val_coverage:.3f} of validation outcomes with p10-p90; "
           f"conformal scale factor {trained.calibrator.q:.3f} (fit on the validation weeks)")
     projects = evaluate_projects(trained)
-    print(f"project completion-date MAE (days) over {projects.n_projects} projects: {projects.mae_days}; "
+    print(f"project parameters {trained.project_fit.params if trained.project_fit else None}; completion-date MAE "
+          f"(days) over {projects.n_projects} projects of the training world: {projects.mae_days}; "
           f"'on the deadline' baseline: {projects.deadline_mae_days}")
     print(f"ONNX files in {out} (deterministic graph max |onnx - torch| "
           f"{trained.exported.deterministic.max_abs_diff:.2e})")
