@@ -29,7 +29,8 @@ from mesh.config import MeshSettings
 from mesh.events import Envelope, TopicRegistry, occurred_at
 from simulator import SimConfig, Simulation
 
-ASSIGNMENT_PORT = 50061  # MESH_SERVING__PORT of the demo's assignment service
+ASSIGNMENT_PORT = 50061  # MESH_SERVING__PORT of the demo's services
+TIMELINE_PORT = 50062
 USER_EVENTS = {"user_joined", "user_skills_updated", "user_activity"}
 INPUT_TOPICS = ["tasks", "comments", "projects", "users", "activity", "automations", "meetings", "feedback"]
 
@@ -98,36 +99,33 @@ def ingest_features(settings: MeshSettings, n: int) -> tuple[Counter[str], dict[
                     "newest_event_per_type": freshness, "user_features_online": online}, seconds
 
 
-def ensure_assignment_champion(settings: MeshSettings) -> None:
+def ensure_champion(settings: MeshSettings, service: str, model_name: str, train_args: list[str]) -> None:
     from mesh.models import CHAMPION, ModelRegistry
-    from services.assignment.ranker import MODEL_NAME
 
-    if ModelRegistry(settings.models).version_of(MODEL_NAME, CHAMPION) is not None:
-        _say(f"assignment: serving the registered {MODEL_NAME}@{CHAMPION}")
+    if ModelRegistry(settings.models).version_of(model_name, CHAMPION) is not None:
+        _say(f"{service}: serving the registered {model_name}@{CHAMPION}")
         return
-    _say("assignment: no champion yet -> training on 10 simulated weeks of history (about a minute)")
-    subprocess.run([sys.executable, "-m", "services.assignment.train", "--seed", "101"], check=True)
+    _say(f"{service}: no champion yet -> training on simulated history (python -m services.{service}.train)")
+    subprocess.run([sys.executable, "-m", f"services.{service}.train", *train_args], check=True)
 
 
-def start_assignment_service(settings: MeshSettings, out: Path) -> subprocess.Popen[bytes]:
-    """The real service process (consumer + gRPC), on this run's topics."""
+def start_service(settings: MeshSettings, service: str, port: int, out: Path) -> subprocess.Popen[bytes]:
+    """The real service process (Kafka consumer + gRPC server) on this run's topics."""
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MESH_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
-           "MESH_SERVING__PORT": str(ASSIGNMENT_PORT)}
-    log = (out / "assignment-service.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "services.assignment"], env=env, stdout=log,
+    env = {**os.environ, "MESH_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix, "MESH_SERVING__PORT": str(port)}
+    log_path = out / f"{service}-service.log"
+    proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env, stdout=log_path.open("wb"),
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the assignment service exited ({proc.returncode}); "
-                               f"see {out / 'assignment-service.log'}")
-        if _grpc_serving(f"127.0.0.1:{ASSIGNMENT_PORT}"):
-            _say(f"assignment service up (pid {proc.pid}, gRPC 127.0.0.1:{ASSIGNMENT_PORT})")
+            raise RuntimeError(f"the {service} service exited ({proc.returncode}); see {log_path}")
+        if _grpc_serving(f"127.0.0.1:{port}"):
+            _say(f"{service} service up (pid {proc.pid}, gRPC 127.0.0.1:{port}, log {log_path})")
             return proc
         time.sleep(0.5)
     proc.terminate()
-    raise RuntimeError("the assignment service did not become healthy within 120 s")
+    raise RuntimeError(f"the {service} service did not become healthy within 180 s; see {log_path}")
 
 
 def _grpc_serving(target: str) -> bool:
@@ -142,15 +140,16 @@ def _grpc_serving(target: str) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
-def collect_predictions(settings: MeshSettings, expected: int) -> list[Envelope]:
+def collect(settings: MeshSettings, logical: list[str], expected: int) -> list[Envelope]:
+    """What the services published, read back from Kafka until ``expected`` or 15 s of quiet."""
     from confluent_kafka import Consumer
 
     from mesh.events import decode
 
-    topic = TopicRegistry(settings.kafka.topic_prefix).physical("predictions.assignment")
+    registry = TopicRegistry(settings.kafka.topic_prefix)
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"demo-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
+    consumer.subscribe([registry.physical(t) for t in logical])
     got: list[Envelope] = []
     deadline, last = time.monotonic() + 180, time.monotonic()
     while time.monotonic() < deadline and len(got) < expected and time.monotonic() - last < 15:
@@ -187,6 +186,40 @@ def assignment_results(sim: Simulation, predictions: list[Envelope], tasks_creat
     }
 
 
+def timeline_results(sim: Simulation, predictions: list[Envelope], alerts: list[Envelope]) -> dict[str, Any]:
+    """Each task's FIRST forecast (made when it was created) against when it really finished."""
+    from sunday.ml.v1 import events_pb2 as e
+
+    done = {(t.tenant_id, t.task_id): t.done_at for t in sim.truth.tasks if t.observed}
+    kinds: Counter[str] = Counter()
+    first: dict[tuple[str, str], Any] = {}
+    for env in predictions:
+        p = env.timeline_prediction
+        kinds[e.EntityKind.Name(p.entity_kind)] += 1
+        if p.entity_kind == e.ENTITY_KIND_TASK:
+            first.setdefault((env.tenant_id, p.entity_id), p)
+    errors, covered = [], 0
+    for key, p in first.items():
+        if key in done:
+            lo, mid, hi = (ts.ToDatetime(tzinfo=UTC) for ts in (p.completion_p10, p.completion_p50, p.completion_p90))
+            errors.append(abs((mid - done[key]).total_seconds()) / 3600)
+            covered += lo <= done[key] <= hi
+    project = next((env.timeline_prediction for env in reversed(predictions)
+                    if env.timeline_prediction.entity_kind == e.ENTITY_KIND_PROJECT), None)
+    return {
+        "predictions_by_kind": dict(kinds), "alerts": len(alerts),
+        "tasks_finished_in_week": len(errors),
+        "completion_abs_error_h_median": round(sorted(errors)[len(errors) // 2], 1) if errors else None,
+        "coverage_80": round(covered / len(errors), 3) if errors else None,
+        "sample_alert": alerts[0].alert.message if alerts else None,
+        "sample_project": None if project is None else {
+            "project_id": project.entity_id,
+            "completion_p10_p50_p90": [ts.ToDatetime(tzinfo=UTC).date().isoformat() for ts in
+                                       (project.completion_p10, project.completion_p50, project.completion_p90)],
+            "deadline_miss_probability": round(project.deadline_miss_probability, 3)},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tenants", type=int, default=1)
@@ -199,8 +232,14 @@ def main() -> int:
     settings = MeshSettings()
     settings.kafka.topic_prefix = f"demo-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}."
     ensure_topics(settings.kafka, TopicRegistry(settings.kafka.topic_prefix))
-    ensure_assignment_champion(settings)
-    service = start_assignment_service(settings, args.out)
+    from services.assignment.ranker import MODEL_NAME as ASSIGNMENT_MODEL
+    from services.timeline.predictor import MODEL_NAME as TIMELINE_MODEL
+
+    ensure_champion(settings, "assignment", ASSIGNMENT_MODEL, ["--seed", "101"])
+    ensure_champion(settings, "timeline", TIMELINE_MODEL,
+                    ["--tenants", "2", "--users", "20", "--weeks", "12", "--epochs", "25", "--seed", "101"])
+    services = [start_service(settings, "assignment", ASSIGNMENT_PORT, args.out),
+                start_service(settings, "timeline", TIMELINE_PORT, args.out)]
     try:
         _say(f"simulating {args.weeks} week(s) of {args.tenants} tenant(s) x {args.users} people -> Kafka "
              f"(topics {settings.kafka.topic_prefix}*, {args.rate:.0f} events/s)")
@@ -215,15 +254,22 @@ def main() -> int:
              f"({online['batch_read_ms']} ms); {online['fresh_rows']} already reflect the person's newest event "
              f"(max staleness {online['max_staleness_s']:.1f} s)")
         _say("assignment: collecting the service's suggestions from Kafka")
-        predictions = collect_predictions(settings, counts["task_created"])
+        predictions = collect(settings, ["predictions.assignment"], counts["task_created"])
+        _say("timeline: collecting forecasts and deadline-risk alerts from Kafka")
+        timeline_out = collect(settings, ["predictions.timeline", "alerts"], 10**9)
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(60)
+        for proc in services:
+            proc.send_signal(signal.SIGTERM)
+        for proc in services:
+            proc.wait(60)
     assignment = assignment_results(sim, predictions, counts["task_created"])
+    timeline = timeline_results(sim, [x for x in timeline_out if x.type == "timeline_prediction"],
+                                [x for x in timeline_out if x.type == "alert"])
     assignment["random_hit_at_k"] = round(assignment["k"] / args.users, 3)
     summary: dict[str, Any] = {"topic_prefix": settings.kafka.topic_prefix, "events_published": n,
                                "publish_events_per_s": round(n / pub_s), "events_per_type": dict(counts),
-                               "features": features, "ingest_seconds": round(ing_s, 1), "assignment": assignment}
+                               "features": features, "ingest_seconds": round(ing_s, 1), "assignment": assignment,
+                               "timeline": timeline}
     print("\nevents per type:")
     for event_type, count in counts.most_common():
         print(f"  {event_type:<24} {count:>8}")
@@ -233,6 +279,14 @@ def main() -> int:
           f"({assignment['with_ground_truth']} tasks with truth; picking at random: {assignment['random_hit_at_k']})")
     if assignment["sample"]:
         print(json.dumps(assignment["sample"], indent=2))
+    print(f"\ntimeline forecasts: {timeline['predictions_by_kind']}; {timeline['alerts']} deadline-risk alert(s)")
+    print(f"  tasks finished this week: {timeline['tasks_finished_in_week']}; the forecast made at creation was off by "
+          f"{timeline['completion_abs_error_h_median']} h (median) and its 80% interval held the real finish "
+          f"{timeline['coverage_80']} of the time")
+    if timeline["sample_project"]:
+        print(f"  {json.dumps(timeline['sample_project'])}")
+    if timeline["sample_alert"]:
+        print(f"  alert: {timeline['sample_alert']}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     _say(f"summary: {args.out / 'summary.json'}")
