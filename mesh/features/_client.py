@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from mesh.features._frame import records_to_frame
+from mesh.features._online import ViewReader
 from mesh.features._repo import FeatureRepo
-from mesh.features._schema import FeatureRecord, ViewSpec, row_from_values
+from mesh.features._schema import FeatureRecord, ViewSpec
 
 R = TypeVar("R")
 
@@ -26,18 +26,29 @@ class FeatureClient(Protocol):
 
 
 class FeastFeatureClient:
-    """FeatureClient over a Feast store (Redis or SQLite online store)."""
+    """FeatureClient over a Feast store (Redis or SQLite online store).
+
+    Reads go straight to the provider's `online_read` with the view's Feast objects and decoders resolved
+    on first use (see `mesh.features._online`); they equal `get_online_features` + `to_dict`, at a fraction
+    of the cost. A view's definition is read from the registry once per client: re-applying a changed view
+    needs a new client (a restart), as it already needs new service code.
+    """
 
     def __init__(self, repo: FeatureRepo) -> None:
         self._repo = repo
+        self._readers: dict[str, ViewReader[Any]] = {}
+
+    def _reader(self, view: ViewSpec[Any, R]) -> ViewReader[R]:
+        store = self._repo.store()
+        reader = self._readers.get(view.name)
+        if reader is None or reader.store is not store or (reader.view is not view and reader.view != view):
+            reader = self._readers[view.name] = ViewReader(store, view)
+        return reader
 
     def get_online(self, view: ViewSpec[Any, R], entity_keys: Sequence[str]) -> list[FeatureRecord[R] | None]:
         if not entity_keys:
             return []
-        response = self._repo.store().get_online_features(
-            features=view.feature_refs(), entity_rows=[{view.join_key: k} for k in entity_keys]
-        )
-        return _records(view, entity_keys, response.to_dict(include_event_timestamps=True))
+        return self._reader(view).read(entity_keys)
 
     async def get_online_async(
         self, view: ViewSpec[Any, R], entity_keys: Sequence[str]
@@ -45,10 +56,7 @@ class FeastFeatureClient:
         """Async read (Redis online store only; Feast's SQLite store has no async path)."""
         if not entity_keys:
             return []
-        response = await self._repo.store().get_online_features_async(
-            features=view.feature_refs(), entity_rows=[{view.join_key: k} for k in entity_keys]
-        )
-        return _records(view, entity_keys, response.to_dict(include_event_timestamps=True))
+        return await self._reader(view).read_async(entity_keys)
 
     def push(self, view: ViewSpec[Any, R], records: Sequence[FeatureRecord[R]]) -> None:
         if not records:
@@ -56,19 +64,6 @@ class FeastFeatureClient:
         from feast.data_source import PushMode
 
         self._repo.store().push(view.push_source, records_to_frame(view, records), to=PushMode.ONLINE)
-
-
-def _records(view: ViewSpec[Any, R], keys: Sequence[str], data: dict[str, list[Any]]) -> list[FeatureRecord[R] | None]:
-    names = [name for name, _ in view.fields()]
-    out: list[FeatureRecord[R] | None] = []
-    for i, key in enumerate(keys):
-        stamps = [int(data[f"{n}__ts"][i] or 0) for n in names]
-        if not any(stamps):
-            out.append(None)
-            continue
-        row = row_from_values(view.row_type, {n: data[n][i] for n in names})
-        out.append(FeatureRecord(key, datetime.fromtimestamp(max(stamps), UTC), row))
-    return out
 
 
 class InMemoryFeatureClient:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -25,12 +26,20 @@ from mesh.features import (
     FeatureRepo,
     FeatureRepoConfig,
     RedisAggregates,
+    ViewSpec,
     build_ingestor,
     replay,
     replay_log,
     replay_topic,
 )
 from tests.unit.features._stream import T0, env, stream
+from tests.unit.features.test_client_online import (
+    ALL_TYPES_VIEW,
+    assert_same,
+    parity_keys,
+    reference_read,
+    write_out_of_order,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -135,9 +144,39 @@ def test_online_read_batches_sync_and_async(redis_ingestors: list[FeatureIngesto
     rows = client.get_online(USER_VIEW, keys)
     rows_async = asyncio.run(client.get_online_async(USER_VIEW, keys))
     assert rows == rows_async
+    assert_same(rows, reference_read(ing.repo, USER_VIEW, keys))
     for i, row in enumerate(rows):
         assert row is not None and row.features.last_active == T0 + timedelta(minutes=i)
     assert client.get_online(USER_VIEW, ["other-tenant:u0"]) == [None]
+
+
+def test_fast_read_equals_feasts_own_read_on_redis(redis_ingestors: list[FeatureIngestor], tmp_path: Path) -> None:
+    """The client reads via the provider's online_read; Feast's public get_online_features must agree, field by
+    field, sync and async, for every field type, a missing key, an out-of-order write and every default view."""
+    repo = FeatureRepo(FeatureRepoConfig(f"it_{uuid.uuid4().hex[:10]}", tmp_path / "repo", tmp_path / "off", "redis",
+                                         MeshSettings().redis.url), views=(*DEFAULT_VIEWS, ALL_TYPES_VIEW))
+    repo.apply()
+    ing = build_ingestor(repo)
+    redis_ingestors.append(ing)
+    client = FeastFeatureClient(repo)
+    write_out_of_order(client)
+    replay(ing, stream(seed=4, tenants=2, users=4, tasks=6), batch_size=16)
+    cases: list[tuple[ViewSpec[Any, Any], list[str]]] = [(ALL_TYPES_VIEW, parity_keys())]
+    for view in DEFAULT_VIEWS:
+        ids = [k.split(":", 1)[1].rstrip(":") for k in ing.aggregates.keys(view.state_type.kind)]
+        assert ids
+        cases.append((view, [*reversed(ids), "tenant-0:nobody", ids[0]]))
+
+    async def read_async() -> list[list[FeatureRecord[Any] | None]]:  # one loop: Feast's async client keeps its own
+        return [await client.get_online_async(view, keys) for view, keys in cases]
+
+    got_async = asyncio.run(read_async())
+    for (view, keys), rows_async in zip(cases, got_async, strict=True):
+        want = reference_read(repo, view, keys)
+        assert_same(client.get_online(view, keys), want)
+        assert_same(rows_async, want)
+    want = reference_read(repo, ALL_TYPES_VIEW, parity_keys())
+    assert want[1] is None and want[3] is None and all(r is not None for r in (want[0], want[2], want[4]))
 
 
 def test_topic_registry_names_features_as_consumer() -> None:
