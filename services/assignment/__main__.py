@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 
 from pydantic import Field
 
@@ -12,7 +11,7 @@ from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, Red
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
-from mesh.serving import serve
+from mesh.serving import run_service
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.assignment.handlers import AssignmentHandler, JsonlLabelSink
 from services.assignment.online import FeatureSync, feature_repo, open_online
@@ -46,14 +45,9 @@ async def run(settings: AssignmentSettings) -> None:
                             topics=TOPICS, group_id=GROUP, handler=handler,
                             dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
                             options=RunnerOptions())
-    consumer = threading.Thread(target=runner.run, name="assignment-consumer", daemon=True)
-    consumer.start()
     try:
-        await serve([binding(ranker)], settings, settings.serving.port, host=settings.serving.host,
-                    grace_s=settings.serving.grace_s)
+        await run_service("assignment", runner, [binding(ranker)], settings)
     finally:
-        runner.stop()
-        await asyncio.to_thread(consumer.join)
         publisher.close()
         await model.aclose()
 
