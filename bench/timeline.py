@@ -119,6 +119,24 @@ def _effort_ablation(data: SimData, options: Options, without: Trained) -> dict[
     return out
 
 
+def _milestone(data: SimData, trained: Trained) -> dict[str, Any]:
+    """The milestone model vs the served Monte-Carlo p50 vs the due date on the held-out weeks' daily probes
+    of the training world (labels: the simulator's milestone completion times)."""
+    from services.timeline.milestone_train import train_milestone
+    from services.timeline.train import simulate
+
+    events, truth = simulate(data)
+    m = train_milestone(events, truth, trained.versioned(), trained.split.val_start, trained.split.test_start,
+                        Path(tempfile.mkdtemp(prefix="bench-milestone-")))
+    test = m.split.test
+    return {"model_mae_days": m.test["model"], "montecarlo_mae_days": m.test["montecarlo"],
+            "due_date_mae_days": m.test["due_date"], "n": m.n_test,
+            "milestones": len(set(test.keys)), "mean_true_days": float(test.days().mean()) if len(test) else None,
+            "validation": m.val, "served_p50": "model" if m.use_for_p50 else "montecarlo",
+            "note": "daily probes of open milestones in the held-out weeks; labels are the simulator's completion "
+                    "times (milestones without one give no probe)"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench timeline", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller world and fewer epochs (< 2 min)")
@@ -139,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     test_probes = list(simulated_dataset(test_world, samples=False).probes)
     trained = train_all(simulated_dataset(data), Path(tempfile.mkdtemp(prefix="bench-timeline-")), options,
                         project_val=val_probes)
+    milestone = _milestone(data, trained)
     effort_report = (_effort_ablation(data, options, trained) if args.effort_ablation
                      else {"skipped": "run with --effort-ablation"})
     projects = evaluate_projects(trained, test_probes, sims)
@@ -161,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         "project_training_world": {"model": _project_rows(own), "naive": _project_rows(own_naive),
                                    "deadline": {k: v for k, v in own.deadline_mae_days.items()},
                                    "count": own.n_projects, "note": "probes inside the task model's training weeks"},
+        "milestone": milestone,
         "effort_prior": effort_report,
         "latency_ms": {"predict_task_grpc_p50": p50, "predict_task_grpc_p99": p99},
         "calibration": {"raw_mc_dropout_val_coverage_80": trained.raw_val_coverage,
@@ -178,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"project completion-date MAE (days; {projects.n_projects} projects of an unseen world, probes "
           f"{projects.n_probes}): model {_fmt(projects.mae_days)}; open tasks only {_fmt(naive.mae_days)}; "
           f"deadline baseline {_fmt(projects.deadline_mae_days)}; parameters {fit.params if fit else None}")
+    print(f"milestone remaining-days MAE on held-out weeks: {milestone}")
     print(f"effort prior: {effort_report}")
     print(f"PredictTask over gRPC: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     return 0

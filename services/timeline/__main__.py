@@ -10,6 +10,7 @@ from pydantic import Field
 
 from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RedisDedupe, RunnerOptions, ensure_topics
 from mesh.config import MeshSettings, ServingSettings
+from mesh.errors import NotFound
 from mesh.events import TopicRegistry
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import serve
@@ -17,6 +18,7 @@ from mesh.telemetry import serve_metrics, setup_tracing
 from services.timeline.alerts import AlertPolicy, DeadlineRiskAlerter, RedisAlertState
 from services.timeline.effort_prior import load_effort_prior
 from services.timeline.handlers import TimelineHandler
+from services.timeline.milestone import MILESTONE_MODEL_NAME
 from services.timeline.predictor import MODEL_NAME, TimelinePredictor
 from services.timeline.server import binding
 from services.timeline.state import RedisTimelineStore
@@ -44,10 +46,13 @@ async def run(settings: TimelineSettings) -> None:
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.timeline", "alerts", "dlq"])
     model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models)
     await model.start()
+    milestone = ReloadingModel(ModelRegistry(settings.models), MILESTONE_MODEL_NAME, settings.model_alias,
+                               settings.models)
+    follow = await _start_optional(milestone, settings.models.reload_interval_s)
     effort = load_effort_prior() if settings.effort_prior else None
     ns = settings.namespace
     predictor = TimelinePredictor(RedisTimelineStore(settings.redis.url, namespace=f"{ns}:timeline"), model,
-                                  simulations=settings.simulations, effort=effort)
+                                  simulations=settings.simulations, effort=effort, milestone_model=milestone)
     alerter = DeadlineRiskAlerter(RedisAlertState(settings.redis.url, namespace=f"{ns}:timeline:alerts"),
                                   AlertPolicy(settings.risk_threshold, settings.risk_hysteresis))
     publisher = KafkaPublisher(settings.kafka, registry)
@@ -65,6 +70,28 @@ async def run(settings: TimelineSettings) -> None:
         await asyncio.to_thread(consumer.join)
         publisher.close()
         await model.aclose()
+        await milestone.aclose()
+        if follow is not None:
+            follow.cancel()
+
+
+async def _start_optional(model: ReloadingModel, interval_s: float) -> asyncio.Task[None] | None:
+    """Load and follow ``model``; without a version behind its alias yet, serve without it (Monte-Carlo
+    milestone forecasts) and keep checking for one."""
+    try:
+        await model.start()
+        return None
+    except NotFound as exc:
+        logging.getLogger(__name__).warning("%s: milestone forecasts are Monte-Carlo until one is registered", exc)
+
+    async def follow() -> None:  # the watcher `start` would have run: check the alias every interval
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await model.maybe_reload()
+            except Exception:
+                logging.getLogger(__name__).exception("model %s: reload failed", model.name)
+    return asyncio.get_running_loop().create_task(follow(), name=f"first-load:{model.name}")
 
 
 def main() -> None:

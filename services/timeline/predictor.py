@@ -22,10 +22,11 @@ from mesh.models import VersionedModel, build_provenance
 from services.timeline.calibration import ConformalCalibrator
 from services.timeline.effort_prior import ConstantPrior, EffortPrior
 from services.timeline.features import FEATURE_SCHEMA, STATIC_NAMES, TaskInputs, task_inputs
+from services.timeline.milestone import milestone_inputs, milestone_meta_of, ordered, run_milestone
 from services.timeline.model import TASK_OUTPUT, quantiles_from_passes, repeat_for_mc
 from services.timeline.montecarlo import RemainingTask
 from services.timeline.projection import DEFAULT, ProjectParams, ScopeSnapshot, forecast_project, scope_snapshot
-from services.timeline.state import ProjectState, TaskState, TimelineStore
+from services.timeline.state import MilestoneState, ProjectState, TaskState, TimelineStore
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "timeline-task-duration"
@@ -105,9 +106,12 @@ class TimelinePredictor:
     """Task and project forecasts from the state store and the loaded model."""
 
     def __init__(self, store: TimelineStore, model: ModelSource, *, simulations: int = DEFAULT_SIMULATIONS,
-                 seed: int = 0, effort: EffortPrior | None = None, project_params: ProjectParams | None = None) -> None:
+                 seed: int = 0, effort: EffortPrior | None = None, project_params: ProjectParams | None = None,
+                 milestone_model: ModelSource | None = None) -> None:
         """``effort``: the prior the served model was trained with (constant when None or when the model
-        was trained without one); ``project_params`` overrides the model's fitted ones (evaluation)."""
+        was trained without one); ``project_params`` overrides the model's fitted ones (evaluation);
+        ``milestone_model``: the milestone model (None or not loaded: Monte-Carlo milestone forecasts)."""
+        self._milestone = milestone_model
         self._store = store
         self._model = model
         self._simulations = simulations
@@ -214,15 +218,51 @@ class TimelinePredictor:
         whole = self._simulate(remaining, scope, None, project.deadline, at, n, params)
         out = _prediction(EK.ENTITY_KIND_PROJECT, project.project_id, project.project_id, whole[0], at, whole[1],
                           provenance)
+        open_ms = [(m, ordered(t for t in tasks if t.milestone_id == m.milestone_id)) for m in project.milestones
+                   if not m.completed]
+        open_ms = [(m, ts) for m, ts in open_ms if ts]
+        served = self._milestone_days(tenant_id, open_ms, at)
         milestones = []
-        for m in project.milestones:
-            targets = [t.task_id for t in tasks if t.milestone_id == m.milestone_id]
-            if m.completed or not targets:
-                continue
-            hours, miss = self._simulate(remaining, None, targets, m.due_at, at, n, params)
+        for i, (m, targets) in enumerate(open_ms):
+            hours, miss = self._simulate(remaining, None, [t.task_id for t in targets], m.due_at, at, n, params)
+            source = provenance
+            if served is not None:
+                # the model's p50 (it beat Monte-Carlo on validation); Monte-Carlo's interval and P(miss)
+                p50 = float(served[1][i]) * 24.0
+                hours = (min(hours[0], p50), p50, max(hours[2], p50))
+                source = build_provenance(served[0].name, served[0].version, trace_id, stamps)
             milestones.append(_prediction(EK.ENTITY_KIND_MILESTONE, m.milestone_id, project.project_id, hours, at,
-                                          miss, provenance))
+                                          miss, source))
         return ProjectForecast(out, tuple(milestones))
+
+    def _milestone_version(self) -> VersionedModel | None:
+        """The milestone model when one is loaded and its schema matches; else None (logged once)."""
+        if self._milestone is None:
+            return None
+        try:
+            version = self._milestone.current
+            milestone_meta_of(version.model.path)
+        except Unavailable as exc:
+            if "milestone" not in self._warned:
+                self._warned.add("milestone")
+                log.warning("no milestone model (%s): milestone forecasts are Monte-Carlo only", exc)
+            return None
+        self._warned.discard("milestone")
+        return version
+
+    def _milestone_days(self, tenant_id: str, open_ms: Sequence[tuple[MilestoneState, list[TaskState]]],
+                        at: datetime) -> tuple[VersionedModel, np.ndarray] | None:
+        """The milestone model (the version that ran) and its remaining days per milestone, when it is served
+        for the p50 (else None)."""
+        version = self._milestone_version()
+        if version is None or not open_ms:
+            return None
+        days = run_milestone(version, [milestone_inputs(self._store, tenant_id, ts, m, at) for m, ts in open_ms])
+        if not milestone_meta_of(version.model.path).use_for_p50:
+            log.info("milestone model %s v%s (not served: Monte-Carlo was better on validation): %s days",
+                     version.name, version.version, np.round(days, 1).tolist())
+            return None
+        return version, days
 
     def _simulate(self, tasks: list[RemainingTask], scope: ScopeSnapshot | None, targets: list[str] | None,
                   deadline: datetime | None, now: datetime, n: int, params: ProjectParams
