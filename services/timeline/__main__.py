@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 
 from pydantic import Field
 
@@ -13,7 +12,7 @@ from mesh.config import MeshSettings, ServingSettings
 from mesh.errors import NotFound
 from mesh.events import TopicRegistry
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
-from mesh.serving import serve
+from mesh.serving import run_service
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.timeline.alerts import AlertPolicy, DeadlineRiskAlerter, RedisAlertState
 from services.timeline.effort_prior import load_effort_prior
@@ -60,14 +59,9 @@ async def run(settings: TimelineSettings) -> None:
                             topics=TOPICS, group_id=GROUP, handler=TimelineHandler(predictor, publisher, alerter),
                             dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
                             options=RunnerOptions())
-    consumer = threading.Thread(target=runner.run, name="timeline-consumer", daemon=True)
-    consumer.start()
     try:
-        await serve([binding(predictor)], settings, settings.serving.port, host=settings.serving.host,
-                    grace_s=settings.serving.grace_s)
+        await run_service("timeline", runner, [binding(predictor)], settings)
     finally:
-        runner.stop()
-        await asyncio.to_thread(consumer.join)
         publisher.close()
         await model.aclose()
         await milestone.aclose()
