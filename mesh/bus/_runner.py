@@ -19,6 +19,7 @@ from types import FrameType
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
 
 from mesh.bus._dedupe import DedupeStore
 from mesh.bus._errors import DeadLetterCapExceeded, RetriesExhausted, TransientError
@@ -71,6 +72,13 @@ class RunnerOptions:
     """How often the consumer-lag gauge is refreshed."""
 
 
+@dataclass(frozen=True)
+class _TopicMetrics:
+    handled: Counter
+    duplicates: Counter
+    seconds: Histogram
+
+
 class ConsumerRunner:
     """Runs one handler over logical topics as one consumer group member."""
 
@@ -104,6 +112,16 @@ class ConsumerRunner:
         self._stop = threading.Event()
         self._tracer = trace.get_tracer("mesh.bus")
         self._consecutive_invalid = 0
+        self._children: dict[str, _TopicMetrics] = {}
+
+    def _metrics(self, topic: str) -> _TopicMetrics:
+        """The hot-path metric children of one topic (labels() per message costs ~10% of the loop)."""
+        children = self._children.get(topic)
+        if children is None:
+            children = self._children[topic] = _TopicMetrics(
+                EVENTS_HANDLED.labels(topic, self._group), EVENTS_DUPLICATES.labels(topic, self._group),
+                HANDLER_SECONDS.labels(topic, self._group))
+        return children
 
     def stop(self) -> None:
         """Finish the batch in flight, commit it, and return from :meth:`run`."""
@@ -183,7 +201,7 @@ class ConsumerRunner:
                 self._dead_letter(msg, str(env), stats)
             elif env.event_id in done:
                 stats.duplicates += 1
-                EVENTS_DUPLICATES.labels(msg.topic, self._group).inc()
+                self._metrics(msg.topic).duplicates.inc()
             else:
                 done.add(env.event_id)
                 fresh.append((msg, env))
@@ -203,7 +221,7 @@ class ConsumerRunner:
             return False
         for msg, env in fresh:
             handled.append(env.event_id)
-            EVENTS_HANDLED.labels(msg.topic, self._group).inc()
+            self._metrics(msg.topic).handled.inc()
         stats.handled += len(fresh)
         self._consecutive_invalid = 0
         return True
@@ -222,7 +240,7 @@ class ConsumerRunner:
         """Handle one decoded event; True when its effect was applied now."""
         if env.event_id in done:
             stats.duplicates += 1
-            EVENTS_DUPLICATES.labels(msg.topic, self._group).inc()
+            self._metrics(msg.topic).duplicates.inc()
             return False
         try:
             self._handle(msg, env, stats)
@@ -232,7 +250,7 @@ class ConsumerRunner:
         done.add(env.event_id)  # a duplicate later in the same batch is skipped too
         self._consecutive_invalid = 0
         stats.handled += 1
-        EVENTS_HANDLED.labels(msg.topic, self._group).inc()
+        self._metrics(msg.topic).handled.inc()
         return True
 
     def _handle(self, msg: Message, env: Envelope, stats: RunStats) -> None:
@@ -254,7 +272,7 @@ class ConsumerRunner:
                 started = time.perf_counter()
                 try:
                     call()
-                    HANDLER_SECONDS.labels(msg.topic, self._group).observe(time.perf_counter() - started)
+                    self._metrics(msg.topic).seconds.observe(time.perf_counter() - started)
                     return attempt - 1
                 except TransientError as exc:
                     span.set_status(Status(StatusCode.ERROR, str(exc)))

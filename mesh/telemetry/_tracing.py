@@ -23,6 +23,7 @@ from mesh.config import TelemetrySettings
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+_TRACE_HEADERS = frozenset({"traceparent", "tracestate", "baggage"})
 
 
 def setup_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = None) -> TracerProvider:
@@ -72,7 +73,7 @@ def inject_headers(headers: Headers) -> Headers:
 
 def context_from_headers(headers: Sequence[tuple[str, bytes | str | None]] | None) -> otel_context.Context:
     """The producer's trace context from Kafka headers, to start the consumer's span as its child."""
-    carrier = {k: (v.decode() if isinstance(v, bytes) else v or "") for k, v in (headers or [])}
+    carrier = {k: (v.decode() if isinstance(v, bytes) else v or "") for k, v in (headers or []) if k in _TRACE_HEADERS}
     return extract(carrier)
 
 
