@@ -221,6 +221,33 @@ def timeline_results(sim: Simulation, predictions: list[Envelope], alerts: list[
     }
 
 
+def plot_summary(summary: dict[str, Any], path: Path) -> None:
+    """One picture of the run: the stream, and what the two services made of it."""
+    from bench._report import save_plot
+
+    def draw(fig: Any) -> None:
+        events = sorted(summary["events_per_type"].items(), key=lambda kv: kv[1])
+        ax = fig.add_subplot(1, 3, 1)
+        ax.barh([k for k, _ in events], [v for _, v in events], color="#4c72b0")
+        ax.set_xscale("log")
+        ax.set_title(f"{summary['events_published']} events of one simulated week")
+        a = summary["assignment"]
+        ax = fig.add_subplot(1, 3, 2)
+        ax.bar(["top-1", f"top-{a['k']}", f"random top-{a['k']}"],
+               [a["hit_at_1"] or 0, a["hit_at_k"] or 0, a["random_hit_at_k"] or 0],
+               color=["#55a868", "#55a868", "#999"])
+        ax.set_ylim(0, 1)
+        ax.set_title(f"assignment: true assignee in the suggestions\n({a['predictions']} tasks)")
+        t = summary["timeline"]
+        ax = fig.add_subplot(1, 3, 3)
+        ax.bar(["80% interval coverage", "target"], [t["coverage_80"] or 0, 0.8], color=["#c44e52", "#999"])
+        ax.set_ylim(0, 1)
+        ax.set_title(f"timeline: forecast at creation vs real finish\n({t['tasks_scored']} tasks, "
+                     f"median error {t['completion_abs_error_h_median']} h)")
+
+    save_plot(path, draw, figsize=(16, 6))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tenants", type=int, default=1)
@@ -290,7 +317,8 @@ def main() -> int:
         print(f"  alert: {timeline['sample_alert']}")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _say(f"summary: {args.out / 'summary.json'}")
+    plot_summary(summary, args.out / "summary.png")
+    _say(f"summary: {args.out / 'summary.json'}, plot: {args.out / 'summary.png'}")
     return 0
 
 
