@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench._report import write_report
 from mesh.config import MeshSettings
@@ -108,8 +109,24 @@ def main(argv: list[str] | None = None) -> int:
                                        "rows_pushed": stats.rows_pushed, "source": source},
         "quick": args.quick,
     }
-    write_report(args.out, "features", payload, rows, ["measure", "p50_ms", "p99_ms", "n"])
+    write_report(args.out, "features", payload, rows, ["measure", "p50_ms", "p99_ms", "n"],
+                 lambda fig: _plot(fig, lat))
     return 0
+
+
+def _plot(fig: Any, lat: dict[str, dict[str, float]]) -> None:
+    """p50 and p99 of the mesh client next to Feast's own read path, batch 1 and 64."""
+    for i, b in enumerate((1, 64)):
+        ax = fig.add_subplot(1, 2, i + 1)
+        names = ["mesh FeatureClient", "feast get_online_features"]
+        keys = [f"batch{b}", f"reference_batch{b}"]
+        x = range(len(names))
+        ax.bar([v - 0.2 for v in x], [lat[k]["p50"] for k in keys], width=0.4, label="p50")
+        ax.bar([v + 0.2 for v in x], [lat[k]["p99"] for k in keys], width=0.4, label="p99")
+        ax.set_xticks(list(x), names)
+        ax.set_ylabel("ms (lower is better)")
+        ax.set_title(f"online read, batch of {b} entities (Redis)")
+        ax.legend()
 
 
 if __name__ == "__main__":
