@@ -8,7 +8,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from mesh.config import MeshSettings
 from mesh.events import TopicRegistry, new_envelope
 from mesh.serving import build_server
 from services.assignment.server import binding
+from tests.support import await_until
 from tests.unit.assignment.helpers import build_service, static_model, tiny_model
 
 pytestmark = pytest.mark.integration
@@ -55,17 +56,10 @@ async def receiver() -> AsyncIterator[Receiver]:
     server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
                                            host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
-    await _until(lambda: server.started, "receiver start")
+    await await_until(lambda: server.started, "receiver start")
     yield state
     server.should_exit = True
     await task
-
-
-async def _until(check: Callable[[], object], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def _backend_events() -> list[events_pb2.Envelope]:
@@ -111,13 +105,13 @@ async def test_task_event_to_signed_webhook_and_rest_call_each_in_one_trace(
             for env in _backend_events():
                 publisher.publish(env)
             publisher.flush()
-            await _until(lambda: service.state.person(TENANT, "u5") is not None, "people consumed")
+            await await_until(lambda: service.state.person(TENANT, "u5") is not None, "people consumed")
             with trace.get_tracer("sunday.backend").start_as_current_span("backend.create_task") as root:
                 publisher.publish(_task())
             publisher.flush()
             trace_id = format(root.get_span_context().trace_id, "032x")
 
-            await _until(lambda: receiver.calls, "the webhook delivery")
+            await await_until(lambda: receiver.calls, "the webhook delivery")
             headers, body = receiver.calls[0]
             assert signing.verify(secret, headers["sunday-webhook-timestamp"], body,
                                   headers["sunday-webhook-signature"], now=time.time())

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sunday.ml.v1 import events_pb2
 
-from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, Message, RunnerOptions, ensure_topics
+from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RunnerOptions, ensure_topics
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry, decode, new_envelope, occurred_at
 from mesh.features import DEFAULT_VIEWS, FeatureRepo, FeatureRepoConfig
@@ -22,6 +22,7 @@ from services.assignment.online import OnlineFeatures, open_online
 from services.assignment.ranker import MODEL_NAME
 from services.assignment.state import RedisState
 from services.assignment.views import ASSIGNMENT_VIEWS
+from tests.support import drain
 from tests.unit.assignment.helpers import Service, World, build_service, small_world
 
 pytestmark = pytest.mark.integration
@@ -32,20 +33,6 @@ WAIT_S = 60.0
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return small_world(tmp_path_factory.mktemp("assignment-e2e"))
-
-
-def drain(settings: MeshSettings, topic: str, want: int) -> list[Message]:
-    """Read ``topic`` until ``want`` records came or WAIT_S passed (bounded polling, no sleep)."""
-    consumer = KafkaConsumerTransport(settings.kafka, f"reader-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic])
-    out: list[Message] = []
-    deadline = time.monotonic() + WAIT_S
-    try:
-        while len(out) < want and time.monotonic() < deadline:
-            out.extend(consumer.poll(want - len(out), 0.5))
-    finally:
-        consumer.close()
-    return out
 
 
 @pytest.fixture
@@ -103,7 +90,7 @@ def test_simulated_events_in_predictions_out(service: tuple[KafkaPublisher, Topi
         publisher.publish(ev)
     publisher.flush()
     created = {ev.task_created.task_id for ev in tasks if ev.type == "task_created"}
-    out = [decode(m.value) for m in drain(settings, registry.physical("predictions.assignment"), len(created))]
+    out = [decode(m.value) for m in drain(settings.kafka, registry.physical("predictions.assignment"), len(created))]
     assert {env.assignment_prediction.task_id for env in out} == created
     for env in out:
         prov = env.assignment_prediction.provenance
@@ -117,7 +104,7 @@ def test_simulated_events_in_predictions_out(service: tuple[KafkaPublisher, Topi
         task = parts.sync.online.task(env.tenant_id, p.task_id)
         stamp = p.provenance.feature_timestamps["task_features"].ToDatetime(UTC)
         assert task is not None and created_at[p.task_id] <= stamp <= task.as_of and stamp.microsecond == 0
-    dlq = drain(settings, registry.physical("dlq"), 2)
+    dlq = drain(settings.kafka, registry.physical("dlq"), 2)
     assert len(dlq) == 2 and all(dict(m.headers).get("dlq.reason") for m in dlq)
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from sunday.ml.v1 import events_pb2 as e
 from mesh.bus import KafkaPublisher, ensure_topics
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry, new_envelope
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,15 +29,6 @@ def _spawn(settings: MeshSettings, group: str, ns: str) -> subprocess.Popen[str]
         [sys.executable, "-m", "tests.integration._killable_consumer", settings.kafka.topic_prefix, group, ns],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}"}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_for(predicate: object, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_sigkill_mid_batch_then_restart_applies_every_effect_once(settings: MeshSettings, unique: str) -> None:
@@ -56,7 +47,7 @@ def test_sigkill_mid_batch_then_restart_applies_every_effect_once(settings: Mesh
 
     first = _spawn(settings, group, ns)
     try:
-        assert _wait_for(lambda: calls() >= 90, 60), "the first consumer never got going"
+        wait_until(lambda: calls() >= 90, "the first consumer to get going", 60)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -66,7 +57,7 @@ def test_sigkill_mid_batch_then_restart_applies_every_effect_once(settings: Mesh
 
     second = _spawn(settings, group, ns)
     try:
-        assert _wait_for(lambda: int(r.get(f"{ns}:applied") or 0) >= N, 90), "not every event was handled"
+        wait_until(lambda: int(r.get(f"{ns}:applied") or 0) >= N, "every event to be handled", 90)
         second.send_signal(signal.SIGTERM)
         out, _ = second.communicate(timeout=30)
     finally:

@@ -8,7 +8,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,19 +29,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _until(check: object, what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if callable(check) and check():
-                return
-        except (OSError, httpx.HTTPError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not come up")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     work = tmp_path_factory.mktemp("gw")
@@ -48,7 +36,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     procs = [subprocess.Popen([sys.executable, "-m", "gateway.devtools.stub_backend", "--port", "0",
                                "--port-file", str(work / "port")], env=env, cwd=ROOT)]
     try:
-        _until(lambda: (work / "port").exists() and (work / "port").read_text(), "stub backend")
+        wait_until(lambda: (work / "port").exists() and (work / "port").read_text(), "stub backend")
         backend, port, admin = f"127.0.0.1:{(work / 'port').read_text()}", _free_port(), secrets.token_hex(16)
         plans = {"free": {"rate_per_s": 1000, "burst": 10000, "client_rate_per_s": 1000, "client_burst": 10000,
                           "daily_quota": 10**7, "monthly_quota": 10**8}}
@@ -57,7 +45,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
             "MESH_AUTH__ADMIN_TOKEN": admin, "MESH_BACKENDS__ASSIGNMENT": backend, "MESH_BACKENDS__TIMELINE": backend,
             "MESH_WEBHOOKS__WORKER_ENABLED": "false", "MESH_PLANS": json.dumps(plans)}))
         url = f"http://127.0.0.1:{port}"
-        _until(lambda: httpx.get(f"{url}/healthz").status_code == 200, "gateway")
+        wait_until(lambda: httpx.get(f"{url}/healthz").status_code == 200, "gateway",
+                   ignore=(OSError, httpx.HTTPError))
         created = httpx.post(f"{url}/v1/admin/clients", headers={"Authorization": f"Bearer {admin}"}, json={
             "tenant_id": "acme", "scopes": ["assignment:read", "timeline:read", "webhooks:read", "keys:read"]}).json()
         token = httpx.post(f"{url}/oauth/token", data={"grant_type": "client_credentials",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -25,6 +25,7 @@ from gateway.webhooks import signing
 from gateway.webhooks.dispatcher import SPAN_DELIVER
 from mesh.bus import KafkaPublisher
 from mesh.events import new_envelope
+from tests.support import await_until
 
 pytestmark = pytest.mark.integration
 
@@ -50,18 +51,10 @@ async def receiver() -> AsyncIterator[Receiver]:
     server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
                                            host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve())
-    await _until(lambda: server.started, "receiver start")
+    await await_until(lambda: server.started, "receiver start")
     yield state
     server.should_exit = True
     await task
-
-
-async def _until(check: Callable[[], object], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -102,7 +95,7 @@ async def test_every_prediction_delivered_once_signed_and_tenant_scoped(
     await _subscribe(http, "globex", receiver.url + "?tenant=globex")
     mine = [_prediction("acme", f"task-{i}") for i in range(5)]
     await asyncio.to_thread(_publish, settings, [*mine, _prediction("initech", "x")], True)  # each event twice
-    await _until(lambda: len(receiver.calls) >= 5, "5 deliveries")
+    await await_until(lambda: len(receiver.calls) >= 5, "5 deliveries")
     deadline = time.monotonic() + 30
     while {d["status"] for d in (await http.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=auth)
                                  ).json()["items"]} != {"delivered"}:
@@ -156,12 +149,12 @@ async def test_failing_receiver_retried_with_backoff_then_dead_lettered_then_rep
     receiver.status = 200
     replay = await http.post(f"/v1/webhooks/deliveries/{delivery['id']}/replay", headers=auth)
     assert replay.status_code == 202
-    await _until(lambda: len(receiver.calls) == 4, "the replayed delivery")
+    await await_until(lambda: len(receiver.calls) == 4, "the replayed delivery")
     assert receiver.calls[-1][0][signing.HEADER_IDEMPOTENCY.lower()] == delivery["id"]
     assert await dead() == []
     listed = (await http.get(f"/v1/webhooks/{sub['id']}/deliveries", headers=auth)).json()["items"]
     assert listed[0]["id"] == delivery["id"]
-    await _until(lambda: _deliveries("ok") - before["ok"] == 1, "the replay counted as delivered")
+    await await_until(lambda: _deliveries("ok") - before["ok"] == 1, "the replay counted as delivered")
     scraped = (await http.get("/metrics")).text  # no credentials: /metrics is open, and only it
     assert 'gateway_webhook_deliveries_total{outcome="dead_lettered"}' in scraped
 

@@ -4,9 +4,8 @@ event on an open task, with provenance) within a bounded wait; a malformed event
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from services.timeline.export import export_untrained
 from services.timeline.handlers import TASK_EVENTS, TimelineHandler
 from services.timeline.predictor import MODEL_NAME, StaticModel, TimelinePredictor
 from services.timeline.state import RedisTimelineStore
+from tests.support import drain
 
 pytestmark = pytest.mark.integration
 TOPICS = ("tasks", "projects", "users")
@@ -31,21 +31,6 @@ WAIT_S = 60.0
 def model(tmp_path_factory: pytest.TempPathFactory) -> StaticModel:
     path = export_untrained(Path(tmp_path_factory.mktemp("timeline-e2e")))
     return StaticModel(VersionedModel(MODEL_NAME, "1", OnnxModel.load(path, ModelSettings())))
-
-
-def drain(settings: MeshSettings, topic: str, want: int,
-          enough: Callable[[list[Message]], bool] | None = None) -> list[Message]:
-    """Read ``topic`` until ``want`` records came (or ``enough`` says so) or WAIT_S passed (bounded, no sleep)."""
-    consumer = KafkaConsumerTransport(settings.kafka, f"reader-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic])
-    out: list[Message] = []
-    deadline = time.monotonic() + WAIT_S
-    try:
-        while len(out) < want and not (enough and enough(out)) and time.monotonic() < deadline:
-            out.extend(consumer.poll(max(want - len(out), 1), 0.5))
-    finally:
-        consumer.close()
-    return out
 
 
 @pytest.fixture
@@ -91,11 +76,11 @@ def test_simulated_events_in_timeline_predictions_out(service: tuple[KafkaPublis
                         if p.entity_kind == events_pb2.ENTITY_KIND_TASK}
 
     out = [decode(m.value).timeline_prediction for m in
-           drain(settings, registry.physical("predictions.timeline"), 10 * len(created), all_tasks_predicted)]
+           drain(settings.kafka, registry.physical("predictions.timeline"), 10 * len(created), all_tasks_predicted)]
     tasks = [p.entity_id for p in out if p.entity_kind == events_pb2.ENTITY_KIND_TASK]
     assert created and sorted(tasks) == sorted(want)
     for p in out:
         assert p.provenance.model_name == MODEL_NAME and len(p.provenance.trace_id) == 32
         assert 0 <= p.remaining_hours_p10 <= p.remaining_hours_p50 <= p.remaining_hours_p90
-    dlq = drain(settings, registry.physical("dlq"), 1)
+    dlq = drain(settings.kafka, registry.physical("dlq"), 1)
     assert len(dlq) == 1 and dict(dlq[0].headers).get("dlq.reason")
