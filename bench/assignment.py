@@ -32,8 +32,9 @@ from services.assignment.online import FeatureSync, open_online
 from services.assignment.ranker import MODEL_NAME, AssignmentRanker
 from services.assignment.server import binding
 from services.assignment.state import RedisState
-from services.assignment.train import SimData, Trained, simulated_events, train_all
+from services.assignment.train import Trained, simulated_events, train_all
 from services.assignment.views import ASSIGNMENT_VIEWS
+from simulator import SimConfig
 
 MODELS = ("ensemble", "nn", "lambdamart", "baseline_random", "baseline_least_loaded", "baseline_skill_match",
           "baseline_most_frequent")
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
     args = parser.parse_args(argv)
     settings = MeshSettings()
-    data = SimData(2, CANDIDATES, 5, 11) if args.quick else SimData(3, CANDIDATES, 10, 11)
+    data = SimConfig(tenants=2 if args.quick else 3, users_per_tenant=CANDIDATES, weeks=5 if args.quick else 10,
+                     seed=11)
     events = simulated_events(data)
     trained = train_all(events, Path(tempfile.mkdtemp(prefix="bench-assignment-")),
                         NetOptions(epochs=8 if args.quick else 30),

@@ -30,14 +30,15 @@ from services.timeline.predictor import StaticModel, TimelinePredictor
 from services.timeline.projection import NAIVE
 from services.timeline.server import binding
 from services.timeline.train import (
+    DEFAULT_SIM,
     MODEL_KEY,
     Options,
-    SimData,
     Trained,
     evaluate_projects,
     simulated_dataset,
     train_all,
 )
+from simulator import SimConfig
 
 MODELS = (MODEL_KEY, "baseline_type_median", "baseline_assignee_median")
 
@@ -103,7 +104,7 @@ def _task_rows(quality: dict[str, TaskQuality]) -> dict[str, dict[str, float]]:
             for k, q in quality.items() if k in MODELS}
 
 
-def _effort_ablation(data: SimData, options: Options, without: Trained) -> dict[str, Any]:
+def _effort_ablation(data: SimConfig, options: Options, without: Trained) -> dict[str, Any]:
     """The same training with the effort prior as a feature (predicted story points from the task text):
     held-out-week MAE with vs without. Reported only; the served default stays without (see the report)."""
     effort = load_effort_prior()
@@ -119,7 +120,7 @@ def _effort_ablation(data: SimData, options: Options, without: Trained) -> dict[
     return out
 
 
-def _milestone(data: SimData, trained: Trained) -> dict[str, Any]:
+def _milestone(data: SimConfig, trained: Trained) -> dict[str, Any]:
     """The milestone model vs the served Monte-Carlo p50 vs the due date on the held-out weeks' daily probes
     of the training world (labels: the simulator's milestone completion times)."""
     from services.timeline.milestone_train import train_milestone
@@ -137,6 +138,10 @@ def _milestone(data: SimData, trained: Trained) -> dict[str, Any]:
                     "times (milestones without one give no probe)"}
 
 
+def _world(c: SimConfig) -> dict[str, int]:
+    return {"tenants": c.tenants, "users_per_tenant": c.users_per_tenant, "weeks": c.weeks, "seed": c.seed}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench timeline", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller world and fewer epochs (< 2 min)")
@@ -144,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--effort-ablation", action="store_true",
                         help="also train with the story-point effort prior as a feature and report both")
     args = parser.parse_args(argv)
-    data = SimData(tenants=2, users_per_tenant=20, weeks=12) if args.quick else SimData()
+    data = SimConfig(tenants=2, users_per_tenant=20, weeks=12, seed=1) if args.quick else DEFAULT_SIM
     # Project forecasts: parameters chosen on one unseen world, reported on another (every week of both is
     # out of sample for the task model; neither is the training world's held-out weeks).
     tenants = 4 if args.quick else 8
@@ -185,8 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms": {"predict_task_grpc_p50": p50, "predict_task_grpc_p99": p99},
         "calibration": {"raw_mc_dropout_val_coverage_80": trained.raw_val_coverage,
                         "conformal_scale_q": trained.calibrator.q},
-        "config": {"quick": args.quick, "sim": vars(data), "project_val_world": vars(val_world),
-                   "project_test_world": vars(test_world),
+        "config": {"quick": args.quick, "sim": _world(data), "project_val_world": _world(val_world),
+                   "project_test_world": _world(test_world),
                    "test_weeks_from": trained.split.test_start.isoformat(), "seconds": time.perf_counter() - started},
     }
     payload["project_baseline_deadline"] = {f"completion_mae_days_at_{k.rstrip('%')}": v

@@ -37,20 +37,13 @@ from services.assignment.model import (
     train_net,
 )
 from services.assignment.ranker import MODEL_NAME
+from simulator import SimConfig, Simulation
 
 log = logging.getLogger(__name__)
 REGISTERED = {"ensemble": MODEL_NAME, "nn": "assignment-nn", "lambdamart": "assignment-lambdamart"}
 METRIC = "val_ndcg_at_5"
-
-
-@dataclass(frozen=True)
-class SimData:
-    """Which simulated world to train on."""
-
-    tenants: int = 2
-    users_per_tenant: int = 30
-    weeks: int = 8
-    seed: int = 1
+DEFAULT_SIM = SimConfig(tenants=2, users_per_tenant=30, weeks=8, seed=1)
+"""The simulated world trained on by default."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +57,7 @@ class Trained:
     val: dict[str, RankingQuality]
 
 
-def simulated_events(data: SimData) -> list[Envelope]:
-    from simulator import SimConfig, Simulation
-
-    config = SimConfig(tenants=data.tenants, users_per_tenant=data.users_per_tenant, weeks=data.weeks, seed=data.seed)
+def simulated_events(config: SimConfig) -> list[Envelope]:
     return list(Simulation(config).events())
 
 
@@ -139,7 +129,8 @@ def quality_table(quality: dict[str, RankingQuality]) -> str:
 def training_events(args: argparse.Namespace, settings: MeshSettings) -> list[Envelope]:
     """The events the dataset is built from: the offline event log when asked for, else a simulator run."""
     if args.from_event_log is None:
-        return simulated_events(SimData(args.tenants, args.users, args.weeks, args.seed))
+        return simulated_events(
+            SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed))
     root = Path(args.from_event_log) if args.from_event_log else FeatureRepoConfig.from_settings(settings).event_log_dir
     events = events_from_log(root)
     if not events:
@@ -153,10 +144,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--from-event-log", nargs="?", const="", default=None, metavar="DIR",
                         help="build the dataset from the feature ingestor's offline event log (default DIR: "
                              "<features.offline_dir>/sunday_ml/events) instead of a simulator run")
-    parser.add_argument("--tenants", type=int, default=SimData.tenants)
-    parser.add_argument("--users", type=int, default=SimData.users_per_tenant)
-    parser.add_argument("--weeks", type=int, default=SimData.weeks)
-    parser.add_argument("--seed", type=int, default=SimData.seed)
+    parser.add_argument("--tenants", type=int, default=DEFAULT_SIM.tenants)
+    parser.add_argument("--users", type=int, default=DEFAULT_SIM.users_per_tenant)
+    parser.add_argument("--weeks", type=int, default=DEFAULT_SIM.weeks)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SIM.seed)
     parser.add_argument("--out", type=Path, default=None, help="where the ONNX files go (default: a temp dir)")
     parser.add_argument("--no-register", action="store_true", help="train and evaluate only")
     return parser

@@ -10,7 +10,7 @@ import argparse
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,20 +44,15 @@ from services.timeline.features import N_STATIC
 from services.timeline.model import TaskDurationNet, TaskModelConfig, TrainConfig, predict_distribution, train
 from services.timeline.predictor import MODEL_NAME, HoursQuantiles, run_mc
 from services.timeline.projection import ParamFit, ProjectParams, fit_project_params
+from simulator import SimConfig, Simulation
 
 log = logging.getLogger(__name__)
 METRIC = "val_mae_hours"
 MODEL_KEY = "bilstm_mcdropout"
 
 
-@dataclass(frozen=True)
-class SimData:
-    """Which simulated world to train on."""
-
-    tenants: int = 3
-    users_per_tenant: int = 20
-    weeks: int = 12
-    seed: int = 1
+DEFAULT_SIM = SimConfig(tenants=3, users_per_tenant=20, weeks=12, seed=1)
+"""The simulated world trained on by default."""
 
 
 @dataclass(frozen=True)
@@ -89,16 +84,13 @@ class Trained:
         return VersionedModel(MODEL_NAME, version, OnnxModel.load(self.exported.mc_path, MeshSettings().models))
 
 
-def simulate(data: SimData) -> tuple[list[Any], Any]:
-    from simulator import SimConfig, Simulation
-
-    sim = Simulation(SimConfig(tenants=data.tenants, users_per_tenant=data.users_per_tenant, weeks=data.weeks,
-                               seed=data.seed))
+def simulate(config: SimConfig) -> tuple[list[Any], Any]:
+    sim = Simulation(config)
     events = list(sim.events())
     return events, sim.truth
 
 
-def simulated_dataset(data: SimData, effort: EffortPrior | None = None, samples: bool = True) -> Dataset:
+def simulated_dataset(data: SimConfig, effort: EffortPrior | None = None, samples: bool = True) -> Dataset:
     """``samples=False``: the project probes only (a world used to fit or evaluate project forecasts)."""
     events, truth = simulate(data)
     return build_dataset(events, labels_from_truth(truth), project_completions(truth), effort=effort,
@@ -184,10 +176,10 @@ def _score(model: VersionedModel, samples: Samples) -> HoursQuantiles:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.timeline.train", description=__doc__)
-    parser.add_argument("--tenants", type=int, default=SimData.tenants)
-    parser.add_argument("--users", type=int, default=SimData.users_per_tenant)
-    parser.add_argument("--weeks", type=int, default=SimData.weeks)
-    parser.add_argument("--seed", type=int, default=SimData.seed)
+    parser.add_argument("--tenants", type=int, default=DEFAULT_SIM.tenants)
+    parser.add_argument("--users", type=int, default=DEFAULT_SIM.users_per_tenant)
+    parser.add_argument("--weeks", type=int, default=DEFAULT_SIM.weeks)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SIM.seed)
     parser.add_argument("--epochs", type=int, default=Options.epochs)
     parser.add_argument("--out", type=Path, default=None, help="where the ONNX files go (default: a temp dir)")
     parser.add_argument("--no-register", action="store_true", help="train and evaluate only")
@@ -195,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = MeshSettings()
     out = args.out or Path(tempfile.mkdtemp(prefix="timeline-"))
-    data = SimData(args.tenants, args.users, args.weeks, args.seed)
+    data = SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed)
     dataset = simulated_dataset(data)
     # project-forecast parameters are chosen on another simulated world, not on the held-out weeks
-    val_probes = simulated_dataset(SimData(args.tenants, args.users, args.weeks, args.seed + 100), samples=False).probes
+    val_probes = simulated_dataset(replace(data, seed=data.seed + 100), samples=False).probes
     trained = train_all(dataset, out, Options(epochs=args.epochs), project_val=val_probes)
     print(f"held-out weeks from {trained.split.test_start:%Y-%m-%d}:\n{quality_table(trained.test)}")
     print(f"MC dropout alone covered {trained.raw_val_coverage:.3f} of validation outcomes with p10-p90; "

@@ -14,8 +14,9 @@ from mesh.config import MeshSettings
 from mesh.features import DEFAULT_VIEWS, FeastFeatureClient, FeatureRepo, FeatureRepoConfig, InMemoryFeatureClient
 from services.assignment.online import FeatureSync, OnlineFeatures, open_online
 from services.assignment.state import InMemoryState, RedisState
-from services.assignment.train import SimData, simulated_events
+from services.assignment.train import simulated_events
 from services.assignment.views import ASSIGNMENT_VIEWS, PERSON_VIEW
+from simulator import SimConfig
 from tests.unit.assignment.helpers import CountingClient, build_service, static_model, tiny_model
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def feast(settings: MeshSettings, tmp_path: Path) -> Iterator[tuple[RedisState, 
 def test_rows_round_trip_through_feast_and_fifty_candidates_are_one_read(
         feast: tuple[RedisState, OnlineFeatures], tmp_path: Path) -> None:
     state, online = feast
-    events = simulated_events(SimData(tenants=1, users_per_tenant=50, weeks=2, seed=4))
+    events = simulated_events(SimConfig(tenants=1, users_per_tenant=50, weeks=2, seed=4))
     in_feast = FeatureSync(state, online)
     in_memory = FeatureSync(InMemoryState(), OnlineFeatures(InMemoryFeatureClient()))
     for env in events[:40]:  # per event, as the live consumer does

@@ -18,10 +18,11 @@ from services.assignment.model import LambdaMartOptions, NetOptions
 from services.assignment.online import FeatureSync, OnlineFeatures
 from services.assignment.ranker import MODEL_NAME, AssignmentRanker
 from services.assignment.state import InMemoryState, StateStore
-from services.assignment.train import SimData, Trained, simulated_events, train_all
+from services.assignment.train import Trained, simulated_events, train_all
+from simulator import SimConfig
 
-SMALL = SimData(tenants=2, users_per_tenant=20, weeks=6, seed=3)
-TINY = SimData(tenants=1, users_per_tenant=8, weeks=4, seed=5)
+SMALL = SimConfig(tenants=2, users_per_tenant=20, weeks=6, seed=3)
+TINY = SimConfig(tenants=1, users_per_tenant=8, weeks=4, seed=5)
 R = TypeVar("R")
 
 
