@@ -23,10 +23,11 @@ from sunday.ml.v1 import timeline_pb2, timeline_pb2_grpc
 
 from bench._report import write_report
 from mesh.config import MeshSettings
+from mesh.models import StaticModel
 from services.timeline.dataset import ProjectProbe
 from services.timeline.effort_prior import ConstantPrior, load_effort_prior
 from services.timeline.evaluate import ProjectQuality, TaskQuality
-from services.timeline.predictor import StaticModel, TimelinePredictor
+from services.timeline.predictor import TimelinePredictor
 from services.timeline.projection import NAIVE
 from services.timeline.server import binding
 from services.timeline.train import (

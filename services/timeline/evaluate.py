@@ -11,11 +11,11 @@ from datetime import UTC
 import numpy as np
 from numpy.typing import NDArray
 
-from mesh.models import VersionedModel
+from mesh.models import StaticModel, VersionedModel
 from services.timeline.calibration import interval_coverage
 from services.timeline.dataset import ProjectProbe, Samples
 from services.timeline.effort_prior import EffortPrior
-from services.timeline.predictor import HoursQuantiles, StaticModel, TimelinePredictor
+from services.timeline.predictor import HoursQuantiles, TimelinePredictor
 from services.timeline.projection import ProjectCase, ProjectParams
 
 MAPE_FLOOR_HOURS = 8.0

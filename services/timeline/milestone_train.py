@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from mesh.config import MeshSettings
-from mesh.models import CHALLENGER, CHAMPION, ExportReport, ModelRegistry, OnnxModel, VersionedModel
+from mesh.models import CHALLENGER, CHAMPION, ExportReport, ModelRegistry, OnnxModel, StaticModel, VersionedModel
 from services.timeline.milestone import (
     MILESTONE_MODEL_NAME,
     N_MILESTONE_FEATURES,
@@ -40,7 +40,7 @@ from services.timeline.model import (
     predict,
     train,
 )
-from services.timeline.predictor import StaticModel, TimelinePredictor
+from services.timeline.predictor import TimelinePredictor
 from services.timeline.state import TimelineStore
 
 log = logging.getLogger(__name__)

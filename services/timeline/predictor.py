@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from sunday.ml.v1 import common_pb2, events_pb2
 
 from mesh.errors import InvalidArgument, NotFound, Unavailable
-from mesh.models import VersionedModel, build_provenance
+from mesh.models import ModelSource, VersionedModel, build_provenance
 from services.timeline.calibration import ConformalCalibrator
 from services.timeline.effort_prior import ConstantPrior, EffortPrior
 from services.timeline.features import FEATURE_SCHEMA, STATIC_NAMES, TaskInputs, task_inputs
@@ -34,20 +33,6 @@ MODEL_NAME = "timeline-task-duration"
 DEFAULT_SIMULATIONS = 2000
 MAX_SIMULATIONS = 100_000
 EK = events_pb2.EntityKind
-
-
-class ModelSource(Protocol):
-    """The version to run a request on (``mesh.models.ReloadingModel`` is one)."""
-
-    @property
-    def current(self) -> VersionedModel: ...
-
-
-@dataclass(frozen=True)
-class StaticModel:
-    """A fixed loaded version (tests, benchmarks)."""
-
-    current: VersionedModel
 
 
 @dataclass(frozen=True)

@@ -59,11 +59,11 @@ def _webhooks(tmp: Path) -> Iterator[Handler]:
 @contextmanager
 def _timeline(tmp: Path) -> Iterator[Handler]:
     from mesh.config import ModelSettings
-    from mesh.models import OnnxModel, VersionedModel
+    from mesh.models import OnnxModel, StaticModel, VersionedModel
     from services.timeline.alerts import DeadlineRiskAlerter, InMemoryAlertState
     from services.timeline.export import export_untrained
     from services.timeline.handlers import TimelineHandler
-    from services.timeline.predictor import MODEL_NAME, StaticModel, TimelinePredictor
+    from services.timeline.predictor import MODEL_NAME, TimelinePredictor
     from services.timeline.state import InMemoryTimelineStore
 
     model = StaticModel(VersionedModel(MODEL_NAME, "0", OnnxModel.load(export_untrained(tmp), ModelSettings())))

@@ -14,11 +14,11 @@ from sunday.ml.v1 import events_pb2
 from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, Message, RunnerOptions, ensure_topics
 from mesh.config import MeshSettings, ModelSettings
 from mesh.events import Envelope, TopicRegistry, decode
-from mesh.models import OnnxModel, VersionedModel
+from mesh.models import OnnxModel, StaticModel, VersionedModel
 from services.timeline.alerts import DeadlineRiskAlerter, RedisAlertState
 from services.timeline.export import export_untrained
 from services.timeline.handlers import TASK_EVENTS, TimelineHandler
-from services.timeline.predictor import MODEL_NAME, StaticModel, TimelinePredictor
+from services.timeline.predictor import MODEL_NAME, TimelinePredictor
 from services.timeline.state import RedisTimelineStore
 from tests.support import drain
 

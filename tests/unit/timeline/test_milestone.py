@@ -18,7 +18,7 @@ from sunday.ml.v1 import timeline_pb2, timeline_pb2_grpc
 
 from mesh.config import MeshSettings, ModelSettings
 from mesh.events import Envelope, occurred_at
-from mesh.models import OnnxModel, ReloadingModel, VersionedModel
+from mesh.models import OnnxModel, ReloadingModel, StaticModel, VersionedModel
 from mesh.serving import build_server
 from services.timeline.export import export_untrained
 from services.timeline.milestone import (
@@ -42,7 +42,7 @@ from services.timeline.model import (
     predict,
     train,
 )
-from services.timeline.predictor import MODEL_NAME, StaticModel, TimelinePredictor
+from services.timeline.predictor import MODEL_NAME, TimelinePredictor
 from services.timeline.server import binding
 from services.timeline.state import InMemoryTimelineStore, apply_event
 

@@ -15,12 +15,12 @@ from sunday.ml.v1 import events_pb2, timeline_pb2, timeline_pb2_grpc
 from mesh.bus import ConsumerRunner, InMemoryBroker, Publisher, RunnerOptions
 from mesh.config import MeshSettings, ModelSettings
 from mesh.events import Envelope, TopicRegistry, decode, new_envelope
-from mesh.models import OnnxModel, VersionedModel
+from mesh.models import OnnxModel, StaticModel, VersionedModel
 from mesh.serving import build_server
 from services.timeline.alerts import AlertPolicy, DeadlineRiskAlerter, InMemoryAlertState
 from services.timeline.export import export_untrained
 from services.timeline.handlers import TASK_EVENTS, TimelineHandler
-from services.timeline.predictor import MODEL_NAME, StaticModel, TimelinePredictor
+from services.timeline.predictor import MODEL_NAME, TimelinePredictor
 from services.timeline.server import binding
 from services.timeline.state import InMemoryTimelineStore, apply_event
 
