@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from sunday.ml.v1 import assignment_pb2, assignment_pb2_grpc
 
+from bench._grpc import grpc_latency
 from bench._report import write_report
 from mesh.config import MeshSettings
 from mesh.events import Envelope
 from mesh.features import DEFAULT_VIEWS, FeatureRepo, FeatureRepoConfig
 from mesh.models import INPUT_NAME, OnnxModel, StaticModel, VersionedModel
-from mesh.serving import build_server
 from services.assignment.model import LambdaMartOptions, NetOptions
 from services.assignment.online import FeatureSync, open_online
 from services.assignment.ranker import MODEL_NAME, AssignmentRanker
@@ -78,21 +78,14 @@ def latency(ranker: AssignmentRanker, requests: list[tuple[str, str, list[str]]]
 
 
 async def _grpc_latency(ranker: AssignmentRanker, requests: list[tuple[str, str, list[str]]], warm: int) -> list[float]:
-    server = build_server([binding(ranker)], MeshSettings(), 0, host="127.0.0.1")
-    await server.start()
-    samples: list[float] = []
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = assignment_pb2_grpc.AssignmentServiceStub(channel)
-            for i, (tenant, task, people) in enumerate([*requests[:warm], *requests]):
-                req = assignment_pb2.RankAssigneesRequest(tenant_id=tenant, task_id=task, candidate_ids=people, k=5)
-                start = time.perf_counter()
-                await stub.RankAssignees(req)
-                if i >= warm:
-                    samples.append(time.perf_counter() - start)
-    finally:
-        await server.stop(0)
-    return samples
+    calls = [*requests[:warm], *requests]
+
+    async def call(channel: grpc.aio.Channel, i: int) -> Any:
+        tenant, task, people = calls[i]
+        return await assignment_pb2_grpc.AssignmentServiceStub(channel).RankAssignees(
+            assignment_pb2.RankAssigneesRequest(tenant_id=tenant, task_id=task, candidate_ids=people, k=5))
+
+    return await grpc_latency([binding(ranker)], call, len(requests), warm)
 
 
 def _time_per_call(fn: Callable[[], Any], reps: int) -> float:

@@ -21,8 +21,8 @@ import grpc.aio
 import numpy as np
 from sunday.ml.v1 import timeline_pb2, timeline_pb2_grpc
 
+from bench._grpc import grpc_latency
 from bench._report import write_report
-from mesh.config import MeshSettings
 from mesh.models import StaticModel
 from services.timeline.dataset import ProjectProbe
 from services.timeline.effort_prior import ConstantPrior, load_effort_prior
@@ -50,28 +50,17 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 async def _grpc_latency(trained: Trained, probe: ProjectProbe, n: int, warm: int) -> list[float]:
-    from mesh.serving import build_server
-
     store = probe.store
     tasks = [t for key, rows in store.rows.items() if key[1] == "tasks" for t in rows.values() if t.is_open]
     tenant = probe.tenant_id
     ids = [t.task_id for t in tasks if (tenant, "tasks") in store.rows and t.task_id in store.rows[(tenant, "tasks")]]
     predictor = TimelinePredictor(store, StaticModel(trained.versioned()), effort=trained.effort)
-    server = build_server([binding(predictor)], MeshSettings(), 0, host="127.0.0.1")
-    await server.start()
-    out: list[float] = []
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            stub = timeline_pb2_grpc.TimelineServiceStub(channel)
-            for i in range(n + warm):
-                request = timeline_pb2.PredictTaskRequest(tenant_id=tenant, task_id=ids[i % len(ids)])
-                start = time.perf_counter()
-                await stub.PredictTask(request)
-                if i >= warm:
-                    out.append(time.perf_counter() - start)
-    finally:
-        await server.stop(0)
-    return out
+
+    async def call(channel: grpc.aio.Channel, i: int) -> Any:
+        request = timeline_pb2.PredictTaskRequest(tenant_id=tenant, task_id=ids[i % len(ids)])
+        return await timeline_pb2_grpc.TimelineServiceStub(channel).PredictTask(request)
+
+    return await grpc_latency([binding(predictor)], call, n, warm)
 
 
 def _plot(task: dict[str, dict[str, float]], project: dict[str, float], deadline: dict[str, float],

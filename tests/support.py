@@ -4,9 +4,12 @@ bare sleep; no timing assertions)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 from mesh.bus import KafkaConsumerTransport, Message
 from mesh.config import KafkaSettings
@@ -49,3 +52,41 @@ def drain(kafka: KafkaSettings, topic: str, want: int, enough: Callable[[list[Me
     finally:
         consumer.close()
     return out
+
+
+@dataclass
+class Receiver:
+    """A webhook subscriber on loopback: every POST it got, and the status it answers with."""
+
+    url: str
+    status: int = 200
+    calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[Receiver]:
+    """A real HTTP server on a free loopback port recording POSTs to ``/hook``; stopped on exit."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    state = Receiver(url=f"http://127.0.0.1:{port}/hook")
+
+    async def hook(request: Request) -> Response:
+        state.calls.append((dict(request.headers), await request.body()))
+        return Response(status_code=state.status)
+
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
+                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    await await_until(lambda: server.started, "receiver start")
+    try:
+        yield state
+    finally:
+        server.should_exit = True
+        await task

@@ -4,22 +4,14 @@ handler, model, Kafka consumer and gRPC server) -> a prediction on Kafka -> the 
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import uvicorn
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from sunday.ml.v1 import common_pb2, events_pb2
 
 from gateway.devtools import harness
@@ -29,37 +21,17 @@ from mesh.config import MeshSettings
 from mesh.events import TopicRegistry, new_envelope
 from mesh.serving import build_server
 from services.assignment.server import binding
-from tests.support import await_until
+from tests.support import Receiver, await_until, webhook_receiver
 from tests.unit.assignment.helpers import build_service, static_model, tiny_model
 
 pytestmark = pytest.mark.integration
 TENANT = "tenant-e2e"
 
 
-@dataclass
-class Receiver:
-    url: str
-    calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    state = Receiver(url=f"http://127.0.0.1:{port}/hook")
-
-    async def hook(request: Request) -> Response:
-        state.calls.append((dict(request.headers), await request.body()))
-        return Response(status_code=204)
-
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
-                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    await await_until(lambda: server.started, "receiver start")
-    yield state
-    server.should_exit = True
-    await task
+    async with webhook_receiver() as state:
+        yield state
 
 
 def _backend_events() -> list[events_pb2.Envelope]:

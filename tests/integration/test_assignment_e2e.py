@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC
-from pathlib import Path
 
 import pytest
 from sunday.ml.v1 import events_pb2
@@ -17,11 +15,9 @@ from sunday.ml.v1 import events_pb2
 from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RunnerOptions, ensure_topics
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry, decode, new_envelope, occurred_at
-from mesh.features import DEFAULT_VIEWS, FeatureRepo, FeatureRepoConfig
-from services.assignment.online import OnlineFeatures, open_online
+from services.assignment.online import OnlineFeatures
 from services.assignment.ranker import MODEL_NAME
 from services.assignment.state import RedisState
-from services.assignment.views import ASSIGNMENT_VIEWS
 from tests.support import drain
 from tests.unit.assignment.helpers import Service, World, build_service, small_world
 
@@ -36,24 +32,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 @pytest.fixture
-def online(settings: MeshSettings, tmp_path: Path) -> Iterator[tuple[RedisState, OnlineFeatures]]:
-    """A Feast project and a state namespace of this test's own, in the local Redis; removed afterwards."""
-    name = f"it_assignment_{uuid.uuid4().hex[:10]}"
-    repo = FeatureRepo(FeatureRepoConfig(name, tmp_path / "repo", tmp_path / "offline", "redis", settings.redis.url),
-                       views=(*DEFAULT_VIEWS, *ASSIGNMENT_VIEWS))
-    state = RedisState(settings.redis.url, namespace=name)
-    yield state, open_online(repo)
-    repo.store().teardown()
-    state.clear()
-
-
-@pytest.fixture
-def service(settings: MeshSettings, world: World, online: tuple[RedisState, OnlineFeatures],
+def service(settings: MeshSettings, world: World, assignment_feast: tuple[RedisState, OnlineFeatures],
             ) -> Iterator[tuple[KafkaPublisher, TopicRegistry, Service]]:
     registry = TopicRegistry(settings.kafka.topic_prefix)
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "dlq"])
     publisher = KafkaPublisher(settings.kafka, registry)
-    parts = build_service(world.static_model(), state=online[0], client=online[1].client)
+    parts = build_service(world.static_model(), state=assignment_feast[0], client=assignment_feast[1].client)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, "assignment"), publisher=publisher,
                             topics=TOPICS, group_id="assignment", handler=parts.handler(publisher),
                             options=RunnerOptions(poll_timeout_s=0.2))

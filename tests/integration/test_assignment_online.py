@@ -3,40 +3,25 @@ field for field, stamped with their event time; the ranker reads 50 candidates i
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from mesh.config import MeshSettings
-from mesh.features import DEFAULT_VIEWS, FeastFeatureClient, FeatureRepo, FeatureRepoConfig, InMemoryFeatureClient
-from services.assignment.online import FeatureSync, OnlineFeatures, open_online
+from mesh.features import FeastFeatureClient, InMemoryFeatureClient
+from services.assignment.online import FeatureSync, OnlineFeatures
 from services.assignment.state import InMemoryState, RedisState
 from services.assignment.train import simulated_events
-from services.assignment.views import ASSIGNMENT_VIEWS, PERSON_VIEW
+from services.assignment.views import PERSON_VIEW
 from simulator import SimConfig
 from tests.unit.assignment.helpers import CountingClient, build_service, static_model, tiny_model
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def feast(settings: MeshSettings, tmp_path: Path) -> Iterator[tuple[RedisState, OnlineFeatures]]:
-    """A Feast project and a state namespace of this test's own; removed afterwards."""
-    name = f"it_assignment_{uuid.uuid4().hex[:10]}"
-    repo = FeatureRepo(FeatureRepoConfig(name, tmp_path / "repo", tmp_path / "offline", "redis", settings.redis.url),
-                       views=(*DEFAULT_VIEWS, *ASSIGNMENT_VIEWS))
-    state = RedisState(settings.redis.url, namespace=name)
-    yield state, open_online(repo)
-    repo.store().teardown()
-    state.clear()
-
-
 def test_rows_round_trip_through_feast_and_fifty_candidates_are_one_read(
-        feast: tuple[RedisState, OnlineFeatures], tmp_path: Path) -> None:
-    state, online = feast
+        assignment_feast: tuple[RedisState, OnlineFeatures], tmp_path: Path) -> None:
+    state, online = assignment_feast
     events = simulated_events(SimConfig(tenants=1, users_per_tenant=50, weeks=2, seed=4))
     in_feast = FeatureSync(state, online)
     in_memory = FeatureSync(InMemoryState(), OnlineFeatures(InMemoryFeatureClient()))

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import REGISTRY
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from sunday.ml.v1 import events_pb2
 
 from gateway.devtools import harness
@@ -25,36 +18,15 @@ from gateway.webhooks import signing
 from gateway.webhooks.dispatcher import SPAN_DELIVER
 from mesh.bus import KafkaPublisher
 from mesh.events import new_envelope
-from tests.support import await_until
+from tests.support import Receiver, await_until, webhook_receiver
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Receiver:
-    url: str
-    status: int = 200
-    calls: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    state = Receiver(url=f"http://127.0.0.1:{port}/hook")
-
-    async def hook(request: Request) -> Response:
-        state.calls.append((dict(request.headers), await request.body()))
-        return Response(status_code=state.status)
-
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/hook", hook, methods=["POST"])]),
-                                           host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    await await_until(lambda: server.started, "receiver start")
-    yield state
-    server.should_exit = True
-    await task
+    async with webhook_receiver() as state:
+        yield state
 
 
 @pytest.fixture
