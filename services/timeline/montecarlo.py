@@ -71,24 +71,68 @@ def lognormal_from_quantiles(p10: float, p50: float, p90: float) -> tuple[float,
 
 def sample_work(task: RemainingTask, n: int, rng: np.random.Generator, shared: FloatArray | None = None,
                 correlation: float = 0.0) -> FloatArray:
-    """n samples of the task's remaining work in hours (non-negative).
+    """n samples of one task's remaining work in hours (non-negative); see `sample_all`."""
+    return sample_all([task], n, rng, shared, correlation)[:, 0]
 
-    With ``shared`` (one standard-normal draw per simulation, common to every task of the run) and
-    ``correlation`` rho > 0, a quantile-given task's log-normal noise is sqrt(rho) * shared + sqrt(1 - rho) *
-    own: the tasks of one simulation are then all fast or all slow together (a project/team speed factor),
-    each keeping its own marginal distribution. Sample-given tasks are drawn independently."""
-    if task.samples is not None:
-        pool = np.asarray(task.samples, dtype=np.float64).ravel()
-        if pool.size == 0:
-            raise ValueError(f"task {task.id}: empty samples")
-        return np.maximum(np.asarray(rng.choice(pool, size=n, replace=True), dtype=np.float64), 0.0)
-    if task.quantiles is None:
-        raise ValueError(f"task {task.id}: give samples or quantiles")
-    mu, sigma = lognormal_from_quantiles(*task.quantiles)
-    z = rng.standard_normal(n)
-    if shared is not None and correlation > 0.0:
-        z = np.sqrt(correlation) * shared + np.sqrt(1.0 - correlation) * z
-    return np.asarray(np.exp(mu + sigma * z), dtype=np.float64)
+
+def sample_all(tasks: Sequence[RemainingTask], n: int, rng: np.random.Generator, shared: FloatArray | None = None,
+               correlation: float = 0.0) -> FloatArray:
+    """[n, len(tasks)] samples of every task's remaining work in hours (non-negative); see `sample_rows`."""
+    return sample_rows(tasks, n, rng, shared, correlation).T
+
+
+def sample_rows(tasks: Sequence[RemainingTask], n: int, rng: np.random.Generator, shared: FloatArray | None = None,
+                correlation: float = 0.0) -> FloatArray:
+    """[len(tasks), n] samples of every task's remaining work in hours (non-negative), one draw per kind.
+
+    Quantile-given tasks are log-normal: row k's noise is the k-th block of one ``standard_normal`` call
+    (so a single task draws exactly what a per-task call would). With ``shared`` (one standard-normal draw
+    per simulation, common to every task of the run) and ``correlation`` rho > 0, the noise is
+    sqrt(rho) * shared + sqrt(1 - rho) * own: the tasks of one simulation are then all fast or all slow
+    together (a project/team speed factor), each keeping its own marginal distribution. Sample-given tasks
+    are resampled with replacement, independently of each other and of ``shared``."""
+    out = np.empty((len(tasks), n))
+    given = [i for i, t in enumerate(tasks) if t.samples is not None]
+    fitted = [i for i, t in enumerate(tasks) if t.samples is None]
+    if fitted:
+        mu, sigma = _lognormal_params([tasks[i] for i in fitted])
+        rows = rng.standard_normal((len(fitted), n))
+        # in place: [tasks, n] temporaries would cost more than the arithmetic
+        if shared is not None and correlation > 0.0:
+            rows *= np.sqrt(1.0 - correlation)
+            rows += np.sqrt(correlation) * shared[None, :]
+        rows *= sigma[:, None]
+        rows += mu[:, None]
+        np.exp(rows, out=rows)
+        if len(fitted) == len(tasks):
+            return rows
+        out[fitted] = rows
+    if given:
+        pools = [np.asarray(tasks[i].samples, dtype=np.float64).ravel() for i in given]
+        for i, pool in zip(given, pools, strict=True):
+            if pool.size == 0:
+                raise ValueError(f"task {tasks[i].id}: empty samples")
+        sizes = np.asarray([p.size for p in pools])
+        padded = np.zeros((len(pools), int(sizes.max())))
+        for row, pool in enumerate(pools):
+            padded[row, : pool.size] = pool
+        pick = (rng.random((len(pools), n)) * sizes[:, None]).astype(np.intp)  # uniform index into each pool
+        out[given] = np.maximum(np.take_along_axis(padded, pick, axis=1), 0.0)
+    return out
+
+
+def _lognormal_params(tasks: Sequence[RemainingTask]) -> tuple[FloatArray, FloatArray]:
+    """(mu, sigma) rows of the quantile-given ``tasks`` (`lognormal_from_quantiles`, vectorised)."""
+    for t in tasks:
+        if t.quantiles is None:
+            raise ValueError(f"task {t.id}: give samples or quantiles")
+    q = np.asarray([t.quantiles for t in tasks], dtype=np.float64).reshape(len(tasks), 3)
+    bad = ~((q[:, 0] > 0.0) & (q[:, 0] <= q[:, 1]) & (q[:, 1] <= q[:, 2]))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"task {tasks[i].id}: need 0 < p10 <= p50 <= p90, got {tuple(q[i])}")
+    log_q = np.log(q)
+    return log_q[:, 1], (log_q[:, 2] - log_q[:, 0]) / (2.0 * Z90)
 
 
 def topological_order(tasks: Sequence[RemainingTask]) -> list[int]:
@@ -137,33 +181,71 @@ def simulate_finish_times(
     correlation: float = 0.0,
 ) -> FloatArray:
     """[n, len(tasks)] finish times in days from now, one row per simulation (``correlation``: see
-    `sample_work`; 0 = independent tasks)."""
+    `sample_all`; 0 = independent tasks).
+
+    Vectorised over simulations and tasks: every task's work is drawn in one call, then the schedule is
+    filled one dependency *level* at a time (all tasks whose predecessors are already placed, as one numpy
+    operation over [n, tasks of the level]); the Python loop runs over levels, never over simulations."""
     if not 0.0 <= correlation <= 1.0:
         raise ValueError(f"correlation must be within [0, 1], got {correlation}")
     order = topological_order(tasks)
     rng = np.random.default_rng(seed)
     shared = rng.standard_normal(n) if correlation > 0.0 else None
+    ranked = [tasks[i] for i in order]  # draws in topological order: the random stream of a task-by-task loop
+    if order == list(range(len(tasks))):  # already in dependency order (the common case): no scatter copy
+        work = sample_rows(ranked, n, rng, shared, correlation)
+    else:
+        work = np.empty((len(tasks), n))
+        work[order] = sample_rows(ranked, n, rng, shared, correlation)
     index = {t.id: i for i, t in enumerate(tasks)}
-    finish = np.zeros((n, len(tasks)))
-    free_at: dict[str, FloatArray] = {}
+    preds = [[index[d] for d in t.depends_on if d in index] for t in tasks]
+    if durations == "elapsed":
+        work /= 24.0
+        return _longest_paths(preds, order, work, elapsed=True).T
+    work /= np.asarray([_rate(t, capacity, default_capacity) for t in tasks])[:, None]
+    last: dict[str, int] = {}
+    for i in order:  # one person works on one task at a time: their previous task is a predecessor too
+        who = tasks[i].assignee
+        if who is not None:
+            if who in last:
+                preds[i] = [*preds[i], last[who]]
+            last[who] = i
+    return _longest_paths(preds, order, work, elapsed=False).T
+
+
+def _rate(task: RemainingTask, capacity: Mapping[str, float], default: float) -> float:
+    rate = capacity.get(task.assignee, default) if task.assignee else default
+    if rate <= 0:
+        raise ValueError(f"capacity of {task.assignee!r} must be positive, got {rate}")
+    return float(rate)
+
+
+def _longest_paths(preds: list[list[int]], order: list[int], own: FloatArray, *, elapsed: bool) -> FloatArray:
+    """[tasks, n] finish times: a task starts when its last predecessor finished (0 without any) and then
+    takes ``own`` [tasks, n] (``elapsed``: finishes at max(start, own) instead of start + own). Task-major,
+    so gathering the predecessors of a level reads whole rows."""
+    count, n = own.shape
+    level = [0] * count
     for i in order:
-        task = tasks[i]
-        start = np.zeros(n)
-        for dep in task.depends_on:
-            if dep in index:
-                start = np.maximum(start, finish[:, index[dep]])
-        if durations == "elapsed":
-            finish[:, i] = np.maximum(start, sample_work(task, n, rng, shared, correlation) / 24.0)
+        level[i] = 1 + max((level[p] for p in preds[i]), default=-1)
+    if not any(level):  # no dependencies at all: every task runs from now
+        return own
+    finish = np.zeros((count + 1, n))  # the extra zero row stands for "no predecessor"
+    by_level: dict[int, list[int]] = {}
+    for i in order:
+        by_level.setdefault(level[i], []).append(i)
+    for depth in sorted(by_level):
+        ix = by_level[depth]
+        width = max(len(preds[i]) for i in ix)
+        if width == 0:
+            finish[ix] = own[ix]
             continue
-        rate = capacity.get(task.assignee, default_capacity) if task.assignee else default_capacity
-        if rate <= 0:
-            raise ValueError(f"capacity of {task.assignee!r} must be positive, got {rate}")
-        if task.assignee is not None:
-            start = np.maximum(start, free_at.get(task.assignee, np.zeros(n)))
-        finish[:, i] = start + sample_work(task, n, rng, shared, correlation) / rate
-        if task.assignee is not None:
-            free_at[task.assignee] = finish[:, i]
-    return finish
+        before = np.full((len(ix), width), count, dtype=np.intp)
+        for row, i in enumerate(ix):
+            before[row, : len(preds[i])] = preds[i]
+        start = finish[before].max(axis=1)  # [level tasks, n]
+        finish[ix] = np.maximum(start, own[ix]) if elapsed else start + own[ix]
+    return finish[:count]
 
 
 def simulate_completion(

@@ -21,7 +21,6 @@ The parameters are chosen on validation projects (`fit_project_params`), never o
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -128,13 +127,26 @@ def simulate_runs(tasks: Sequence[RemainingTask], scope: ScopeSnapshot | None, p
                   seed: int = 0, targets: Sequence[str] | None = None) -> FloatArray:
     """[n] unblended completion times (days from now). Future scope counts for the whole project only
     (``targets`` None): which milestone a not-yet-created task will belong to is not modelled."""
-    finish = (simulate_finish_times(tasks, {}, n, seed=seed, durations="elapsed", correlation=params.correlation)
-              if tasks else np.zeros((n, 0)))
-    ids = [t.id for t in tasks]
-    unknown = set(targets or ()) - set(ids)
+    return completion_runs(_finish(tasks, params, n, seed), tasks, scope, params, seed, targets)
+
+
+def _finish(tasks: Sequence[RemainingTask], params: ProjectParams, n: int, seed: int) -> FloatArray:
+    """[n, tasks] simulated finish times (days from now) of the open tasks: one simulation serves the whole
+    project and every milestone (the same draws, so their forecasts are consistent with each other)."""
+    if not tasks:
+        return np.zeros((n, 0))
+    return simulate_finish_times(tasks, {}, n, seed=seed, durations="elapsed", correlation=params.correlation)
+
+
+def completion_runs(finish: FloatArray, tasks: Sequence[RemainingTask], scope: ScopeSnapshot | None,
+                    params: ProjectParams, seed: int = 0, targets: Sequence[str] | None = None) -> FloatArray:
+    """[n] completion times of ``targets`` (None: the project, with its future scope) from ``finish``."""
+    n = finish.shape[0]
+    index = {t.id: i for i, t in enumerate(tasks)}
+    unknown = set(targets or ()) - set(index)
     if unknown:
         raise ValueError(f"unknown target tasks: {sorted(unknown)}")
-    cols = [ids.index(t) for t in targets] if targets else list(range(len(ids)))
+    cols = [index[t] for t in targets] if targets else list(range(len(tasks)))
     completion = finish[:, cols].max(axis=1) if cols else np.zeros(n)
     if targets is None and scope is not None:
         rng = np.random.default_rng([seed, 1])
@@ -148,15 +160,28 @@ def blended(samples: FloatArray, blend: float, deadline_days: float | None) -> F
     return np.maximum(blend * samples + (1.0 - blend) * deadline_days, 0.0)
 
 
-def forecast_project(tasks: Sequence[RemainingTask], scope: ScopeSnapshot | None, params: ProjectParams, n: int,
-                     deadline_days: float | None = None, seed: int = 0,
-                     targets: Sequence[str] | None = None) -> CompletionForecast:
-    """p10/p50/p90 (days from now) of the blended completion and P(miss) of the simulated one."""
-    runs = simulate_runs(tasks, scope, params, n, seed, targets)
+def _summary(runs: FloatArray, params: ProjectParams, deadline_days: float | None) -> CompletionForecast:
     out = blended(runs, params.blend, deadline_days)
     p10, p50, p90 = (float(v) for v in np.quantile(out, [0.1, 0.5, 0.9]))
     miss = None if deadline_days is None else float(np.mean(runs > deadline_days))
     return CompletionForecast(p10, p50, p90, miss, out)
+
+
+def forecast_project(tasks: Sequence[RemainingTask], scope: ScopeSnapshot | None, params: ProjectParams, n: int,
+                     deadline_days: float | None = None, seed: int = 0,
+                     targets: Sequence[str] | None = None) -> CompletionForecast:
+    """p10/p50/p90 (days from now) of the blended completion and P(miss) of the simulated one."""
+    return forecast_targets(tasks, scope, params, n, [(targets, deadline_days)], seed)[0]
+
+
+def forecast_targets(tasks: Sequence[RemainingTask], scope: ScopeSnapshot | None, params: ProjectParams, n: int,
+                     groups: Sequence[tuple[Sequence[str] | None, float | None]], seed: int = 0
+                     ) -> list[CompletionForecast]:
+    """`forecast_project` of several (targets, deadline days) groups of one project, e.g. the project
+    (targets None) and each open milestone, from ONE simulation of its open tasks."""
+    finish = _finish(tasks, params, n, seed)
+    return [_summary(completion_runs(finish, tasks, scope, params, seed, targets), params, deadline)
+            for targets, deadline in groups]
 
 
 @dataclass(frozen=True)
@@ -193,17 +218,21 @@ def fit_project_params(cases: Sequence[ProjectCase], n: int = 400, seed: int = 0
         raise ValueError("no validation projects to fit the project parameters on")
     grid: dict[str, float] = {}
     best: tuple[float, ProjectParams] | None = None
-    for rho, frac in itertools.product(correlations, fractions):
-        base = ProjectParams(rho, frac, 1.0)
-        p50 = np.asarray([float(np.median(simulate_runs(c.tasks, c.scope, base, n, seed))) for c in cases])
-        truth = np.asarray([c.actual_days for c in cases])
-        deadline = np.asarray([p if c.deadline_days is None else c.deadline_days for c, p in zip(cases, p50,
-                                                                                                 strict=True)])
-        for w in sorted(blends, reverse=True):
-            params = ProjectParams(rho, frac, w)
-            mae = float(np.mean(np.abs(np.maximum(w * p50 + (1.0 - w) * deadline, 0.0) - truth)))
-            grid[params.to_json()] = mae
-            if best is None or mae < best[0] - 1e-9:
-                best = (mae, params)
+    truth = np.asarray([c.actual_days for c in cases])
+    for rho in correlations:
+        # the creation fraction only changes the future scope: one simulation of the open tasks per case
+        finish = [_finish(c.tasks, ProjectParams(rho), n, seed) for c in cases]
+        for frac in fractions:
+            base = ProjectParams(rho, frac, 1.0)
+            p50 = np.asarray([float(np.median(completion_runs(f, c.tasks, c.scope, base, seed)))
+                              for c, f in zip(cases, finish, strict=True)])
+            deadline = np.asarray([p if c.deadline_days is None else c.deadline_days
+                                   for c, p in zip(cases, p50, strict=True)])
+            for w in sorted(blends, reverse=True):
+                params = ProjectParams(rho, frac, w)
+                mae = float(np.mean(np.abs(np.maximum(w * p50 + (1.0 - w) * deadline, 0.0) - truth)))
+                grid[params.to_json()] = mae
+                if best is None or mae < best[0] - 1e-9:
+                    best = (mae, params)
     assert best is not None
     return ParamFit(best[1], best[0], grid)

@@ -97,3 +97,65 @@ def test_lognormal_fit_reproduces_the_quantiles() -> None:
     assert np.quantile(draws, [0.1, 0.5, 0.9]) == pytest.approx(Q, rel=0.02)
     with pytest.raises(ValueError):
         lognormal_from_quantiles(5.0, 4.0, 6.0)
+
+
+def _reference_finish(tasks: list[RemainingTask], capacity: dict[str, float], n: int, seed: int, elapsed: bool,
+                      correlation: float) -> np.ndarray:
+    """The schedule written task by task (the definition the vectorised one must reproduce exactly)."""
+    order = topological_order(tasks)
+    rng = np.random.default_rng(seed)
+    shared = rng.standard_normal(n) if correlation > 0.0 else None
+    index = {t.id: i for i, t in enumerate(tasks)}
+    finish = np.zeros((n, len(tasks)))
+    free_at: dict[str, np.ndarray] = {}
+    for i in order:
+        t = tasks[i]
+        assert t.quantiles is not None
+        mu, sigma = lognormal_from_quantiles(*t.quantiles)
+        z = rng.standard_normal(n)
+        if shared is not None:
+            z = np.sqrt(correlation) * shared + np.sqrt(1.0 - correlation) * z
+        work = np.exp(mu + sigma * z)
+        start = np.zeros(n)
+        for dep in t.depends_on:
+            if dep in index:
+                start = np.maximum(start, finish[:, index[dep]])
+        if elapsed:
+            finish[:, i] = np.maximum(start, work / 24.0)
+            continue
+        if t.assignee is not None:
+            start = np.maximum(start, free_at.get(t.assignee, np.zeros(n)))
+        finish[:, i] = start + work / capacity.get(t.assignee or "", 6.0)
+        if t.assignee is not None:
+            free_at[t.assignee] = finish[:, i]
+    return finish
+
+
+@pytest.mark.parametrize("durations", ["work", "elapsed"])
+@pytest.mark.parametrize("correlation", [0.0, 0.6])
+def test_the_vectorised_schedule_is_the_task_by_task_one(durations: str, correlation: float) -> None:
+    # A shuffled DAG with shared assignees, unassigned tasks and a dependency outside the list.
+    rng = np.random.default_rng(7)
+    tasks = []
+    for i in range(60):
+        deps = tuple(f"t{j}" for j in rng.choice(i, size=min(i, int(rng.integers(0, 3))), replace=False))
+        p50 = float(rng.uniform(2.0, 40.0))
+        who = None if rng.random() < 0.3 else f"p{rng.integers(0, 4)}"
+        tasks.append(RemainingTask(f"t{i}", who, (*deps, "gone") if i == 5 else deps, (p50 / 3, p50, 3 * p50)))
+    tasks = [tasks[k] for k in rng.permutation(len(tasks))]
+    cap = {f"p{k}": 4.0 + k for k in range(4)}
+    got = simulate_finish_times(tasks, cap, n=300, seed=3, durations=durations,  # type: ignore[arg-type]
+                                correlation=correlation)
+    want = _reference_finish(tasks, cap, 300, 3, durations == "elapsed", correlation)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_sample_given_tasks_resample_their_own_pool() -> None:
+    tasks = [RemainingTask("A", None, (), samples=np.array([1.0, 2.0])),
+             RemainingTask("B", None, (), samples=np.array([24.0 * 5])),
+             RemainingTask("C", None, (), Q)]
+    finish = simulate_finish_times(tasks, {}, n=2000, seed=0, durations="elapsed")
+    assert set(np.unique(finish[:, 0] * 24.0)) == {1.0, 2.0}
+    assert np.all(finish[:, 1] == 5.0)
+    with pytest.raises(ValueError, match="empty samples"):
+        simulate_finish_times([RemainingTask("A", None, (), samples=np.array([]))], {}, n=10)

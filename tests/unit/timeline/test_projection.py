@@ -121,3 +121,19 @@ def test_params_round_trip_and_validate() -> None:
     assert ProjectParams.from_json(p.to_json()) == p
     with pytest.raises(ValueError):
         ProjectParams(blend=1.2)
+
+
+def test_one_simulation_gives_the_project_and_each_milestone_the_forecast_of_a_separate_run() -> None:
+    from services.timeline.projection import forecast_targets
+
+    tasks = [RemainingTask("a", None, (), Q), RemainingTask("b", None, ("a",), Q), RemainingTask("c", None, (), Q)]
+    params = ProjectParams(0.5, 1.0, 0.8)
+    s = scope(n_created=12, n_open=3)
+    groups: list[tuple[list[str] | None, float | None]] = [(None, 20.0), (["a", "b"], 3.0), (["c"], None)]
+    together = forecast_targets(tasks, s, params, 2000, groups, seed=9)
+    for (targets, deadline), got in zip(groups, together, strict=True):
+        alone = forecast_project(tasks, s if targets is None else None, params, 2000, deadline_days=deadline,
+                                 seed=9, targets=targets)
+        assert (got.p10, got.p50, got.p90, got.p_miss_deadline) == (alone.p10, alone.p50, alone.p90,
+                                                                    alone.p_miss_deadline)
+    assert together[1].p50 <= together[0].p50  # a milestone is a subset of the same runs: never later
