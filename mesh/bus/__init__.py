@@ -1,13 +1,14 @@
 """The event bus: publisher, consumer runner (decode -> handle -> publish -> commit), DLQ, retries,
 dedupe, transports for real Kafka and in-memory, and a faust app factory for stateful stream steps."""
 
+from mesh.bus._classify import Failure, classify
 from mesh.bus._dedupe import DedupeStore, InMemoryDedupe, RedisDedupe
 from mesh.bus._errors import (
     BrokerUnavailable,
     BusError,
     DeadLetterCapExceeded,
+    PermanentError,
     PublishError,
-    RetriesExhausted,
     TransientError,
 )
 from mesh.bus._faust import FaustOptions, make_faust_app
@@ -27,6 +28,7 @@ __all__ = [
     "DeadLetterCapExceeded",
     "DeadLetterPolicy",
     "DedupeStore",
+    "Failure",
     "FaustOptions",
     "Handler",
     "InMemoryBroker",
@@ -37,16 +39,17 @@ __all__ = [
     "KafkaProducerTransport",
     "KafkaPublisher",
     "Message",
+    "PermanentError",
     "ProducerTransport",
     "PublishError",
     "Publisher",
     "RedisDedupe",
-    "RetriesExhausted",
     "RetryPolicy",
     "RunStats",
     "RunnerOptions",
     "TransientError",
     "check_broker",
+    "classify",
     "ensure_topics",
     "make_faust_app",
 ]

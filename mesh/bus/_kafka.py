@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from mesh.bus._errors import BrokerUnavailable, PublishError
-from mesh.bus._transport import Header, Message
+from mesh.bus._transport import Header, Message, OnRevoke
 from mesh.bus._transport import TopicPartition as TP
 from mesh.config import KafkaSettings
+from mesh.errors import is_transient
 from mesh.events import TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class KafkaProducerTransport:
 
     def __init__(self, settings: KafkaSettings, *, linger_ms: int = 5) -> None:
         check_broker(settings)
-        self._errors: list[str] = []
+        self._errors: list[KafkaError] = []
         self._producer = Producer(_base_config(settings) | {
             "enable.idempotence": True,
             "acks": "all",
@@ -78,7 +80,7 @@ class KafkaProducerTransport:
 
     def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         if err is not None:
-            self._errors.append(str(err))
+            self._errors.append(err)
 
     def produce(self, topic: str, value: bytes, key: bytes | None, headers: list[Header]) -> None:
         self._raise_failures()
@@ -99,7 +101,9 @@ class KafkaProducerTransport:
     def _raise_failures(self) -> None:
         if self._errors:
             errors, self._errors = self._errors, []
-            raise PublishError(f"{len(errors)} record(s) were not delivered: {errors[0]}")
+            # Timeouts and broker outages: the same records can be produced again later (a transient failure).
+            retryable = all(is_transient(KafkaException(err)) for err in errors)
+            raise PublishError(f"{len(errors)} record(s) were not delivered: {errors[0]}", retryable=retryable)
 
     def close(self) -> None:
         self.flush(30)
@@ -120,12 +124,32 @@ class KafkaConsumerTransport:
             "logger": log,
         })
 
-    def subscribe(self, topics: list[str]) -> None:
-        self._consumer.subscribe(topics)
+    def subscribe(self, topics: list[str], on_revoke: OnRevoke | None = None) -> None:
+        def revoked(_consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if on_revoke is not None:
+                on_revoke([(tp.topic, tp.partition) for tp in partitions])
 
-    def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
+        self._consumer.subscribe(topics, on_revoke=revoked, on_lost=revoked)
+
+    def poll(self, max_messages: int, timeout_s: float, linger_s: float = 0.0) -> list[Message]:
+        # consume(n, timeout) returns only when n records came or the timeout ended (a 0.5 s floor per
+        # event on a quiet topic); poll() returns at the first record, then consume() takes what is already
+        # fetched plus what arrives within the linger.
+        deadline = time.monotonic() + timeout_s
+        while True:
+            first = self._consumer.poll(max(deadline - time.monotonic(), 0.0))
+            if first is None:
+                return []
+            raw = [first]
+            if max_messages > 1:
+                raw.extend(self._consumer.consume(num_messages=max_messages - 1, timeout=max(linger_s, 0.0)))
+            out = self._messages(raw)
+            if out or time.monotonic() >= deadline:  # only error events so far: wait the rest of the timeout
+                return out
+
+    def _messages(self, raw: list[Any]) -> list[Message]:
         out: list[Message] = []
-        for msg in self._consumer.consume(num_messages=max_messages, timeout=timeout_s):
+        for msg in raw:
             err = msg.error()
             if err is not None:
                 if err.fatal():
@@ -137,6 +161,24 @@ class KafkaConsumerTransport:
             out.append(Message(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, _as_bytes(msg.key()),
                                _as_bytes(msg.value()), _headers(msg.headers()), ts))
         return out
+
+    def pause(self, partitions: Collection[TP]) -> None:
+        held = self._assigned(partitions)
+        if held:
+            self._consumer.pause(held)
+
+    def resume(self, partitions: Collection[TP]) -> None:
+        held = self._assigned(partitions)
+        if held:
+            self._consumer.resume(held)
+
+    def _assigned(self, partitions: Collection[TP]) -> list[TopicPartition]:
+        """Only partitions still assigned: a rebalance may have taken some away (pausing those would fail)."""
+        mine = self.assignment()
+        return [TopicPartition(t, p) for t, p in partitions if (t, p) in mine]
+
+    def assignment(self) -> set[TP]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
     def commit(self, offsets: dict[TP, int]) -> None:
         if offsets:

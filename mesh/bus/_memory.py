@@ -6,8 +6,9 @@ import threading
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Collection
 
-from mesh.bus._transport import Header, Message, TopicPartition
+from mesh.bus._transport import Header, Message, OnRevoke, TopicPartition
 
 
 class InMemoryBroker:
@@ -43,23 +44,32 @@ class InMemoryBroker:
         return InMemoryConsumer(self, group_id)
 
     def read(self, group: str, topics: list[str], positions: dict[TopicPartition, int], n: int,
-             timeout_s: float) -> list[Message]:
+             timeout_s: float, linger_s: float = 0.0, paused: Collection[TopicPartition] = ()) -> list[Message]:
+        """Up to ``n`` records: wait at most ``timeout_s`` for the first, then at most ``linger_s`` for more."""
         deadline = time.monotonic() + timeout_s
+        out: list[Message] = []
         with self._cond:
             while True:
-                out: list[Message] = []
                 for topic in topics:
                     for p, log in enumerate(self._topic(topic)):
+                        if (topic, p) in paused:
+                            continue
                         pos = positions.setdefault((topic, p), self._committed.get((group, topic, p), 0))
                         take = log[pos:pos + n - len(out)]
                         out.extend(take)
                         positions[(topic, p)] = pos + len(take)
                         if len(out) >= n:
                             return out
+                if out and deadline > time.monotonic() + linger_s:
+                    deadline = time.monotonic() + linger_s  # the first record came: linger, then return
                 remaining = deadline - time.monotonic()
-                if out or remaining <= 0:
+                if remaining <= 0:
                     return out
                 self._cond.wait(remaining)
+
+    def partitions(self, topics: list[str]) -> set[TopicPartition]:
+        with self._cond:
+            return {(topic, p) for topic in topics for p in range(len(self._topic(topic)))}
 
     def commit(self, group: str, offsets: dict[TopicPartition, int]) -> None:
         with self._cond:
@@ -91,13 +101,25 @@ class InMemoryConsumer:
         self._group = group_id
         self._topics: list[str] = []
         self._positions: dict[TopicPartition, int] = {}
+        self._paused: set[TopicPartition] = set()
 
-    def subscribe(self, topics: list[str]) -> None:
+    def subscribe(self, topics: list[str], on_revoke: OnRevoke | None = None) -> None:
+        # One member holds every partition: there are no rebalances, so on_revoke is never called.
         self._topics = list(topics)
         self._positions.clear()
 
-    def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
-        return self._broker.read(self._group, self._topics, self._positions, max_messages, timeout_s)
+    def poll(self, max_messages: int, timeout_s: float, linger_s: float = 0.0) -> list[Message]:
+        return self._broker.read(self._group, self._topics, self._positions, max_messages, timeout_s, linger_s,
+                                 self._paused)
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        self._paused.difference_update(partitions)
+
+    def assignment(self) -> set[TopicPartition]:
+        return self._broker.partitions(self._topics)
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         self._broker.commit(self._group, offsets)

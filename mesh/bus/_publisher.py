@@ -48,7 +48,8 @@ class Publisher:
 
         remaining = self._transport.flush(timeout_s)
         if remaining:
-            raise PublishError(f"{remaining} record(s) still undelivered after {timeout_s:.0f}s")
+            # A timeout, not a rejection: the broker is slow or away (the runner holds the batch and retries).
+            raise PublishError(f"{remaining} record(s) still undelivered after {timeout_s:.0f}s", retryable=True)
 
     def close(self) -> None:
         self.flush()

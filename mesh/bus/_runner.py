@@ -1,8 +1,15 @@
 """The consumer runner: decode -> dedupe -> handle (retry policy) -> publish effects -> commit.
 
-Exactly three outcomes for a message besides success: invalid (to the DLQ, capped), transient failure
-(retried by the policy; when exhausted the consumer stops without committing), duplicate (skipped).
-Offsets are committed last, after the handler's effects and the DLQ records are flushed.
+Three outcomes for a message besides success (:mod:`mesh.bus._classify` decides which):
+- permanent (undecodable, invalid, declared permanent, or a bug in the handler): to the DLQ with the
+  reason; more than ``DeadLetterPolicy.max_consecutive`` in a row stop the consumer loudly;
+- transient (an outage of Redis, Feast, a gRPC dependency, the broker, MLflow; a model not loaded yet):
+  retried by the policy, then the batch is HELD: its partitions are paused, the same records are retried
+  with capped backoff until they go through or :meth:`ConsumerRunner.stop` is called (then nothing more is
+  committed), lag grows and ``mesh_consumer_backpressure`` says why. Never dead-lettered, never fatal.
+  The runner's own Redis calls (dedupe) and the flush/commit are classified the same way;
+- duplicate (event id already handled by the group): skipped.
+Offsets are committed last, after the handler's effects and the DLQ records are flushed and the ids marked.
 """
 
 from __future__ import annotations
@@ -21,13 +28,16 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 
+from mesh.bus._classify import Failure, classify
 from mesh.bus._dedupe import DedupeStore
-from mesh.bus._errors import DeadLetterCapExceeded, RetriesExhausted, TransientError
+from mesh.bus._errors import DeadLetterCapExceeded
 from mesh.bus._policy import DeadLetterPolicy, RetryPolicy
 from mesh.bus._publisher import Publisher
 from mesh.bus._transport import ConsumerTransport, Message, TopicPartition
 from mesh.events import Envelope, InvalidEvent, decode
 from mesh.telemetry import (
+    CONSUMER_BACKPRESSURE,
+    CONSUMER_BACKPRESSURE_RETRIES,
     CONSUMER_LAG,
     EVENTS_DEAD_LETTERED,
     EVENTS_DUPLICATES,
@@ -53,6 +63,8 @@ class RunStats:
     duplicates: int = 0
     retries: int = 0
     batches: int = 0
+    holds: int = 0
+    """Retries of a held batch past the retry policy (backpressure)."""
     dlq_reasons: list[str] = field(default_factory=list)
 
 
@@ -64,12 +76,70 @@ class RunnerOptions:
     """Most records handled between two commits."""
     poll_timeout_s: float = 0.5
     """Longest wait for the first record of a batch."""
+    linger_s: float = 0.005
+    """After the first record, how long to wait for more before handling what came (never for a full batch):
+    a few ms batch events that arrive together without adding latency to a quiet topic."""
     max_messages: int | None = None
     """Stop after this many records (tests, backfills); None = run until stopped."""
     idle_timeout_s: float | None = None
     """Stop after this long without a record; None = never."""
     lag_interval_s: float = 5.0
     """How often the consumer-lag gauge is refreshed."""
+    backpressure_log_interval_s: float = 10.0
+    """While a batch is held, at most one WARNING per this interval (the gauge says it all along)."""
+
+
+@dataclass
+class _Work:
+    """One polled batch while it is handled: what went through survives a retry of the rest."""
+
+    items: list[tuple[Message, Envelope | InvalidEvent]]
+    start: int = 0
+    """Items before this one are committed."""
+    finished: set[int] = field(default_factory=set)
+    """Handled, dead-lettered, skipped or dropped: not to be done again."""
+    applied: list[str] = field(default_factory=list)
+    """Event ids applied since the last commit (marked as seen when it is made)."""
+    delivered: int | None = None
+    """Outputs of ``items[start:delivered]`` are flushed; only their marks and commit are left."""
+    dropped: set[int] = field(default_factory=set)
+    """Items of partitions a rebalance took away while held: not ours to handle or commit."""
+
+    def offsets(self, start: int, upto: int) -> dict[TopicPartition, int]:
+        out: dict[TopicPartition, int] = {}
+        for i in range(start, upto):
+            if i not in self.dropped:
+                msg = self.items[i][0]
+                out[(msg.topic, msg.partition)] = max(out.get((msg.topic, msg.partition), 0), msg.offset + 1)
+        return out
+
+    def reopen(self, upto: int) -> None:
+        """The flush failed: the outputs of ``items[start:upto]`` may be lost, so they are handled again."""
+        self.finished -= set(range(self.start, upto)) - self.dropped
+        self.applied = []
+
+    def drop(self, partitions: set[TopicPartition]) -> None:
+        for i in range(self.start, len(self.items)):
+            msg = self.items[i][0]
+            if (msg.topic, msg.partition) in partitions:
+                self.dropped.add(i)
+                self.finished.add(i)
+
+
+class _Blocked(Exception):
+    """A transient failure outlived the attempts of this pass: the batch is held and retried."""
+
+    def __init__(self, failure: Failure, where: str) -> None:
+        super().__init__(f"{where}: {failure.reason}")
+        self.failure = failure
+
+
+class _Stopping(Exception):
+    """stop() was called while a batch was held or retried: leave without committing the rest."""
+
+
+def _reason_label(failure: Failure) -> str:
+    return failure.error
 
 
 @dataclass(frozen=True)
@@ -113,6 +183,10 @@ class ConsumerRunner:
         self._tracer = trace.get_tracer("mesh.bus")
         self._consecutive_invalid = 0
         self._children: dict[str, _TopicMetrics] = {}
+        self._revoked: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._backpressure: tuple[str, str] | None = None
+        self._last_hold_log = float("-inf")
 
     def _metrics(self, topic: str) -> _TopicMetrics:
         """The hot-path metric children of one topic (labels() per message costs ~10% of the loop)."""
@@ -139,7 +213,7 @@ class ConsumerRunner:
     def run(self) -> RunStats:
         stats = RunStats()
         opts = self._options
-        self._consumer.subscribe(list(self._allowed))
+        self._consumer.subscribe(list(self._allowed), on_revoke=self._revoked.update)
         last_record, last_lag = time.monotonic(), 0.0
         try:
             while not self._stop.is_set():
@@ -148,7 +222,7 @@ class ConsumerRunner:
                     want = min(want, opts.max_messages - stats.handled - stats.dead_lettered - stats.duplicates)
                     if want <= 0:
                         break
-                batch = self._consumer.poll(want, opts.poll_timeout_s)
+                batch = self._consumer.poll(want, opts.poll_timeout_s, opts.linger_s)
                 now = time.monotonic()
                 if batch:
                     self._process_batch(batch, stats)
@@ -158,69 +232,98 @@ class ConsumerRunner:
                 if now - last_lag >= opts.lag_interval_s:
                     self._report_lag()
                     last_lag = now
+        except _Stopping:
+            log.warning("stopped while holding a batch (a dependency is still failing); its uncommitted records "
+                        "will be read again")
         finally:
+            self._set_backpressure(None)
             self._consumer.close()
         return stats
 
+    # ------------------------------------------------------------------------------------------ one batch
     def _process_batch(self, batch: list[Message], stats: RunStats) -> None:
-        offsets: dict[TopicPartition, int] = {}
-        decoded = [self._decode(msg) for msg in batch]
-        ids = [env.event_id for env in decoded if isinstance(env, Envelope)]
-        done = self._dedupe.seen_many(self._group, ids) if self._dedupe is not None else set()
-        handled: list[str] = []
+        """Handle and commit ``batch``; a transient failure holds it (retried until done or stopped)."""
+        self._revoked.clear()
+        work = _Work([(msg, self._decode(msg)) for msg in batch])
+        holds = 0
         try:
-            if self._batch_handler is not None and self._handle_bulk(batch, decoded, done, stats, handled):
-                for msg in batch:
-                    offsets[(msg.topic, msg.partition)] = msg.offset + 1
-                return
-            for msg, env in zip(batch, decoded, strict=True):
-                if isinstance(env, InvalidEvent):
-                    self._dead_letter(msg, str(env), stats)
-                elif self._process(msg, env, done, stats):
-                    handled.append(env.event_id)
-                offsets[(msg.topic, msg.partition)] = msg.offset + 1
+            while work.start < len(work.items):
+                try:
+                    self._attempt(work, stats, self._retry.max_attempts if holds == 0 else 1)
+                except _Stopping:
+                    raise
+                except Exception as exc:
+                    failure = exc.failure if isinstance(exc, _Blocked) else classify(exc)
+                    if not failure.transient:
+                        raise  # DeadLetterCapExceeded, a broken broker, a bug in the runner: the consumer dies
+                    holds += 1
+                    stats.holds += 1
+                    self._hold(work, failure, holds)
         finally:
-            # Effects first (handler outputs and DLQ records delivered, ids marked), then the commit.
-            self._publisher.flush()
-            if self._dedupe is not None:
-                self._dedupe.mark_many(self._group, handled)
-            self._consumer.commit(offsets)
+            if holds:
+                self._release()
         stats.batches += 1
 
-    def _handle_bulk(self, batch: list[Message], decoded: list[Envelope | InvalidEvent], done: set[str],
-                     stats: RunStats, handled: list[str]) -> bool:
+    def _attempt(self, work: _Work, stats: RunStats, attempts: int) -> None:
+        """One pass over what is left of ``work``; raises on a failure (progress made is kept in ``work``)."""
+        if work.delivered is not None:  # outputs delivered before: only the marks and the commit are left
+            self._mark_and_commit(work)
+        todo = [i for i in range(work.start, len(work.items)) if i not in work.finished]
+        ids = [env.event_id for env in (work.items[i][1] for i in todo) if isinstance(env, Envelope)]
+        done = self._dedupe.seen_many(self._group, ids) if self._dedupe is not None and ids else set()
+        if self._batch_handler is not None and self._handle_bulk(work, todo, done, stats, attempts):
+            self._settle(work, len(work.items))
+            return
+        for i in todo:
+            try:
+                self._process(work, i, done, stats, attempts)
+            except (_Blocked, _Stopping, DeadLetterCapExceeded):
+                self._settle_before_raising(work, i)  # what went through before this event is committed
+                raise
+        self._settle(work, len(work.items))
+
+    def _handle_bulk(self, work: _Work, todo: list[int], done: set[str], stats: RunStats, attempts: int) -> bool:
         """The whole batch through the batch handler in one call (invalid ones dead-lettered first).
 
         Returns False, having applied nothing, when the handler rejects the batch: the caller then
         goes event by event so that only the poison event is dead-lettered.
         """
         assert self._batch_handler is not None
-        fresh: list[tuple[Message, Envelope]] = []
-        for msg, env in zip(batch, decoded, strict=True):
+        fresh: list[int] = []
+        for i in todo:
+            msg, env = work.items[i]
             if isinstance(env, InvalidEvent):
-                self._dead_letter(msg, str(env), stats)
+                try:
+                    self._dead_letter(msg, str(env), stats)
+                except DeadLetterCapExceeded:
+                    self._publisher.flush()  # the DLQ records so far are delivered; nothing is committed
+                    raise
+                work.finished.add(i)
             elif env.event_id in done:
-                stats.duplicates += 1
-                self._metrics(msg.topic).duplicates.inc()
+                self._duplicate(msg, stats)
+                work.finished.add(i)
             else:
                 done.add(env.event_id)
-                fresh.append((msg, env))
+                fresh.append(i)
         if not fresh:
             return True
+        envs = [work.items[i][1] for i in fresh]
+        first = work.items[fresh[0]][0]
         links = [trace.Link(s.get_span_context()) for s in
-                 (trace.get_current_span(context_from_headers(m.headers)) for m, _ in fresh[:64])
+                 (trace.get_current_span(context_from_headers(work.items[i][0].headers)) for i in fresh[:64])
                  if s.get_span_context().is_valid]
-        envs = [env for _, env in fresh]
         handler = self._batch_handler
         try:
-            self._with_retries(fresh[0][0], f"batch of {len(envs)}", lambda: handler(envs), None, links,
-                               {"messaging.batch.message_count": len(envs)})
+            stats.retries += self._with_retries(first, f"batch of {len(envs)}", lambda: handler(envs), None,  # type: ignore[arg-type]
+                                                links, {"messaging.batch.message_count": len(envs)}, attempts)
         except InvalidEvent:
-            for _, env in fresh:
-                done.discard(env.event_id)
+            for env in envs:
+                done.discard(env.event_id)  # type: ignore[union-attr]
             return False
-        for msg, env in fresh:
-            handled.append(env.event_id)
+        for i in fresh:
+            msg, env = work.items[i]
+            work.finished.add(i)
+            work.applied.append(env.event_id)  # type: ignore[union-attr]
             self._metrics(msg.topic).handled.inc()
         stats.handled += len(fresh)
         self._consecutive_invalid = 0
@@ -236,31 +339,37 @@ class ConsumerRunner:
             return InvalidEvent(f"event type {env.type!r} is not declared on topic {msg.topic}")
         return env
 
-    def _process(self, msg: Message, env: Envelope, done: set[str], stats: RunStats) -> bool:
-        """Handle one decoded event; True when its effect was applied now."""
-        if env.event_id in done:
-            stats.duplicates += 1
-            self._metrics(msg.topic).duplicates.inc()
-            return False
-        try:
-            self._handle(msg, env, stats)
-        except InvalidEvent as exc:
-            self._dead_letter(msg, f"rejected by handler: {exc}", stats)
-            return False
-        done.add(env.event_id)  # a duplicate later in the same batch is skipped too
-        self._consecutive_invalid = 0
-        stats.handled += 1
-        self._metrics(msg.topic).handled.inc()
-        return True
+    def _process(self, work: _Work, i: int, done: set[str], stats: RunStats, attempts: int) -> None:
+        """Handle one item: dead-letter it, skip it as a duplicate, or apply it."""
+        msg, env = work.items[i]
+        if isinstance(env, InvalidEvent):
+            self._dead_letter(msg, str(env), stats)
+        elif env.event_id in done:
+            self._duplicate(msg, stats)
+        else:
+            try:
+                stats.retries += self._with_retries(
+                    msg, f"{env.type} {env.event_id}", lambda: self._handler(env), context_from_headers(msg.headers),
+                    [], {"messaging.message.id": env.event_id, "sunday.event_type": env.type,
+                         "sunday.tenant_id": env.tenant_id}, attempts)
+            except InvalidEvent as exc:
+                self._dead_letter(msg, f"rejected by handler: {exc}", stats)
+            else:
+                done.add(env.event_id)  # a duplicate later in the same batch is skipped too
+                work.applied.append(env.event_id)
+                self._consecutive_invalid = 0
+                stats.handled += 1
+                self._metrics(msg.topic).handled.inc()
+        work.finished.add(i)
 
-    def _handle(self, msg: Message, env: Envelope, stats: RunStats) -> None:
-        stats.retries += self._with_retries(
-            msg, f"{env.type} {env.event_id}", lambda: self._handler(env), context_from_headers(msg.headers), [],
-            {"messaging.message.id": env.event_id, "sunday.event_type": env.type, "sunday.tenant_id": env.tenant_id})
+    def _duplicate(self, msg: Message, stats: RunStats) -> None:
+        stats.duplicates += 1
+        self._metrics(msg.topic).duplicates.inc()
 
     def _with_retries(self, msg: Message, what: str, call: Callable[[], None], parent: otel_context.Context | None,
-                      links: list[trace.Link], extra: dict[str, str | int]) -> int:
-        """Run ``call`` in a handler span, retrying TransientError by the policy; returns the retries."""
+                      links: list[trace.Link], extra: dict[str, str | int], attempts: int) -> int:
+        """Run ``call`` in a handler span, at most ``attempts`` times with the policy's backoff; returns the
+        retries. Raises InvalidEvent for a permanent failure, :class:`_Blocked` past the attempts."""
         attempt = 1
         while True:
             with self._tracer.start_as_current_span(
@@ -274,25 +383,96 @@ class ConsumerRunner:
                     call()
                     self._metrics(msg.topic).seconds.observe(time.perf_counter() - started)
                     return attempt - 1
-                except TransientError as exc:
-                    span.set_status(Status(StatusCode.ERROR, str(exc)))
-                    EVENTS_FAILED.labels(msg.topic, self._group, "transient").inc()
-                    if attempt >= self._retry.max_attempts:
-                        raise RetriesExhausted(
-                            f"{what} at {msg.topic}[{msg.partition}]@{msg.offset} failed {attempt} times: {exc}"
-                        ) from exc
-                except InvalidEvent:
-                    span.set_status(Status(StatusCode.ERROR, "invalid"))
-                    raise
-                except Exception as exc:  # a bug or a poison payload: dead-letter it, capped
+                except Exception as exc:
+                    failure = classify(exc)
                     span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                    EVENTS_FAILED.labels(msg.topic, self._group, "error").inc()
-                    log.exception("handler failed on %s", what)
-                    raise InvalidEvent(f"{type(exc).__name__}: {exc}") from exc
+                    span.set_status(Status(StatusCode.ERROR, failure.kind))
+                    EVENTS_FAILED.labels(msg.topic, self._group, "transient" if failure.transient else "error").inc()
+                    if not failure.transient:
+                        if failure.kind == "bug":
+                            log.exception("handler failed on %s", what)
+                        raise exc if isinstance(exc, InvalidEvent) else InvalidEvent(failure.reason) from exc
+                    if attempt >= attempts:
+                        raise _Blocked(failure, f"{what} at {msg.topic}[{msg.partition}]@{msg.offset}") from exc
             if self._stop.wait(self._retry.backoff_s(attempt)):
-                raise RetriesExhausted("stopped while retrying a transient failure; not committed")
+                raise _Stopping()
             attempt += 1
+
+    # ------------------------------------------------------------------------------------------ commit
+    def _settle(self, work: _Work, upto: int) -> None:
+        """Deliver the outputs and DLQ records of ``work.items[start:upto]``, mark their ids, commit them."""
+        if work.delivered is None:
+            try:
+                self._publisher.flush()
+            except Exception:
+                work.reopen(upto)  # outputs may be lost: handle those events again (at least once)
+                raise
+            work.delivered = upto
+        self._mark_and_commit(work)
+
+    def _mark_and_commit(self, work: _Work) -> None:
+        assert work.delivered is not None
+        if self._dedupe is not None and work.applied:
+            self._dedupe.mark_many(self._group, work.applied)
+        self._consumer.commit(work.offsets(work.start, work.delivered))
+        work.start, work.delivered, work.applied = work.delivered, None, []
+
+    def _settle_before_raising(self, work: _Work, upto: int) -> None:
+        try:
+            self._settle(work, upto)
+        except Exception as exc:  # keep the original failure; the uncommitted rest is read again
+            if not isinstance(exc, _Stopping):
+                log.warning("could not commit the handled part of the batch (%s); retried with the rest",
+                            classify(exc).reason)
+
+    # ------------------------------------------------------------------------------------------ backpressure
+    def _hold(self, work: _Work, failure: Failure, holds: int) -> None:
+        """Past the retry policy: pause the partitions, say why, wait one (capped) backoff while keeping the
+        group membership alive by polling, then let the caller retry. Raises :class:`_Stopping` on stop()."""
+        held = {(m.topic, m.partition) for m, _ in work.items[work.start:]} | self._consumer.assignment()
+        self._pause(held)
+        topic = work.items[work.start][0].topic if work.start < len(work.items) else "-"
+        self._set_backpressure((topic, _reason_label(failure)))
+        CONSUMER_BACKPRESSURE_RETRIES.labels(topic, self._group, _reason_label(failure)).inc()
+        now = time.monotonic()
+        if now - self._last_hold_log >= self._options.backpressure_log_interval_s:
+            self._last_hold_log = now
+            log.warning("consumer %s holds %d record(s) (partitions paused, lag grows) after %d failed retries: %s",
+                        self._group, len(work.items) - work.start, holds, failure.reason)
+        deadline = now + self._retry.backoff_s(self._retry.max_attempts + holds - 1)
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stop.is_set():
+                raise _Stopping()
+            # Paused partitions return nothing; the poll serves rebalances and the group session.
+            arrived = self._consumer.poll(self._options.batch_size, min(remaining, 0.2))
+            if arrived:  # from partitions assigned during the hold: they join the held batch, paused too
+                work.items.extend((msg, self._decode(msg)) for msg in arrived)
+                self._pause({(m.topic, m.partition) for m in arrived})
+            if self._revoked:
+                work.drop(self._revoked)  # a rebalance gave them away uncommitted: the new owner reads them
+                self._revoked.clear()
+        if self._stop.is_set():
+            raise _Stopping()
+
+    def _pause(self, partitions: set[TopicPartition]) -> None:
+        self._consumer.pause(partitions)
+        self._paused |= partitions
+
+    def _release(self) -> None:
+        """The held batch went through: fetch the paused partitions again and clear the gauge."""
+        self._consumer.resume(self._paused)
+        self._paused = set()
+        self._set_backpressure(None)
+        log.info("consumer %s: the held batch went through; partitions resumed", self._group)
+
+    def _set_backpressure(self, label: tuple[str, str] | None) -> None:
+        if label == self._backpressure:
+            return
+        if self._backpressure is not None:
+            CONSUMER_BACKPRESSURE.labels(self._backpressure[0], self._group, self._backpressure[1]).set(0)
+        if label is not None:
+            CONSUMER_BACKPRESSURE.labels(label[0], self._group, label[1]).set(1)
+        self._backpressure = label
 
     def _dead_letter(self, msg: Message, reason: str, stats: RunStats) -> None:
         self._consecutive_invalid += 1

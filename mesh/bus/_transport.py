@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
 
 Header = tuple[str, bytes]
 TopicPartition = tuple[str, int]
+OnRevoke = Callable[[list[TopicPartition]], None]
 
 
 @dataclass(frozen=True)
@@ -39,10 +41,23 @@ class ProducerTransport(Protocol):
 
 
 class ConsumerTransport(Protocol):
-    def subscribe(self, topics: list[str]) -> None: ...
+    def subscribe(self, topics: list[str], on_revoke: OnRevoke | None = None) -> None:
+        """Join the group for ``topics``; ``on_revoke`` is called (inside :meth:`poll`) with the partitions a
+        rebalance takes away, before they go (their uncommitted records will be read again by the new owner)."""
 
-    def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """Up to ``max_messages`` records, waiting at most ``timeout_s`` for the first."""
+    def poll(self, max_messages: int, timeout_s: float, linger_s: float = 0.0) -> list[Message]:
+        """What has arrived: wait at most ``timeout_s`` for the first record, then gather more for at most
+        ``linger_s``, up to ``max_messages`` (it never waits for a full batch)."""
+
+    def pause(self, partitions: Collection[TopicPartition]) -> None:
+        """Stop fetching these assigned partitions: :meth:`poll` returns none of their records (and keeps the
+        group membership alive) until :meth:`resume`. Records handed out before stay handed out."""
+
+    def resume(self, partitions: Collection[TopicPartition]) -> None:
+        """Fetch these partitions again, from the record after the last one handed out."""
+
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this member holds now."""
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit the NEXT offset to read per partition, synchronously."""

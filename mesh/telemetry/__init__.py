@@ -2,6 +2,8 @@
 
 from mesh.telemetry import _names as names
 from mesh.telemetry._metrics import (
+    CONSUMER_BACKPRESSURE,
+    CONSUMER_BACKPRESSURE_RETRIES,
     CONSUMER_LAG,
     EVENTS_DEAD_LETTERED,
     EVENTS_DUPLICATES,
@@ -14,6 +16,8 @@ from mesh.telemetry._metrics import (
 from mesh.telemetry._tracing import Headers, context_from_headers, current_trace_id, inject_headers, setup_tracing
 
 __all__ = [
+    "CONSUMER_BACKPRESSURE",
+    "CONSUMER_BACKPRESSURE_RETRIES",
     "CONSUMER_LAG",
     "EVENTS_DEAD_LETTERED",
     "EVENTS_DUPLICATES",

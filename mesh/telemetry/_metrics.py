@@ -20,6 +20,10 @@ EVENTS_PUBLISHED = Counter(n.METRIC_PUBLISHED, "Events published", ("topic",))
 HANDLER_SECONDS = Histogram(n.METRIC_HANDLER_SECONDS, "Handler latency", _LABELS,
                             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5))
 CONSUMER_LAG = Gauge(n.METRIC_CONSUMER_LAG, "Messages behind the high watermark", (*_LABELS, "partition"))
+CONSUMER_BACKPRESSURE = Gauge(n.METRIC_BACKPRESSURE, "1 while the consumer holds a batch (partitions paused) "
+                              "because a dependency fails transiently; reason = the error type", (*_LABELS, "reason"))
+CONSUMER_BACKPRESSURE_RETRIES = Counter(n.METRIC_BACKPRESSURE_RETRIES, "Retries of a held batch past the retry "
+                                        "policy", (*_LABELS, "reason"))
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> None:

@@ -15,6 +15,8 @@ METRIC_DUPLICATES: Final = "mesh_events_duplicates"
 METRIC_PUBLISHED: Final = "mesh_events_published"
 METRIC_HANDLER_SECONDS: Final = "mesh_handler_seconds"
 METRIC_CONSUMER_LAG: Final = "mesh_consumer_lag"
+METRIC_BACKPRESSURE: Final = "mesh_consumer_backpressure"
+METRIC_BACKPRESSURE_RETRIES: Final = "mesh_consumer_backpressure_retries"
 
 HEADER_TRACEPARENT: Final = "traceparent"
 HEADER_TENANT: Final = "tenant-id"

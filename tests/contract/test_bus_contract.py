@@ -18,7 +18,6 @@ from mesh.bus import (
     KafkaConsumerTransport,
     KafkaPublisher,
     Publisher,
-    RetriesExhausted,
     RetryPolicy,
     RunnerOptions,
     TransientError,
@@ -78,7 +77,7 @@ def _task(i: int) -> Envelope:
 
 
 def _runner(backend: Backend, handler: Callable[[Envelope], None], group: str, **kw: object) -> ConsumerRunner:
-    opts = RunnerOptions(batch_size=50, poll_timeout_s=0.2, idle_timeout_s=20.0,
+    opts = RunnerOptions(batch_size=50, poll_timeout_s=0.2, idle_timeout_s=kw.pop("idle_timeout_s", 20.0),  # type: ignore[arg-type]
                          max_messages=kw.pop("max_messages", None))  # type: ignore[arg-type]
     return ConsumerRunner(consumer=backend.consumer(group), publisher=backend.publisher, topics=["tasks"],
                           group_id=group, handler=handler, options=opts, **kw)  # type: ignore[arg-type]
@@ -161,18 +160,46 @@ def test_transient_errors_are_retried_by_policy(backend: Backend) -> None:
     assert stats.handled == 1 and stats.retries == 2 and len(calls) == 3
 
 
-def test_exhausted_retries_stop_without_commit(backend: Backend) -> None:
+def test_exhausted_retries_hold_the_batch_until_it_goes_through(backend: Backend) -> None:
+    """Past the retry policy a transient failure is never dead-lettered and never kills the consumer: the
+    batch is held (partitions paused) and retried until the dependency is back."""
+    for i in range(3):
+        backend.publisher.publish(_task(i))
+    backend.publisher.flush()
+    calls: list[str] = []
+
+    def down_for_a_while(env: Envelope) -> None:
+        calls.append(env.event_id)
+        if len(calls) <= 6:  # the policy's 2 attempts and then several held retries
+            raise TransientError("redis restarting")
+
+    stats = _runner(backend, down_for_a_while, "g7", max_messages=3,
+                    retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.01, max_backoff_s=0.02)).run()
+    assert stats.handled == 3 and stats.dead_lettered == 0 and stats.holds >= 2
+    assert len(set(calls)) == 3
+    again: list[str] = []
+    _runner(backend, lambda env: again.append(env.event_id), "g7", max_messages=1, idle_timeout_s=3.0).run()
+    assert again == []  # committed once through
+
+
+def test_stop_while_held_leaves_without_commit(backend: Backend) -> None:
     backend.publisher.publish(_task(1))
     backend.publisher.flush()
+    calls: list[str] = []
 
     def down(env: Envelope) -> None:
+        calls.append(env.event_id)
+        if len(calls) == 4:  # held by now (2 attempts per pass): SIGTERM arrives during the outage
+            runner.stop()
         raise TransientError("still down")
 
-    with pytest.raises(RetriesExhausted):
-        _runner(backend, down, "g7", max_messages=1, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.01)).run()
+    runner = _runner(backend, down, "g7b", max_messages=1,
+                     retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.01, max_backoff_s=0.02))
+    stats = runner.run()
+    assert stats.handled == 0 and stats.dead_lettered == 0 and stats.holds >= 1
     again: list[str] = []
-    _runner(backend, lambda env: again.append(env.event_id), "g7", max_messages=1).run()
-    assert len(again) == 1  # not committed: the same event is delivered again
+    _runner(backend, lambda env: again.append(env.event_id), "g7b", max_messages=1).run()
+    assert again == calls[:1]  # not committed: the same event is delivered again
 
 
 def test_duplicates_are_skipped_by_event_id(backend: Backend) -> None:
