@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 
 import httpx
@@ -16,8 +17,9 @@ from gateway.metrics import WEBHOOK_DELIVERIES
 from gateway.settings import WebhookSettings
 from gateway.webhooks import signing
 from gateway.webhooks.models import Attempt
-from gateway.webhooks.ssrf import UnsafeTarget, check_target
+from gateway.webhooks.ssrf import Resolver, TargetGuard, UnsafeTarget, check_url, system_resolver
 from gateway.webhooks.store import WebhookStore
+from gateway.webhooks.transport import webhook_client
 from mesh.bus import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,11 @@ class Dispatcher:
         self._tracer = trace.get_tracer("gateway.webhooks")
 
     @staticmethod
-    def make_client(settings: WebhookSettings) -> httpx.AsyncClient:
-        # Redirects are never followed: a 3xx is a failed attempt, whatever its Location.
-        return httpx.AsyncClient(follow_redirects=False, timeout=settings.timeout_s, trust_env=False)
+    def make_client(settings: WebhookSettings, *, resolver: Resolver = system_resolver,
+                    verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+        """The delivery client: it dials only addresses the SSRF guard checked; redirects are never followed
+        (a 3xx is a failed attempt, whatever its Location)."""
+        return webhook_client(TargetGuard(settings.allow_private_targets, resolver), settings.timeout_s, verify)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -95,15 +99,15 @@ class Dispatcher:
             await self._finish(dlv_id, tenant, attempt, retry=_retryable(status))
 
     async def _post(self, url: str, secret: str, dlv_id: str, data: dict[str, bytes]) -> tuple[int | None, str | None]:
-        try:
-            await check_target(url, self._settings.allow_private_targets)
-        except UnsafeTarget as exc:
-            return 0, str(exc)
         body = data["body"]
         headers = signing.headers(dlv_id, data["event_type"].decode(), secret, int(self._clock()), body)
         inject(headers)
         try:
+            # The shape here; the addresses inside the client's connect, where they are dialed (no second lookup).
+            check_url(url, self._settings.allow_private_targets)
             response = await self._client.post(url, content=body, headers=headers)
+        except UnsafeTarget as exc:
+            return 0, str(exc)
         except httpx.TimeoutException:
             return None, "timeout"
         except httpx.HTTPError as exc:
