@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 import redis
 
+from mesh.errors import translate_infra_errors
+
 
 class DedupeStore(Protocol):
     def seen_many(self, group: str, event_ids: list[str]) -> set[str]:
@@ -28,7 +30,9 @@ class InMemoryDedupe:
 
 
 class RedisDedupe:
-    """Seen event ids per consumer group in Redis, expiring after ``ttl_s`` (longer than topic retention)."""
+    """Seen event ids per consumer group in Redis, expiring after ``ttl_s`` (longer than topic retention).
+
+    A Redis outage comes out as :class:`mesh.errors.Unavailable` (the runner holds the batch and retries)."""
 
     def __init__(self, url: str, *, namespace: str = "mesh", ttl_s: int = 8 * 24 * 3600) -> None:
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
@@ -38,12 +42,14 @@ class RedisDedupe:
     def _key(self, group: str, event_id: str) -> str:
         return f"{self._ns}:dedupe:{group}:{event_id}"
 
+    @translate_infra_errors("redis dedupe")
     def seen_many(self, group: str, event_ids: list[str]) -> set[str]:
         if not event_ids:
             return set()
         found = self._redis.mget([self._key(group, i) for i in event_ids])
         return {i for i, v in zip(event_ids, found, strict=True) if v is not None}
 
+    @translate_infra_errors("redis dedupe")
     def mark_many(self, group: str, event_ids: list[str]) -> None:
         if event_ids:
             with self._redis.pipeline(transaction=False) as pipe:
@@ -51,6 +57,7 @@ class RedisDedupe:
                     pipe.set(self._key(group, i), 1, ex=self._ttl)
                 pipe.execute()
 
+    @translate_infra_errors("redis dedupe")
     def apply_once(self, group: str, event_id: str, effect: Callable[[Any], None]) -> bool:
         """Apply Redis writes and the seen-mark in ONE transaction: a crash leaves both or neither.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -251,3 +252,55 @@ def test_batch_handler_gets_whole_batches_and_isolates_a_poison_event(backend: B
 def test_runner_needs_exactly_one_handler(backend: Backend) -> None:
     with pytest.raises(ValueError, match="exactly one"):
         ConsumerRunner(consumer=backend.consumer("gx"), publisher=backend.publisher, topics=["tasks"], group_id="gx")
+
+
+def test_poll_returns_what_arrived_without_waiting_for_a_full_batch(backend: Backend) -> None:
+    consumer = backend.consumer("glinger")
+    consumer.subscribe([backend.publisher.registry.physical("tasks")])
+    got: list[Message] = []
+    done = threading.Event()
+
+    def poll() -> None:  # asks for 200 with a minute to wait: must come back as soon as the 3 are there
+        while len(got) < 3:
+            got.extend(consumer.poll(200, 60.0, 0.005))
+        done.set()
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    for i in range(3):
+        backend.publisher.publish(_task(i))
+    backend.publisher.flush()
+    assert done.wait(30), "poll waited for a full batch"
+    assert len(got) == 3
+    consumer.close()
+
+
+def test_paused_partitions_give_nothing_and_resume_where_they_stopped(backend: Backend) -> None:
+    for i in range(6):
+        backend.publisher.publish(_task(i))
+    backend.publisher.flush()
+    consumer = backend.consumer("gpause")
+    consumer.subscribe([backend.publisher.registry.physical("tasks")])
+    first: list[Message] = []
+    for _ in range(60):  # bounded: the group join takes a few seconds on Kafka
+        first.extend(consumer.poll(1, 0.5))
+        if first:
+            break
+    assert len(first) == 1
+    held = consumer.assignment()
+    assert (first[0].topic, first[0].partition) in held
+    consumer.pause(held)
+    for i in range(6, 9):
+        backend.publisher.publish(_task(i))
+    backend.publisher.flush()
+    while_paused = [m for _ in range(4) for m in consumer.poll(100, 0.5)]
+    assert while_paused == []
+    consumer.resume(held)
+    rest: list[Message] = []
+    for _ in range(60):
+        rest.extend(consumer.poll(100, 0.5))
+        if len(rest) >= 8:
+            break
+    seen = [(m.partition, m.offset) for m in first + rest]
+    assert len(seen) == 9 and len(set(seen)) == 9  # nothing lost, nothing twice
+    consumer.close()
