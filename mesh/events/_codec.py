@@ -43,9 +43,19 @@ _REQUIRED_IDS: dict[str, tuple[str, ...]] = {
 
 EVENT_TYPES: tuple[str, ...] = tuple(f.name for f in Envelope.DESCRIPTOR.oneofs_by_name["payload"].fields)
 
+DERIVED_ID_NAMESPACE = uuid.UUID("6d3c1f52-8f0e-5b8e-9a57-3f1f0c2a7e41")
+"""uuid5 namespace of derived event ids (fixed forever: changing it changes every output id)."""
+
 
 class InvalidEvent(ValueError):
     """A message that can never be handled: undecodable or failing validation. Goes to the DLQ."""
+
+
+def derived_event_id(cause_event_id: str, output_type: str, model_version: str = "", subject: str = "") -> str:
+    """The id of an output event: a uuid5 over the input event's id, the output's type, the model version
+    that produced it and the output's subject (which of several outputs of one type). The same input
+    handled again by the same model therefore publishes the SAME id, and subscribers dedupe on it."""
+    return str(uuid.uuid5(DERIVED_ID_NAMESPACE, "\x1f".join((cause_event_id, output_type, model_version, subject))))
 
 
 def new_envelope(
@@ -55,9 +65,24 @@ def new_envelope(
     producer: str,
     occurred_at: datetime | None = None,
     event_id: str | None = None,
+    caused_by: str | None = None,
+    model_version: str | None = None,
+    subject: str | None = None,
 ) -> Envelope:
-    """Wrap a payload message in the envelope; the type is taken from the payload's field."""
+    """Wrap a payload message in the envelope; the type is taken from the payload's field.
+
+    The event id is ``event_id`` when given; else, for an output computed from an input event, pass the
+    input's id as ``caused_by`` and the id is :func:`derived_event_id` of it (deterministic: a redelivered
+    input re-publishes the same id). ``model_version`` defaults to the payload's
+    ``provenance.model_name:model_version`` and ``subject`` to the payload's entity id (``task_id``,
+    ``entity_id``, ...), so several outputs of one type from one input get distinct ids. Without either, a
+    random uuid4 (events that are not derived from another event).
+    """
     field = _field_for(payload)
+    if event_id is None and caused_by is not None:
+        version = _model_version(payload) if model_version is None else model_version
+        about = _subject(field, payload) if subject is None else subject
+        event_id = derived_event_id(caused_by, field, version, about)
     env = Envelope(
         event_id=event_id or str(uuid.uuid4()),
         type=field,
@@ -68,6 +93,18 @@ def new_envelope(
     env.occurred_at.FromDatetime(occurred_at or datetime.now(UTC))
     getattr(env, field).CopyFrom(payload)
     return env
+
+
+def _model_version(payload: Message) -> str:
+    if "provenance" not in payload.DESCRIPTOR.fields_by_name or not payload.HasField("provenance"):
+        return ""
+    prov = payload.provenance  # type: ignore[attr-defined]
+    return f"{prov.model_name}:{prov.model_version}"
+
+
+def _subject(field: str, payload: Message) -> str:
+    names = _REQUIRED_IDS.get(field, ())
+    return str(getattr(payload, names[0])) if names else ""
 
 
 def _field_for(payload: Message) -> str:

@@ -4,16 +4,24 @@ it with, point-in-time training sets and rebuilds from the event log or a Kafka 
 Nothing here imports Feast, pandas or pyarrow at import time.
 """
 
-from mesh.features._aggregates import AggregateStore, Applied, InMemoryAggregates, RedisAggregates
+from mesh.features._aggregates import (
+    AggregateStore,
+    Applied,
+    InMemoryAggregates,
+    RedisAggregates,
+    StateMissing,
+    read_view,
+)
 from mesh.features._client import FeastFeatureClient, FeatureClient, InMemoryFeatureClient
 from mesh.features._eventlog import Coords, EventLog, LoggedEvent
 from mesh.features._ingest import CONSUMER, FeatureIngestor, IngestStats, build_ingestor, open_aggregates
 from mesh.features._offline import OfflineBuild, build_offline_tables, training_frame
 from mesh.features._project import PROJECT_VIEW, ProjectFeatures, ProjectState
+from mesh.features._reduce import ENTITY_REDUCERS
 from mesh.features._replay import ReplayStats, TopicReader, replay, replay_log, replay_topic
 from mesh.features._repo import DEFAULT_PROJECT, FeatureRepo, FeatureRepoConfig
 from mesh.features._schema import JOIN_KEYS, FeatureRecord, ViewSpec, entity_key, record_of
-from mesh.features._state import EntityState, Txn
+from mesh.features._state import Ctx, EntityState, Reducer, Reducers, Stamp, Txn, stamp_of, state_key
 from mesh.features._task import TASK_VIEW, TaskFeatures, TaskState
 from mesh.features._tenant import TENANT_VIEW, TenantFeatures, TenantState
 from mesh.features._user import TASK_TYPES, USER_VIEW, UserFeatures, UserState
@@ -23,6 +31,7 @@ __all__ = [
     "CONSUMER",
     "DEFAULT_PROJECT",
     "DEFAULT_VIEWS",
+    "ENTITY_REDUCERS",
     "JOIN_KEYS",
     "PROJECT_VIEW",
     "TASK_TYPES",
@@ -32,6 +41,7 @@ __all__ = [
     "AggregateStore",
     "Applied",
     "Coords",
+    "Ctx",
     "EntityState",
     "EventLog",
     "FeastFeatureClient",
@@ -48,7 +58,11 @@ __all__ = [
     "ProjectFeatures",
     "ProjectState",
     "RedisAggregates",
+    "Reducer",
+    "Reducers",
     "ReplayStats",
+    "Stamp",
+    "StateMissing",
     "TaskFeatures",
     "TaskState",
     "TenantFeatures",
@@ -62,9 +76,12 @@ __all__ = [
     "build_offline_tables",
     "entity_key",
     "open_aggregates",
+    "read_view",
     "record_of",
     "replay",
     "replay_log",
     "replay_topic",
+    "stamp_of",
+    "state_key",
     "training_frame",
 ]

@@ -2,22 +2,46 @@
 
 `apply(events)` is atomic per batch and idempotent: events whose id was already applied are skipped,
 and the event ids are recorded in the same transaction as the state they changed (Redis: WATCH/MULTI
-over the event-id keys and every state read, retried on conflict).
+over the event-id keys and every state read, retried on conflict). A crash before the commit leaves
+nothing; after it, the redelivered events are skipped: every effect happens exactly once.
+
+The same stores hold a service's private state: construct them with the service's own
+:class:`~mesh.features.Reducers` table and (Redis) its own namespace, e.g.
+``RedisAggregates(client, f"{settings.namespace}:assignment", reducers=ASSIGNMENT_REDUCERS)``; the
+applied-event marks live under that namespace, so the service and the feature ingestor each apply every
+event once. The service reads its states back with :meth:`load` / :meth:`load_many` (and rows of its
+views with :func:`read_view`), from the committed state itself.
+
+State that is missing (a fresh store, or a Redis restart without persistence) is detected with the
+*built* marker: a service rebuilds (replays its inputs through :meth:`apply`) and calls
+:meth:`mark_built`; ``apply(..., require_built=True)`` raises :class:`StateMissing` (an
+:class:`~mesh.errors.Unavailable`, so the bus retries) when the marker is gone, checked inside the same
+transaction. Redis connection errors and timeouts surface as :class:`~mesh.errors.Unavailable` too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from mesh.errors import Unavailable
 from mesh.events import Envelope
-from mesh.features._reduce import reduce_event
-from mesh.features._state import EntityState, state_key
+from mesh.features._reduce import ENTITY_REDUCERS
+from mesh.features._schema import FeatureRecord, ViewSpec, record_of
+from mesh.features._state import EntityState, Reducers, state_key
 
 S = TypeVar("S", bound=EntityState)
+R = TypeVar("R")
 Loader = Callable[[list[str]], list[bytes | None]]
+
+
+class StateMissing(Unavailable):
+    """The store's state is not built (never built, or lost with a Redis restart): rebuild, then retry."""
 
 
 @dataclass(frozen=True)
@@ -31,14 +55,33 @@ class Applied:
 
 
 class AggregateStore(Protocol):
-    """Port for aggregate state."""
+    """Port for aggregate state (one :class:`Reducers` table per store)."""
 
-    def apply(self, events: Sequence[Envelope]) -> Applied: ...
+    def apply(self, events: Sequence[Envelope], *, require_built: bool = False) -> Applied:
+        """Reduce the events not applied before, atomically with their applied-marks.
+        ``require_built``: raise :class:`StateMissing` (nothing applied) unless the store is built."""
+        ...
 
     def load(self, state_type: type[S], tenant_id: str, entity_id: str) -> S | None: ...
 
+    def load_many(self, state_type: type[S], tenant_id: str, entity_ids: Sequence[str]) -> list[S | None]:
+        """States of one tenant's entities, in order (None where unknown): one round trip."""
+        ...
+
     def keys(self, kind: str) -> list[str]:
         """State keys (``kind:tenant:id``) of every entity of `kind`."""
+        ...
+
+    def built(self) -> bool:
+        """Whether :meth:`mark_built` was called on this state (and the state was not lost since)."""
+        ...
+
+    def mark_built(self) -> None:
+        """Record that the state is complete up to the inputs applied so far (after a rebuild)."""
+        ...
+
+    def clear(self) -> int:
+        """Forget everything, the built marker and applied-marks included; returns entries deleted."""
         ...
 
 
@@ -74,68 +117,96 @@ def _decode(state_type: type[S], key: str, raw: bytes | None) -> S:
     return state_type.model_validate_json(raw)
 
 
-def _run(txn: BufferTxn, events: Sequence[Envelope], already: Sequence[bool]) -> list[Envelope]:
+def _run(txn: BufferTxn, events: Sequence[Envelope], already: Sequence[bool], reducers: Reducers) -> list[Envelope]:
     """Reduce the events not applied before (nor earlier in the batch); return them."""
-    txn.prefetch(pair for env in events for pair in _likely_keys(env))
+    txn.prefetch(pair for env in events for pair in reducers.prefetch(env))
     fresh: list[Envelope] = []
     ids: set[str] = set()
     for env, seen in zip(events, already, strict=True):
         if seen or env.event_id in ids:
             continue
         ids.add(env.event_id)
-        reduce_event(txn, env)
+        reducers.reduce(txn, env)
         fresh.append(env)
     return fresh
 
 
-def _likely_keys(env: Envelope) -> list[tuple[type[EntityState], str]]:
-    # Fetch in one round trip what the reducers will most likely read; anything else loads lazily.
-    from mesh.features._project import ProjectState
-    from mesh.features._task import TaskState
-
-    field = env.WhichOneof("payload") or ""
-    payload: Any = getattr(env, field) if field else None
-    out: list[tuple[type[EntityState], str]] = []
-    if payload is not None and hasattr(payload, "task_id"):
-        out.append((TaskState, state_key("task", env.tenant_id, payload.task_id)))
-    project_id = str(getattr(payload, "project_id", "") or "")
-    if project_id:
-        out.append((ProjectState, state_key("project", env.tenant_id, project_id)))
-    return out
+def read_view(store: AggregateStore, view: ViewSpec[S, R], tenant_id: str,
+              entity_ids: Sequence[str]) -> list[FeatureRecord[R] | None]:
+    """Rows of `view` for one tenant's entities, derived from the committed state (one round trip)."""
+    states = store.load_many(view.state_type, tenant_id, entity_ids)
+    return [None if s is None else record_of(view, s) for s in states]
 
 
 class InMemoryAggregates:
     """Aggregates in a dict (JSON, so snapshots never alias live state)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reducers: Reducers = ENTITY_REDUCERS) -> None:
+        self.reducers = reducers
         self._data: dict[str, bytes] = {}
         self._seen: set[str] = set()
+        self._built = False
         self._lock = threading.Lock()
 
-    def apply(self, events: Sequence[Envelope]) -> Applied:
+    def apply(self, events: Sequence[Envelope], *, require_built: bool = False) -> Applied:
         with self._lock:
+            if require_built and not self._built:
+                raise StateMissing(f"{self.reducers.name} state is not built")
             txn = BufferTxn(lambda keys: [self._data.get(k) for k in keys])
-            fresh = _run(txn, events, [env.event_id in self._seen for env in events])
+            fresh = _run(txn, events, [env.event_id in self._seen for env in events], self.reducers)
             for key, state in txn.dirty.items():
                 self._data[key] = state.model_dump_json().encode()
             self._seen.update(env.event_id for env in fresh)
         return Applied(len(fresh), len(events) - len(fresh), tuple(txn.dirty.values()))
 
     def load(self, state_type: type[S], tenant_id: str, entity_id: str) -> S | None:
-        raw = self._data.get(state_key(state_type.kind, tenant_id, entity_id))
-        return None if raw is None else state_type.model_validate_json(raw)
+        return self.load_many(state_type, tenant_id, [entity_id])[0]
+
+    def load_many(self, state_type: type[S], tenant_id: str, entity_ids: Sequence[str]) -> list[S | None]:
+        raws = [self._data.get(state_key(state_type.kind, tenant_id, i)) for i in entity_ids]
+        return [None if raw is None else state_type.model_validate_json(raw) for raw in raws]
 
     def keys(self, kind: str) -> list[str]:
         return sorted(k for k in self._data if k.startswith(f"{kind}:"))
+
+    def built(self) -> bool:
+        return self._built
+
+    def mark_built(self) -> None:
+        self._built = True
+
+    def clear(self) -> int:
+        with self._lock:
+            n = len(self._data) + len(self._seen) + int(self._built)
+            self._data, self._seen, self._built = {}, set(), False
+        return n
+
+
+@functools.cache
+def _redis_outages() -> tuple[type[BaseException], ...]:
+    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+    return (ConnectionError, TimeoutError, BusyLoadingError)
+
+
+@contextlib.contextmanager
+def _unavailable(what: str) -> Iterator[None]:
+    """Redis down, restarting or loading its data: a transient failure (the bus retries), not poison."""
+    try:
+        yield
+    except _redis_outages() as exc:
+        raise Unavailable(f"{what}: redis unavailable: {type(exc).__name__}: {exc}") from exc
 
 
 class RedisAggregates:
     """Aggregates in Redis under `namespace`; one optimistic transaction per batch."""
 
-    def __init__(self, client: Any, namespace: str, *, seen_ttl_s: int = 30 * 24 * 3600) -> None:
+    def __init__(self, client: Any, namespace: str, *, seen_ttl_s: int = 30 * 24 * 3600,
+                 reducers: Reducers = ENTITY_REDUCERS) -> None:
         self._r = client
         self._ns = namespace
         self._ttl = seen_ttl_s
+        self.reducers = reducers
 
     def _k(self, key: str) -> str:
         return f"{self._ns}:agg:{key}"
@@ -143,14 +214,27 @@ class RedisAggregates:
     def _seen(self, event_id: str) -> str:
         return f"{self._ns}:seen:{event_id}"
 
-    def apply(self, events: Sequence[Envelope]) -> Applied:
-        if not events:
+    @property
+    def _built_key(self) -> str:
+        return f"{self._ns}:built"
+
+    def apply(self, events: Sequence[Envelope], *, require_built: bool = False) -> Applied:
+        if not events and not require_built:
             return Applied(0, 0, ())
-        result: Applied = self._r.transaction(lambda pipe: self._body(pipe, events), value_from_callable=True)
+        with _unavailable(f"applying {len(events)} events to {self._ns}"):
+            result: Applied = self._r.transaction(lambda pipe: self._body(pipe, events, require_built),
+                                                  value_from_callable=True)
         return result
 
-    def _body(self, pipe: Any, events: Sequence[Envelope]) -> Applied:
+    def _body(self, pipe: Any, events: Sequence[Envelope], require_built: bool) -> Applied:
         seen_keys = [self._seen(env.event_id) for env in events]
+        if require_built:
+            # watched with the rest: a restart that wipes the marker mid-transaction aborts the commit
+            pipe.watch(self._built_key)
+            if not pipe.exists(self._built_key):
+                raise StateMissing(f"{self.reducers.name} state under {self._ns!r} is not built (or was lost)")
+        if not events:
+            return Applied(0, 0, ())
         pipe.watch(*seen_keys)
         already = [flag is not None for flag in pipe.mget(seen_keys)]
 
@@ -163,7 +247,7 @@ class RedisAggregates:
             return values
 
         txn = BufferTxn(loader)
-        fresh = _run(txn, events, already)
+        fresh = _run(txn, events, already, self.reducers)
         pipe.multi()
         for key, state in txn.dirty.items():
             pipe.set(self._k(key), state.model_dump_json())
@@ -173,16 +257,32 @@ class RedisAggregates:
         return Applied(len(fresh), len(events) - len(fresh), tuple(txn.dirty.values()))
 
     def load(self, state_type: type[S], tenant_id: str, entity_id: str) -> S | None:
-        raw = self._r.get(self._k(state_key(state_type.kind, tenant_id, entity_id)))
-        return None if raw is None else state_type.model_validate_json(raw)
+        return self.load_many(state_type, tenant_id, [entity_id])[0]
+
+    def load_many(self, state_type: type[S], tenant_id: str, entity_ids: Sequence[str]) -> list[S | None]:
+        if not entity_ids:
+            return []
+        with _unavailable(f"reading {state_type.kind} state of {self._ns}"):
+            raws = self._r.mget([self._k(state_key(state_type.kind, tenant_id, i)) for i in entity_ids])
+        return [None if raw is None else state_type.model_validate_json(raw) for raw in raws]
 
     def keys(self, kind: str) -> list[str]:
-        members = self._r.smembers(f"{self._ns}:index:{kind}")
+        with _unavailable(f"listing {kind} state of {self._ns}"):
+            members = self._r.smembers(f"{self._ns}:index:{kind}")
         return sorted(k.decode() if isinstance(k, bytes) else str(k) for k in members)
+
+    def built(self) -> bool:
+        with _unavailable(f"checking the built marker of {self._ns}"):
+            return bool(self._r.exists(self._built_key))
+
+    def mark_built(self) -> None:
+        with _unavailable(f"marking {self._ns} built"):
+            self._r.set(self._built_key, datetime.now(UTC).isoformat())
 
     def clear(self) -> int:
         """Delete everything under the namespace (a fresh store for a rebuild); returns keys deleted."""
         n = 0
-        for key in self._r.scan_iter(match=f"{self._ns}:*", count=1000):
-            n += int(self._r.delete(key))
+        with _unavailable(f"clearing {self._ns}"):
+            for key in self._r.scan_iter(match=f"{self._ns}:*", count=1000):
+                n += int(self._r.delete(key))
         return n

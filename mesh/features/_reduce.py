@@ -10,28 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from sunday.ml.v1 import common_pb2 as c
 from sunday.ml.v1 import events_pb2 as e
 
-from mesh.events import Envelope, occurred_at
+from mesh.events import Envelope
 from mesh.features._project import ProjectState
-from mesh.features._state import Stamp, Txn, stamp_of
+from mesh.features._state import Ctx, EntityState, Reducer, Reducers, Txn, state_key
 from mesh.features._task import STATUS_DONE, TaskState
 from mesh.features._tenant import TenantState
 from mesh.features._user import Completion, UserState
-
-
-@dataclass(frozen=True)
-class Ctx:
-    txn: Txn
-    tenant: str
-    at: datetime
-    stamp: Stamp
-
-
-Reducer = Callable[[Ctx, Envelope], None]
 
 
 def _ts(value: Timestamp) -> datetime | None:
@@ -271,9 +261,23 @@ REDUCERS: dict[str, Reducer] = {
 """Event types not listed (automations, meetings, the mesh's own outputs) only go to the event log."""
 
 
+def _prefetch(env: Envelope) -> list[tuple[type[EntityState], str]]:
+    # What the reducers will most likely read, fetched in one round trip; anything else loads lazily.
+    field = env.WhichOneof("payload") or ""
+    payload: Any = getattr(env, field) if field else None
+    out: list[tuple[type[EntityState], str]] = []
+    if payload is not None and hasattr(payload, "task_id"):
+        out.append((TaskState, state_key("task", env.tenant_id, payload.task_id)))
+    project_id = str(getattr(payload, "project_id", "") or "")
+    if project_id:
+        out.append((ProjectState, state_key("project", env.tenant_id, project_id)))
+    return out
+
+
+ENTITY_REDUCERS = Reducers("features", REDUCERS, _prefetch)
+"""The mesh's entity aggregates (tenants, users, tasks, projects): what the feature ingestor applies."""
+
+
 def reduce_event(txn: Txn, env: Envelope) -> None:
-    """Apply one event to the aggregates it touches."""
-    reducer = REDUCERS.get(env.type)
-    if reducer is not None:
-        at = occurred_at(env)
-        reducer(Ctx(txn, env.tenant_id, at, stamp_of(at, env.event_id)), env)
+    """Apply one event to the entity aggregates it touches."""
+    ENTITY_REDUCERS.reduce(txn, env)

@@ -1,17 +1,29 @@
-"""Aggregate state per entity (tenant + id), the source of every online and offline feature row.
+"""Aggregate state per entity (tenant + id), the source of every online and offline feature row, and of
+every service's private state.
 
 State is a pydantic model, stored as JSON. Two kinds of update keep it independent of arrival order:
 commutative ones (counters, maxima, maps keyed by task) and last-writer-wins fields guarded by a
 stamp (event time in microseconds, then event id as a deterministic tie-break). An older event can
 therefore never overwrite a value set by a newer one, whatever order events arrive in.
+
+A family of aggregates is a :class:`Reducers` table: event type -> reducer(ctx, env), where the reducer
+reads and changes states through ``ctx.txn``. The mesh's entity features are one table
+(``mesh.features.ENTITY_REDUCERS``); a service declares its own next to the service (its own
+:class:`EntityState` subclasses, with their own ``kind``) and applies it through the same stores
+(``RedisAggregates(client, namespace, reducers=MY_TABLE)``), which make every apply atomic with the
+event ids it applied: effects exactly once under redelivery.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
+
+from mesh.events import Envelope, occurred_at
 
 Stamp = tuple[int, str]
 """(event time in microseconds since the epoch, event id)."""
@@ -67,3 +79,48 @@ class Txn(Protocol):
     def put(self, state: EntityState) -> None:
         """Mark `state` changed: it is written, and its rows pushed, when the apply commits."""
         ...
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a reducer gets besides the event: the transaction, the event's tenant, time and stamp."""
+
+    txn: Txn
+    tenant: str
+    at: datetime
+    stamp: Stamp
+
+
+Reducer = Callable[[Ctx, Envelope], None]
+Prefetch = Callable[[Envelope], Iterable[tuple[type[EntityState], str]]]
+"""(state type, state key) an event's reducer will most likely read: loaded in one round trip per batch."""
+
+
+def _nothing(env: Envelope) -> Iterable[tuple[type[EntityState], str]]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Reducers:
+    """A family of aggregates: event type -> reducer. Event types not in the table change nothing.
+
+    Reducers must be order-independent (commutative updates, or last-writer-wins through
+    :meth:`EntityState.newer`) so that a replay in any order, or a redelivery interleaved with newer
+    events, ends in the same state; the stores make each event's effect happen once.
+    """
+
+    name: str
+    """Names the family in logs and docs (``"features"``, ``"assignment"``)."""
+    table: Mapping[str, Reducer]
+    prefetch: Prefetch = field(default=_nothing)
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        return tuple(self.table)
+
+    def reduce(self, txn: Txn, env: Envelope) -> None:
+        """Apply one event to the aggregates it touches."""
+        reducer = self.table.get(env.type)
+        if reducer is not None:
+            at = occurred_at(env)
+            reducer(Ctx(txn, env.tenant_id, at, stamp_of(at, env.event_id)), env)
