@@ -34,6 +34,7 @@ from mesh.bus._errors import DeadLetterCapExceeded
 from mesh.bus._policy import DeadLetterPolicy, RetryPolicy
 from mesh.bus._publisher import Publisher
 from mesh.bus._transport import ConsumerTransport, Message, TopicPartition
+from mesh.config import BusSettings
 from mesh.events import Envelope, InvalidEvent, decode
 from mesh.telemetry import (
     CONSUMER_BACKPRESSURE,
@@ -87,6 +88,11 @@ class RunnerOptions:
     """How often the consumer-lag gauge is refreshed."""
     backpressure_log_interval_s: float = 10.0
     """While a batch is held, at most one WARNING per this interval (the gauge says it all along)."""
+
+    @classmethod
+    def from_settings(cls, bus: BusSettings) -> RunnerOptions:
+        """A service's options (``MESH_BUS__*``)."""
+        return cls(linger_s=bus.linger_s)
 
 
 @dataclass

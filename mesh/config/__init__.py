@@ -5,6 +5,7 @@ Every field can be set from the environment with the ``MESH_`` prefix; nested fi
 """
 
 from mesh.config._settings import (
+    BusSettings,
     FeatureSettings,
     KafkaSettings,
     MeshSettings,
@@ -15,6 +16,7 @@ from mesh.config._settings import (
 )
 
 __all__ = [
+    "BusSettings",
     "FeatureSettings",
     "KafkaSettings",
     "MeshSettings",

@@ -34,6 +34,15 @@ class KafkaSettings(BaseModel):
         return value
 
 
+class BusSettings(BaseModel):
+    """How a service's consumer runs (mesh.bus.ConsumerRunner)."""
+
+    dlq_max_consecutive: int = Field(100, ge=1, description="invalid messages in a row before the consumer stops "
+                                     "(and the service exits non-zero) rather than drain a topic into the DLQ")
+    linger_s: float = Field(0.005, ge=0, description="after the first record, how long the consumer gathers more "
+                            "before handling what came")
+
+
 class RedisSettings(BaseModel):
     """The Redis used by the Feast online store, quotas and dedupe sets."""
 
@@ -85,6 +94,7 @@ class MeshSettings(BaseSettings):
 
     environment: Literal["local", "test", "staging", "production"] = "local"
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    bus: BusSettings = Field(default_factory=BusSettings)  # type: ignore[arg-type]
     redis: RedisSettings = Field(default_factory=RedisSettings)  # type: ignore[arg-type]
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)  # type: ignore[arg-type]
     features: FeatureSettings = Field(default_factory=FeatureSettings)  # type: ignore[arg-type]

@@ -4,13 +4,14 @@ interceptor that maps domain errors (:mod:`mesh.errors`) to status codes, and cl
 from mesh.serving._client import DEFAULT_RETRY, RetryPolicy, call_with_retry, channel, domain_error
 from mesh.serving._interceptor import INTERNAL_MESSAGE, STATUS_CODES, ErrorMappingInterceptor, status_for
 from mesh.serving._server import DEFAULT_GRACE_S, MeshServer, ServiceBinding, bind, build_server, serve
-from mesh.serving._service import run_service
+from mesh.serving._service import ConsumerDied, run_service
 
 __all__ = [
     "DEFAULT_GRACE_S",
     "DEFAULT_RETRY",
     "INTERNAL_MESSAGE",
     "STATUS_CODES",
+    "ConsumerDied",
     "ErrorMappingInterceptor",
     "MeshServer",
     "RetryPolicy",

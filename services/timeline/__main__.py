@@ -7,12 +7,20 @@ import logging
 
 from pydantic import Field
 
-from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RedisDedupe, RunnerOptions, ensure_topics
+from mesh.bus import (
+    ConsumerRunner,
+    DeadLetterPolicy,
+    KafkaConsumerTransport,
+    KafkaPublisher,
+    RedisDedupe,
+    RunnerOptions,
+    ensure_topics,
+)
 from mesh.config import MeshSettings, ServingSettings
 from mesh.errors import NotFound
 from mesh.events import TopicRegistry
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
-from mesh.serving import run_service
+from mesh.serving import ConsumerDied, run_service
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.timeline.alerts import AlertPolicy, DeadlineRiskAlerter, RedisAlertState
 from services.timeline.effort_prior import load_effort_prior
@@ -58,7 +66,8 @@ async def run(settings: TimelineSettings) -> None:
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
                             topics=TOPICS, group_id=GROUP, handler=TimelineHandler(predictor, publisher, alerter),
                             dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
-                            options=RunnerOptions())
+                            dead_letter=DeadLetterPolicy.from_settings(settings.bus),
+                            options=RunnerOptions.from_settings(settings.bus))
     try:
         await run_service("timeline", runner, [binding(predictor)], settings)
     finally:
@@ -92,7 +101,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = TimelineSettings()  # type: ignore[call-arg]  # pydantic-settings reads the environment
     settings.telemetry.service_name = "timeline"
-    asyncio.run(run(settings))
+    try:
+        asyncio.run(run(settings))
+    except ConsumerDied as exc:  # logged where it died; exit non-zero so the orchestrator restarts us
+        raise SystemExit(exc.exit_code) from exc
 
 
 if __name__ == "__main__":
