@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -14,6 +14,7 @@ from gateway.auth.store import API_KEY_PREFIX
 from gateway.context import GatewayContext
 from gateway.metrics import RATE_LIMITED
 from gateway.problems import ProblemError, forbidden, unauthorized
+from gateway.ratelimit import Decision
 
 _bearer = HTTPBearer(auto_error=False, description="an access token from /oauth/token, or an API key")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (server-to-server)")
@@ -47,38 +48,58 @@ async def authenticate(
 CurrentPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def scoped(scope: str, *, limited: bool = True) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the caller must hold ``scope``; then one request is charged to its rate limit."""
+def source_address(request: Request) -> str:
+    """The caller's address as the server saw it (behind a proxy: run uvicorn with ``--proxy-headers`` and
+    ``--forwarded-allow-ips`` naming the proxy, so that this is the client's, not the proxy's)."""
+    return request.client.host if request.client else "unknown"
 
-    async def dependency(principal: CurrentPrincipal, ctx: Context, response: Response) -> Principal:
+
+def too_many(decision: Decision, what: str) -> ProblemError:
+    return ProblemError(429, "too-many-requests", "Too Many Requests", what, headers=decision.headers,
+                        retry_after_s=decision.retry_after_s)
+
+
+def scoped(scope: str, *, limit: Literal["plan", "management"] = "plan") -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller must hold ``scope``; then one request is charged to its limits: the plan's
+    (capability routes) or the management routes' (API keys, webhooks)."""
+
+    async def dependency(principal: CurrentPrincipal, ctx: Context, request: Request, response: Response) -> Principal:
         if not principal.has(scope):
             raise forbidden(f"this credential lacks the scope {scope!r}")
-        if limited:
+        if limit == "plan":
             decision = await ctx.limiter.check(principal)
-            if not decision.allowed:
-                plan = principal.plan if principal.plan in ctx.settings.plans else ctx.settings.default_plan
-                RATE_LIMITED.labels(plan).inc()
-                raise ProblemError(429, "too-many-requests", "Too Many Requests",
-                                   "rate limit or quota exceeded for this tenant or client",
-                                   headers=decision.headers, retry_after_s=decision.retry_after_s)
-            response.headers.update(decision.headers)
+        else:
+            decision = await ctx.limiter.check_management(principal, source_address(request))
+        if not decision.allowed:
+            RATE_LIMITED.labels(_plan_name(ctx, principal)).inc()
+            raise too_many(decision, "rate limit or quota exceeded for this tenant or client")
+        response.headers.update(decision.headers)
         return principal
 
     return dependency
 
 
+def _plan_name(ctx: GatewayContext, principal: Principal) -> str:
+    return principal.plan if principal.plan in ctx.settings.plans else ctx.settings.default_plan
+
+
 AssignmentCaller = Annotated[Principal, Depends(scoped("assignment:read"))]
 TimelineCaller = Annotated[Principal, Depends(scoped("timeline:read"))]
-WebhookReader = Annotated[Principal, Depends(scoped("webhooks:read", limited=False))]
-WebhookWriter = Annotated[Principal, Depends(scoped("webhooks:write", limited=False))]
-KeyReader = Annotated[Principal, Depends(scoped("keys:read", limited=False))]
-KeyWriter = Annotated[Principal, Depends(scoped("keys:write", limited=False))]
+WebhookReader = Annotated[Principal, Depends(scoped("webhooks:read", limit="management"))]
+WebhookWriter = Annotated[Principal, Depends(scoped("webhooks:write", limit="management"))]
+KeyReader = Annotated[Principal, Depends(scoped("keys:read", limit="management"))]
+KeyWriter = Annotated[Principal, Depends(scoped("keys:write", limit="management"))]
 
 
-async def require_admin(ctx: Context, bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+async def require_admin(ctx: Context, request: Request,
+                        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     expected = ctx.settings.auth.admin_token.get_secret_value()
     if not expected:
         raise ProblemError(404, "not-found", "Not Found", "admin routes are disabled")
+    # Before the token check, so that guessing it is limited too.
+    decision = await ctx.limiter.check_management(None, source_address(request))
+    if not decision.allowed:
+        raise too_many(decision, "rate limit exceeded for this source address")
     if bearer is None or not hmac.compare_digest(bearer.credentials.encode(), expected.encode()):
         raise unauthorized("admin token required")
 

@@ -33,23 +33,27 @@ problem (`application/problem+json`). Limited routes send `RateLimit-*` headers;
 
 
 def _context(settings: GatewaySettings, clock: Callable[[], float], redis: Redis[bytes] | None,
-             backends: Backends | None) -> GatewayContext:
+             backends: Backends | None, limits_offset_s: Callable[[], float]) -> GatewayContext:
     client = redis or Redis.from_url(settings.redis.url)
     return GatewayContext(
         settings=settings, redis=client, keys=KeyRing.from_settings(settings.auth, clock),
         credentials=CredentialStore(client, settings.redis_prefix),
-        limiter=RateLimiter(client, settings.redis_prefix, settings.plans, settings.default_plan, clock),
+        limiter=RateLimiter(client, settings.redis_prefix, settings, limits_offset_s),
         backends=backends or Backends.connect(settings.backends),
         webhooks=WebhookStore(client, settings.redis_prefix, clock), clock=clock)
 
 
 def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.time, redis: Redis[bytes] | None = None,
-               backends: Backends | None = None) -> FastAPI:
-    """The ASGI app. Connections are opened by its lifespan, not here."""
+               backends: Backends | None = None, limits_offset_s: Callable[[], float] = lambda: 0.0) -> FastAPI:
+    """The ASGI app. Connections are opened by its lifespan, not here.
+
+    ``clock`` stamps tokens and webhooks; rate limits and quotas run on Redis' clock, which tests may
+    move forward with ``limits_offset_s`` (always 0 in production).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = _context(settings, clock, redis, backends)
+        ctx = _context(settings, clock, redis, backends, limits_offset_s)
         app.state.gateway = ctx
         worker = DeliveryWorker(settings, ctx.webhooks, clock) if settings.webhooks.worker_enabled else None
         if worker is not None:

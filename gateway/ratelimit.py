@@ -1,62 +1,88 @@
-"""Rate limits (token buckets, per tenant and per client) and quotas (per tenant, UTC day and month),
-checked and charged by ONE Lua script so that concurrent requests can never overspend."""
+"""Rate limits (token buckets) and quotas (per tenant, UTC day and month), checked and charged by ONE Lua
+script so that concurrent requests can never overspend.
+
+Time is Redis' own (``TIME`` inside the script), never the caller's: replicas whose clocks disagree still
+share one bucket refill and one day. The same script serves the plans (per tenant and per client, quota
+charged), the management routes (per client and per source, quota only checked: a tenant out of quota
+cannot mint keys) and the token endpoint (per client id and per source, before anyone is authenticated).
+"""
 
 from __future__ import annotations
 
-import calendar
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from redis.asyncio import Redis
 
 from gateway.auth.principal import Principal
-from gateway.settings import PlanLimits
+from gateway.settings import GatewaySettings, PlanLimits, RouteLimit
 
-# KEYS: tenant bucket, client bucket, day counter, month counter
-# ARGV: now_ms, cost, tenant rate/s, tenant burst, client rate/s, client burst, day limit, month limit,
-#       day reset (ms epoch), month reset (ms epoch)
-# Returns {allowed, retry_after_ms, tenant tokens left, tenant reset ms, day left, month left}
+# KEYS: n token buckets, then (quota mode > 0) the tenant's quota hash
+# ARGV: test offset ms, cost, quota mode (0 none, 1 check, 2 charge), day limit, month limit, n,
+#       then rate/s and burst of each bucket
+# Returns {allowed, retry_after_ms, first bucket's tokens left, its full-again ms, day left, month left}
 _LUA = """
-local now = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local function refill(key, rate, burst)
-  local v = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens, ts = tonumber(v[1]), tonumber(v[2])
-  if tokens == nil or ts == nil then return burst end
-  return math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+local cost, mode = tonumber(ARGV[2]), tonumber(ARGV[3])
+local day_limit, month_limit, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local tokens, wait = {}, 0
+for i = 1, n do
+  local rate, burst = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  local v = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+  local tk, ts = tonumber(v[1]), tonumber(v[2])
+  if tk == nil or ts == nil then tk = burst else tk = math.min(burst, tk + math.max(0, now - ts) * rate / 1000) end
+  tokens[i] = tk
+  if tk < cost then wait = math.max(wait, math.ceil((cost - tk) * 1000 / rate)) end
 end
-local function wait_ms(tokens, rate)
-  if tokens >= cost then return 0 end
-  return math.ceil((cost - tokens) * 1000 / rate)
+local day_left, month_left, day, month, day_n, month_n, month_reset = -1, -1, 0, 0, 0, 0, 0
+if mode > 0 then
+  -- the UTC civil date of Redis' day number (H. Hinnant's days -> civil algorithm)
+  day = math.floor(now / 86400000)
+  local z = day + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  local lengths = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+  local length = lengths[m]
+  if m == 2 and ((y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0) then length = 29 end
+  month = y * 100 + m
+  month_reset = (day - d + 1 + length) * 86400000
+  local q = redis.call('HMGET', KEYS[n + 1], 'day', 'day_n', 'month', 'month_n')
+  if tonumber(q[1]) == day then day_n = tonumber(q[2]) end
+  if tonumber(q[3]) == month then month_n = tonumber(q[4]) end
+  local need = (mode == 2) and cost or 1
+  if day_n + need > day_limit then wait = math.max(wait, (day + 1) * 86400000 - now) end
+  if month_n + need > month_limit then wait = math.max(wait, month_reset - now) end
+  day_left, month_left = day_limit - day_n, month_limit - month_n
 end
-local t_rate, t_burst = tonumber(ARGV[3]), tonumber(ARGV[4])
-local c_rate, c_burst = tonumber(ARGV[5]), tonumber(ARGV[6])
-local day_limit, month_limit = tonumber(ARGV[7]), tonumber(ARGV[8])
-local day_reset, month_reset = tonumber(ARGV[9]), tonumber(ARGV[10])
-local tt = refill(KEYS[1], t_rate, t_burst)
-local ct = refill(KEYS[2], c_rate, c_burst)
-local day = tonumber(redis.call('GET', KEYS[3]) or '0')
-local month = tonumber(redis.call('GET', KEYS[4]) or '0')
-local wait = math.max(wait_ms(tt, t_rate), wait_ms(ct, c_rate))
-if day + cost > day_limit then wait = math.max(wait, day_reset - now) end
-if month + cost > month_limit then wait = math.max(wait, month_reset - now) end
+local rate1, burst1 = tonumber(ARGV[7]), tonumber(ARGV[8])
 if wait > 0 then
-  return {0, wait, math.floor(tt), math.ceil((t_burst - tt) * 1000 / t_rate), day_limit - day, month_limit - month}
+  return {0, wait, math.floor(tokens[1]), math.ceil((burst1 - tokens[1]) * 1000 / rate1), day_left, month_left}
 end
-tt, ct = tt - cost, ct - cost
-redis.call('HSET', KEYS[1], 'tokens', tostring(tt), 'ts', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(t_burst * 1000 / t_rate) + 1000)
-redis.call('HSET', KEYS[2], 'tokens', tostring(ct), 'ts', now)
-redis.call('PEXPIRE', KEYS[2], math.ceil(c_burst * 1000 / c_rate) + 1000)
-redis.call('INCRBY', KEYS[3], cost)
-redis.call('PEXPIREAT', KEYS[3], day_reset + 3600000)
-redis.call('INCRBY', KEYS[4], cost)
-redis.call('PEXPIREAT', KEYS[4], month_reset + 3600000)
-return {1, 0, math.floor(tt), math.ceil((t_burst - tt) * 1000 / t_rate), day_limit - day - cost,
-        month_limit - month - cost}
+for i = 1, n do
+  local rate, burst = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
+  tokens[i] = tokens[i] - cost
+  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens[i]), 'ts', now)
+  redis.call('PEXPIRE', KEYS[i], math.ceil(burst * 1000 / rate) + 1000)
+end
+if mode == 2 then
+  redis.call('HSET', KEYS[n + 1], 'day', day, 'day_n', day_n + cost, 'month', month, 'month_n', month_n + cost)
+  redis.call('PEXPIREAT', KEYS[n + 1], month_reset + 3600000)
+  day_left, month_left = day_left - cost, month_left - cost
+end
+return {1, 0, math.floor(tokens[1]), math.ceil((burst1 - tokens[1]) * 1000 / rate1), day_left, month_left}
 """
+
+QuotaMode = Literal["none", "check", "charge"]
+_MODES: dict[QuotaMode, int] = {"none": 0, "check": 1, "charge": 2}
 
 
 @dataclass(frozen=True)
@@ -69,51 +95,75 @@ class Decision:
     remaining: int
     reset_s: int
     window_s: int
-    daily_remaining: int
-    monthly_remaining: int
+    daily_remaining: int | None
+    monthly_remaining: int | None
 
     @property
     def headers(self) -> dict[str, str]:
         headers = {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
-                   "RateLimit-Reset": str(self.reset_s), "RateLimit-Policy": f"{self.limit};w={self.window_s}",
-                   "X-Quota-Remaining-Day": str(self.daily_remaining)}
+                   "RateLimit-Reset": str(self.reset_s), "RateLimit-Policy": f"{self.limit};w={self.window_s}"}
+        if self.daily_remaining is not None:
+            headers["X-Quota-Remaining-Day"] = str(self.daily_remaining)
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after_s)
         return headers
 
 
-def _resets(now: float) -> tuple[int, int]:
-    """Millisecond epochs of the next UTC midnight and the next first-of-month."""
-    dt = datetime.fromtimestamp(now, UTC)
-    midnight = datetime(dt.year, dt.month, dt.day, tzinfo=UTC) + timedelta(days=1)
-    days = calendar.monthrange(dt.year, dt.month)[1]
-    month = datetime(dt.year, dt.month, 1, tzinfo=UTC) + timedelta(days=days)
-    return int(midnight.timestamp() * 1000), int(month.timestamp() * 1000)
-
-
 class RateLimiter:
-    def __init__(self, redis: Redis[bytes], prefix: str, plans: dict[str, PlanLimits], default_plan: str,
-                 clock: Callable[[], float]) -> None:
+    """Every limit of one gateway deployment (its Redis prefix), on Redis' clock.
+
+    ``test_offset_s`` is added to Redis' time: always 0 in production, it lets tests move time forward
+    without sleeping (the gateway's own clock never reaches the limits).
+    """
+
+    def __init__(self, redis: Redis[bytes], prefix: str, settings: GatewaySettings,
+                 test_offset_s: Callable[[], float] = lambda: 0.0) -> None:
         self._r = redis
         self._p = prefix + "rl:"
-        self._plans = plans
-        self._default = default_plan
-        self._clock = clock
+        self._plans = settings.plans
+        self._default = settings.default_plan
+        self._access = settings.access_limits
+        self._offset = test_offset_s
         self._script = redis.register_script(_LUA)
 
+    def plan(self, who: Principal) -> PlanLimits:
+        return self._plans.get(who.plan) or self._plans[self._default]
+
     async def check(self, who: Principal, cost: int = 1) -> Decision:
-        plan = self._plans.get(who.plan) or self._plans[self._default]
-        now = self._clock()
-        day_reset, month_reset = _resets(now)
-        dt = datetime.fromtimestamp(now, UTC)
+        """A capability call: the tenant's and the client's buckets, the tenant's quota charged."""
+        plan, t = self.plan(who), who.tenant_id
+        buckets = [(f"{self._p}{{{t}}}:bucket", RouteLimit(rate_per_s=plan.rate_per_s, burst=plan.burst)),
+                   (f"{self._p}{{{t}}}:client:{who.client_id}",
+                    RouteLimit(rate_per_s=plan.client_rate_per_s, burst=plan.client_burst))]
+        return await self._run(buckets, cost, "charge", plan, t)
+
+    async def check_management(self, who: Principal | None, source: str) -> Decision:
+        """An API-key, webhook or admin call (``who`` None): per client and per source; the tenant's
+        quota must not be spent (checked, not charged)."""
+        source_bucket = (f"{self._p}src:{source}:manage", self._access.manage_per_source)
+        if who is None:
+            return await self._run([source_bucket], 1, "none")
         t = who.tenant_id
-        keys = [f"{self._p}{{{t}}}:bucket", f"{self._p}{{{t}}}:client:{who.client_id}",
-                f"{self._p}{{{t}}}:day:{dt:%Y%m%d}", f"{self._p}{{{t}}}:month:{dt:%Y%m}"]
-        args = [int(now * 1000), cost, plan.rate_per_s, plan.burst, plan.client_rate_per_s, plan.client_burst,
-                plan.daily_quota, plan.monthly_quota, day_reset, month_reset]
+        client = (f"{self._p}{{{t}}}:manage:{who.client_id}", self._access.manage_per_client)
+        return await self._run([client, source_bucket], 1, "check", self.plan(who), t)
+
+    async def check_token(self, client_id: str, source: str) -> Decision:
+        """A token request, before the secret is checked: per client id asked for and per source."""
+        return await self._run([(f"{self._p}token:{client_id}", self._access.token_per_client),
+                                (f"{self._p}src:{source}:token", self._access.token_per_source)], 1, "none")
+
+    async def _run(self, buckets: list[tuple[str, RouteLimit]], cost: int, mode: QuotaMode,
+                   plan: PlanLimits | None = None, tenant: str | None = None) -> Decision:
+        keys = [key for key, _ in buckets] + ([f"{self._p}{{{tenant}}}:quota"] if mode != "none" else [])
+        args: list[float | int] = [int(self._offset() * 1000), cost, _MODES[mode],
+                                   plan.daily_quota if plan else 0, plan.monthly_quota if plan else 0, len(buckets)]
+        for _, limit in buckets:
+            args += [limit.rate_per_s, limit.burst]
         allowed, wait_ms, remaining, reset_ms, day_left, month_left = (
             int(v) for v in await self._script(keys=keys, args=args))
-        return Decision(allowed=bool(allowed), retry_after_s=max(1, math.ceil(wait_ms / 1000)), limit=plan.burst,
+        first = buckets[0][1]
+        return Decision(allowed=bool(allowed), retry_after_s=max(1, math.ceil(wait_ms / 1000)), limit=first.burst,
                         remaining=max(0, remaining), reset_s=max(0, math.ceil(reset_ms / 1000)),
-                        window_s=max(1, math.ceil(plan.burst / plan.rate_per_s)), daily_remaining=max(0, day_left),
-                        monthly_remaining=max(0, month_left))
+                        window_s=max(1, math.ceil(first.burst / first.rate_per_s)),
+                        daily_remaining=max(0, day_left) if mode != "none" else None,
+                        monthly_remaining=max(0, month_left) if mode != "none" else None)

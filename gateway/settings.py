@@ -76,6 +76,27 @@ class PlanLimits(BaseModel):
     monthly_quota: int = Field(ge=1, description="requests per tenant per UTC month")
 
 
+class RouteLimit(BaseModel):
+    """One token bucket: a steady rate and the burst allowed on top of it."""
+
+    rate_per_s: float = Field(gt=0, description="refill, requests per second")
+    burst: int = Field(ge=1, description="bucket size")
+
+
+class AccessLimits(BaseModel):
+    """Limits outside the plans: the token endpoint (before anyone is authenticated, so per client id and per
+    source address, wrong secrets included) and the management routes (API keys, webhooks, admin)."""
+
+    token_per_client: RouteLimit = Field(default_factory=lambda: RouteLimit(rate_per_s=0.2, burst=10),
+                                         description="/oauth/token per client_id asked for")
+    token_per_source: RouteLimit = Field(default_factory=lambda: RouteLimit(rate_per_s=2, burst=60),
+                                         description="/oauth/token per source address")
+    manage_per_client: RouteLimit = Field(default_factory=lambda: RouteLimit(rate_per_s=5, burst=100),
+                                          description="API-key and webhook routes per client")
+    manage_per_source: RouteLimit = Field(default_factory=lambda: RouteLimit(rate_per_s=20, burst=400),
+                                          description="API-key, webhook and admin routes per source address")
+
+
 def _default_plans() -> dict[str, PlanLimits]:
     return {
         "free": PlanLimits(rate_per_s=5, burst=20, client_rate_per_s=5, client_burst=20, daily_quota=5_000,
@@ -142,6 +163,8 @@ class GatewaySettings(MeshSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="largest request body accepted (413 beyond)")
     plans: dict[str, PlanLimits] = Field(default_factory=_default_plans, description="limits per plan")
     default_plan: str = Field(default="free", description="plan of clients created without one")
+    access_limits: AccessLimits = Field(default_factory=AccessLimits,
+                                        description="token endpoint and management route limits")
     auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
     backends: BackendSettings = Field(default_factory=BackendSettings)  # type: ignore[arg-type]
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)  # type: ignore[arg-type]

@@ -6,7 +6,9 @@ project topic its own components; slots are filled from many small word lists.
 
 from __future__ import annotations
 
-TASK_TYPES: tuple[str, ...] = ("bug", "feature", "design", "docs", "ops", "research", "data", "qa")
+# The task types are the mesh's (defined once, in mesh.events); the tables below are keyed by them
+# (tests/unit/test_vocabulary.py checks that they cover exactly these).
+from mesh.events import TASK_TYPES as TASK_TYPES
 
 # Hours of work per story point differ per kind of work (multiplier on the base hours).
 TYPE_HOURS: dict[str, float] = {

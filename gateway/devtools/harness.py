@@ -81,5 +81,6 @@ async def token(http: httpx.AsyncClient, client: Client, scope: str | None = Non
     return str(response.json()["access_token"])
 
 
-def build(settings: GatewaySettings, clock: Callable[[], float] = time.time) -> FastAPI:
-    return create_app(settings, clock=clock)
+def build(settings: GatewaySettings, clock: Callable[[], float] = time.time,
+          limits_offset_s: Callable[[], float] = lambda: 0.0) -> FastAPI:
+    return create_app(settings, clock=clock, limits_offset_s=limits_offset_s)

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, unquote
 from fastapi import APIRouter, Request
 
 from gateway.auth.principal import parse_scopes
-from gateway.deps import Context
+from gateway.deps import Context, source_address, too_many
 from gateway.problems import PROBLEM_MEDIA_TYPE, Problem, ProblemError
 from gateway.schemas.auth import TokenResponse
 
@@ -62,13 +62,18 @@ def _basic(request: Request) -> tuple[str, str] | None:
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/x-www-form-urlencoded": {"schema": _FORM}, "application/json": {"schema": _FORM}}}},
     responses={400: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}},
-               401: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}},
+               401: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}},
+               429: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": "too many requests"}},
 )
 async def issue_token(request: Request, ctx: Context) -> TokenResponse:
     form = await _form(request)
     if form.get("grant_type") != "client_credentials":
         raise _oauth_error(400, "unsupported_grant_type", "only grant_type=client_credentials is supported")
     client_id, secret = _basic(request) or (form.get("client_id", ""), form.get("client_secret", ""))
+    # Charged before the secret is checked: wrong secrets count, per client id and per source address.
+    decision = await ctx.limiter.check_token(client_id[:64], source_address(request))
+    if not decision.allowed:
+        raise too_many(decision, "too many token requests for this client or from this address")
     client = await ctx.credentials.authenticate_client(client_id, secret)
     if client is None:
         raise _oauth_error(401, "invalid_client", "unknown client or wrong secret")

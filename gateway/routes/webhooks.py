@@ -36,10 +36,11 @@ async def _safe(ctx: Context, url: str) -> None:
 @router.post("", status_code=201, summary="Subscribe (the signing secret is shown only here)")
 async def create_subscription(body: SubscriptionIn, caller: WebhookWriter, ctx: Context) -> SubscriptionCreated:
     await _safe(ctx, str(body.url))
-    if await ctx.webhooks.count(caller.tenant_id) >= ctx.settings.webhooks.max_subscriptions_per_tenant:
+    created = await ctx.webhooks.create(caller.tenant_id, str(body.url), list(dict.fromkeys(body.event_types)),
+                                        body.description, limit=ctx.settings.webhooks.max_subscriptions_per_tenant)
+    if created is None:
         raise ProblemError(409, "too-many-subscriptions", "Conflict", "subscription limit reached")
-    return await ctx.webhooks.create(caller.tenant_id, str(body.url), list(dict.fromkeys(body.event_types)),
-                                     body.description)
+    return created
 
 
 @router.get("", summary="The caller's subscriptions")

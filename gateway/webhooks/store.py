@@ -20,6 +20,16 @@ for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], ARGV[3], id) end
 return ids
 """
 
+# Create a subscription unless the tenant has ``limit`` already: count and create in one step, so that
+# concurrent creates cannot all see room for one more.
+# KEYS: the tenant's subscription set, the new subscription's hash; ARGV: limit, id, then field/value pairs
+_CREATE = """
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+redis.call('SADD', KEYS[1], ARGV[2])
+return 1
+"""
+
 
 def delivery_id(subscription_id: str, event_id: str) -> str:
     """Stable per (subscription, event): a redelivered Kafka record maps to the same delivery."""
@@ -32,21 +42,23 @@ class WebhookStore:
         self._p = prefix + "wh:"
         self._clock = clock
         self._claim = redis.register_script(_CLAIM)
+        self._create = redis.register_script(_CREATE)
 
     # -- subscriptions -------------------------------------------------------------------------------
     def _sub_key(self, sub_id: str) -> str:
         return f"{self._p}sub:{sub_id}"
 
-    async def count(self, tenant_id: str) -> int:
-        return int(await self._r.scard(f"{self._p}t:{tenant_id}:subs"))
-
-    async def create(self, tenant_id: str, url: str, event_types: list[str], description: str) -> SubscriptionCreated:
+    async def create(self, tenant_id: str, url: str, event_types: list[str], description: str,
+                     limit: int = 1_000_000) -> SubscriptionCreated | None:
+        """A new subscription with a fresh signing secret; None when the tenant already has ``limit``."""
         sub_id, secret = "wh_" + secrets.token_hex(10), "whsec_" + secrets.token_urlsafe(32)
         now = int(self._clock())
-        await self._r.hset(self._sub_key(sub_id), mapping={
-            "tenant_id": tenant_id, "url": url, "event_types": json.dumps(event_types), "description": description,
-            "active": "1", "created_at": now, "secret": secret})
-        await self._r.sadd(f"{self._p}t:{tenant_id}:subs", sub_id)
+        fields = {"tenant_id": tenant_id, "url": url, "event_types": json.dumps(event_types),
+                  "description": description, "active": "1", "created_at": str(now), "secret": secret}
+        pairs = [item for field in fields.items() for item in field]
+        if not await self._create(keys=[f"{self._p}t:{tenant_id}:subs", self._sub_key(sub_id)],
+                                  args=[limit, sub_id, *pairs]):
+            return None
         return SubscriptionCreated(id=sub_id, url=url, event_types=event_types, description=description,  # type: ignore[arg-type]
                                    active=True, created_at=now, secret=secret)
 

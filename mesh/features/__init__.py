@@ -24,7 +24,7 @@ from mesh.features._schema import JOIN_KEYS, FeatureRecord, ViewSpec, entity_key
 from mesh.features._state import Ctx, EntityState, Reducer, Reducers, Stamp, Txn, stamp_of, state_key
 from mesh.features._task import TASK_VIEW, TaskFeatures, TaskState
 from mesh.features._tenant import TENANT_VIEW, TenantFeatures, TenantState
-from mesh.features._user import TASK_TYPES, USER_VIEW, UserFeatures, UserState
+from mesh.features._user import USER_VIEW, UserFeatures, UserState
 from mesh.features._views import DEFAULT_VIEWS
 
 __all__ = [
@@ -34,7 +34,6 @@ __all__ = [
     "ENTITY_REDUCERS",
     "JOIN_KEYS",
     "PROJECT_VIEW",
-    "TASK_TYPES",
     "TASK_VIEW",
     "TENANT_VIEW",
     "USER_VIEW",

@@ -7,10 +7,9 @@ from datetime import datetime
 
 from pydantic import Field
 
+from mesh.events import STATUS_DONE as STATUS_DONE  # re-exported: the reducers import it from here
 from mesh.features._schema import ViewSpec
 from mesh.features._state import EntityState
-
-STATUS_DONE = 5  # sunday.ml.v1.TaskStatus.TASK_STATUS_DONE
 
 
 class TaskState(EntityState):

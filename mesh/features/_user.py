@@ -7,11 +7,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from mesh.events import TASK_TYPE_SLOTS, task_type_slot
 from mesh.features._schema import ViewSpec
 from mesh.features._state import EntityState
-
-TASK_TYPES = ("bug", "feature", "design", "docs", "ops", "research", "data", "qa")
-"""Task types with their own completed-count column; anything else counts as `other`."""
 
 
 class Completion(BaseModel):
@@ -57,6 +55,7 @@ class UserFeatures:
     completed_data: int = 0
     completed_qa: int = 0
     completed_other: int = 0
+    """One completed-count column per slot of `mesh.events.TASK_TYPE_SLOTS` (unknown types count as other)."""
     speed_ratio: float = 0.0
     """Mean actual/estimate hours over completed, estimated tasks (< 1 is faster than estimated); 0 = none."""
     speed_samples: int = 0
@@ -64,10 +63,10 @@ class UserFeatures:
 
 
 def user_row(s: UserState) -> UserFeatures:
-    per_type = dict.fromkeys((*TASK_TYPES, "other"), 0)
+    per_type = dict.fromkeys(TASK_TYPE_SLOTS, 0)
     ratios: list[float] = []
     for c in s.completed.values():
-        per_type[c.task_type if c.task_type in TASK_TYPES else "other"] += 1
+        per_type[task_type_slot(c.task_type)] += 1
         if c.estimate_hours > 0 and c.actual_hours > 0:
             ratios.append(c.actual_hours / c.estimate_hours)
     return UserFeatures(

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mesh.events import OTHER_TASK_TYPE, TASK_TYPE_SLOTS, task_type_slot
+
 FEATURE_SCHEMA = "assignment-v1"
 """Bumped whenever the layout changes; stored in every exported model and checked when serving."""
-TASK_TYPES: tuple[str, ...] = ("bug", "feature", "design", "docs", "ops", "research", "data", "qa", "other")
 SKILL_BUCKETS = 16
 ROLE_BUCKETS = 8
 GRID = 1024.0
@@ -64,7 +65,7 @@ class TaskFeatures:
 
     task_id: str
     project_id: str
-    task_type: str = "other"
+    task_type: str = OTHER_TASK_TYPE
     priority: int = 0
     required_skills: tuple[str, ...] = ()
     estimate_hours: float = 0.0
@@ -74,9 +75,9 @@ class TaskFeatures:
 
 def _names() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
     person = ("p_seniority", "p_capacity", "p_open_tasks", "p_open_hours", "p_free_hours", "p_done_total",
-              *(f"p_skill_{i}" for i in range(SKILL_BUCKETS)), *(f"p_share_{t}" for t in TASK_TYPES),
+              *(f"p_skill_{i}" for i in range(SKILL_BUCKETS)), *(f"p_share_{t}" for t in TASK_TYPE_SLOTS),
               *(f"p_role_{i}" for i in range(ROLE_BUCKETS)))
-    task = (*(f"t_type_{t}" for t in TASK_TYPES), "t_priority", "t_estimate", "t_n_skills",
+    task = (*(f"t_type_{t}" for t in TASK_TYPE_SLOTS), "t_priority", "t_estimate", "t_n_skills",
             *(f"t_skill_{i}" for i in range(SKILL_BUCKETS)), *(f"t_text_{i}" for i in range(TEXT_DIM)))
     pair = ("x_skill_coverage", "x_skill_level_mean", "x_skill_level_min", "x_type_done", "x_type_share",
             "x_type_hours", "x_project_member", "x_project_recent", "x_project_share", "x_load_after")
@@ -94,7 +95,7 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
     "skills": ("x_skill_coverage", "x_skill_level_mean", "x_skill_level_min",
                *(f"p_skill_{i}" for i in range(SKILL_BUCKETS))),
     "workload": ("p_open_tasks", "p_open_hours", "p_free_hours", "x_load_after"),
-    "experience": ("x_type_done", "x_type_share", "p_done_total", *(f"p_share_{t}" for t in TASK_TYPES)),
+    "experience": ("x_type_done", "x_type_share", "p_done_total", *(f"p_share_{t}" for t in TASK_TYPE_SLOTS)),
     "speed": ("x_type_hours",),
     "project": ("x_project_member", "x_project_recent", "x_project_share"),
     "seniority": ("p_seniority", "p_capacity"),
@@ -102,10 +103,6 @@ REASON_GROUPS: dict[str, tuple[str, ...]] = {
 }
 """Feature groups whose contribution is reported as a reason (person-side features only: the task's
 own features do not tell candidates apart)."""
-
-
-def task_type_of(name: str) -> str:
-    return name if name in TASK_TYPES else "other"
 
 
 def _bucket(token: str, buckets: int) -> int:
@@ -132,7 +129,7 @@ def text_vector(text: str) -> Matrix:
 
 
 def task_block(task: TaskFeatures) -> Matrix:
-    one_hot = np.asarray([task_type_of(task.task_type) == t for t in TASK_TYPES], dtype=np.float32)
+    one_hot = np.asarray([task_type_slot(task.task_type) == t for t in TASK_TYPE_SLOTS], dtype=np.float32)
     scalars = np.asarray([task.priority / 4.0, math.log1p(max(task.estimate_hours, 0.0)),
                           len(task.required_skills) / 5.0], dtype=np.float32)
     skills = skill_vector(dict.fromkeys(task.required_skills, 5.0))
@@ -141,7 +138,7 @@ def task_block(task: TaskFeatures) -> Matrix:
 
 def person_block(p: PersonFeatures) -> Matrix:
     done_total = sum(p.done_by_type.values())
-    shares = [p.done_by_type.get(t, 0) / (done_total + 1.0) for t in TASK_TYPES]
+    shares = [p.done_by_type.get(t, 0) / (done_total + 1.0) for t in TASK_TYPE_SLOTS]
     capacity = max(p.capacity_hours, 1.0)
     scalars = [p.seniority / 5.0, capacity / 40.0, math.log1p(p.open_tasks), p.open_hours / 40.0,
                (capacity - p.open_hours) / 40.0, math.log1p(done_total)]
@@ -156,7 +153,7 @@ def pair_block(task: TaskFeatures, p: PersonFeatures) -> Matrix:
     required = [s.lower() for s in task.required_skills]
     known = {s.lower(): lvl for s, lvl in p.skills.items()}
     levels = [known.get(s, 0) / 5.0 for s in required]
-    kind = task_type_of(task.task_type)
+    kind = task_type_slot(task.task_type)
     done_total = sum(p.done_by_type.values())
     type_done = p.done_by_type.get(kind, 0)
     mean_hours = p.hours_by_type.get(kind, 0.0) / type_done if type_done else 0.0
@@ -197,7 +194,7 @@ def column(name: str) -> int:
 
 def describe_reason(group: str, task: TaskFeatures, p: PersonFeatures) -> str:
     """A human sentence for a reason group, from the raw values."""
-    kind = task_type_of(task.task_type)
+    kind = task_type_slot(task.task_type)
     if group == "skills":
         have = [s for s in task.required_skills if s.lower() in {k.lower() for k in p.skills}]
         listed = f" ({', '.join(have)})" if have else ""

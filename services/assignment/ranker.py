@@ -13,6 +13,7 @@ import numpy as np
 from sunday.ml.v1 import assignment_pb2, common_pb2, events_pb2
 
 from mesh.errors import InvalidArgument, NotFound, Unavailable
+from mesh.events import task_type_slot
 from mesh.models import INPUT_NAME, ModelSource, VersionedModel, build_provenance
 from services.assignment.features import (
     FEATURE_NAMES,
@@ -24,7 +25,6 @@ from services.assignment.features import (
     column,
     describe_reason,
     feature_matrix,
-    task_type_of,
 )
 from services.assignment.online import OnlineFeatures, candidate_rows
 from services.assignment.state import StateStore
@@ -132,7 +132,7 @@ def task_from_payload(p: assignment_pb2.TaskPayload) -> TaskFeatures:
     """A gRPC ``TaskPayload`` -> the task row (as of now: it has not been through the event stream)."""
     if not p.task_id:
         raise InvalidArgument("payload.task_id is required")
-    return TaskFeatures(task_id=p.task_id, project_id=p.project_id, task_type=task_type_of(p.task_type),
+    return TaskFeatures(task_id=p.task_id, project_id=p.project_id, task_type=task_type_slot(p.task_type),
                         priority=int(p.priority), required_skills=tuple(p.required_skills),
                         estimate_hours=float(p.estimate_hours), text=f"{p.title} {p.description}",
                         as_of=datetime.now(UTC))

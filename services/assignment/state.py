@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from mesh.events import Envelope, occurred_at
-from services.assignment.features import PersonFeatures, TaskFeatures, task_type_of
+from mesh.events import Envelope, occurred_at, task_type_slot
+from services.assignment.features import PersonFeatures, TaskFeatures
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _members(store: StateStore, env: Envelope, project_id: str, member_ids: Sequ
 def _task_created(store: StateStore, env: Envelope) -> None:
     e = env.task_created
     features = TaskFeatures(
-        task_id=e.task_id, project_id=e.project_id, task_type=task_type_of(e.task_type), priority=int(e.priority),
+        task_id=e.task_id, project_id=e.project_id, task_type=task_type_slot(e.task_type), priority=int(e.priority),
         required_skills=tuple(e.required_skills), estimate_hours=e.estimate_hours,
         text=f"{e.title} {e.description}", as_of=occurred_at(env))
     previous = store.task(env.tenant_id, e.task_id)

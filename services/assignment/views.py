@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mesh.events import OTHER_TASK_TYPE, TASK_TYPE_SLOTS
 from mesh.features import EntityState, FeatureRecord, ViewSpec, entity_key
-from services.assignment.features import TASK_TYPES, PersonFeatures, TaskFeatures
+from services.assignment.features import PersonFeatures, TaskFeatures
 
 
 class PushedByAssignment(EntityState):
@@ -67,7 +68,7 @@ class TaskRow:
 
     task_id: str = ""
     project_id: str = ""
-    task_type: str = "other"
+    task_type: str = OTHER_TASK_TYPE
     priority: int = 0
     required_skills: tuple[str, ...] = ()
     estimate_hours: float = 0.0
@@ -84,8 +85,8 @@ ASSIGNMENT_VIEWS: tuple[ViewSpec[Any, Any], ...] = (PERSON_VIEW, TASK_VIEW)
 
 
 def person_record(tenant_id: str, p: PersonFeatures) -> FeatureRecord[PersonRow]:
-    per_type: dict[str, Any] = {f"done_{t}": p.done_by_type.get(t, 0) for t in TASK_TYPES}
-    per_type.update({f"hours_{t}": p.hours_by_type.get(t, 0.0) for t in TASK_TYPES})
+    per_type: dict[str, Any] = {f"done_{t}": p.done_by_type.get(t, 0) for t in TASK_TYPE_SLOTS}
+    per_type.update({f"hours_{t}": p.hours_by_type.get(t, 0.0) for t in TASK_TYPE_SLOTS})
     row = PersonRow(
         skills=tuple(p.skills), skill_levels=tuple(p.skills.values()), seniority=p.seniority, role=p.role,
         capacity_hours=p.capacity_hours, open_tasks=p.open_tasks, open_hours=p.open_hours,
@@ -97,8 +98,8 @@ def person_record(tenant_id: str, p: PersonFeatures) -> FeatureRecord[PersonRow]
 def person_of(user_id: str, record: FeatureRecord[PersonRow]) -> PersonFeatures:
     """The row back as the ranker's type; ``as_of`` is the row's event timestamp in the online store."""
     r = record.features
-    done = {t: n for t in TASK_TYPES if (n := int(getattr(r, f"done_{t}")))}
-    hours = {t: h for t in TASK_TYPES if (h := float(getattr(r, f"hours_{t}")))}
+    done = {t: n for t in TASK_TYPE_SLOTS if (n := int(getattr(r, f"done_{t}")))}
+    hours = {t: h for t in TASK_TYPE_SLOTS if (h := float(getattr(r, f"hours_{t}")))}
     return PersonFeatures(
         user_id=user_id, skills=dict(zip(r.skills, r.skill_levels, strict=True)), seniority=r.seniority,
         role=r.role, capacity_hours=r.capacity_hours, open_tasks=r.open_tasks, open_hours=r.open_hours,

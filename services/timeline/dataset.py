@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mesh.events import Envelope, occurred_at
+from mesh.events import Envelope, occurred_at, status_name
 from services.timeline.effort_prior import ConstantPrior, EffortPrior
 from services.timeline.features import N_STATIC, TaskInputs, sequence, static_vector
 from services.timeline.model import F32, pad_sequences
-from services.timeline.state import InMemoryTimelineStore, apply_event, status_name
+from services.timeline.state import InMemoryTimelineStore, apply_event
 
 Key = tuple[str, str]
 """(tenant id, task or project id)"""

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import numpy as np
 
+from mesh.events import TASK_TYPE_SLOTS, task_type_slot
 from services.timeline.effort_prior import CONSTANT_POINTS, ConstantPrior, EffortPrior
 from services.timeline.effort_prior import feature as effort_feature
 from services.timeline.model import F32, STEP_FEATURES, pad_sequences, step_features
@@ -24,11 +25,10 @@ from services.timeline.state import PersonState, ProjectState, TaskState, Timeli
 
 FEATURE_SCHEMA = "timeline-v2"
 """Bumped whenever the layout changes; stored in every exported model and checked when serving."""
-TASK_TYPES: tuple[str, ...] = ("bug", "feature", "design", "docs", "ops", "research", "data", "qa", "other")
 UNESTIMATED_HOURS = 8.0
 """What a task without an estimate counts for in a person's queue."""
 STATIC_NAMES: tuple[str, ...] = (
-    *(f"type_{t}" for t in TASK_TYPES), "priority", "log_estimate", "has_estimate", "has_assignee",
+    *(f"type_{t}" for t in TASK_TYPE_SLOTS), "priority", "log_estimate", "has_estimate", "has_assignee",
     "assignee_speed", "assignee_done", "queue_hours_ahead", "queue_tasks_ahead", "assignee_open_hours",
     "assignee_capacity", "project_slip", "open_deps", "log_age", "log_in_status", "due_in", "has_due",
     "hour_sin", "hour_cos", "weekend", "n_events", "effort_points",
@@ -81,7 +81,7 @@ def static_vector(task: TaskState, person: PersonState | None, project: ProjectS
     due = 0.0 if task.due_at is None else _hours(now, task.due_at)
     hour = now.hour + now.minute / 60.0
     values = [
-        *(float(task.task_type == t or (t == "other" and task.task_type not in TASK_TYPES)) for t in TASK_TYPES),
+        *(float(task_type_slot(task.task_type) == t) for t in TASK_TYPE_SLOTS),
         task.priority / 4.0, math.log1p(max(task.estimate_hours, 0.0)), float(task.estimate_hours > 0),
         float(bool(task.assignee_id)),
         _shrunk_log_ratio(person.estimated_actual_hours, person.estimated_hours) if person else 0.0,

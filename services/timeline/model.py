@@ -23,14 +23,18 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import nn
 
+from mesh.events import TASK_STATUSES
 from mesh.models import ExportReport, ExportVerificationError, check_dynamic_dims, export_torch
 
 F32 = NDArray[np.float32]
 FloatArray = NDArray[np.float64]
 
-STATUSES: tuple[str, ...] = ("todo", "in_progress", "in_review", "blocked", "done", "reopened")
-"""Status vocabulary of the per-step one-hot; unknown statuses map to an all-zero one-hot."""
-STEP_FEATURES = len(STATUSES) + 3
+STATUS_SLOTS: tuple[str, ...] = (*TASK_STATUSES, "reopened")
+"""Slots of the per-step status one-hot: the proto's statuses (`mesh.events.TASK_STATUSES`, in value order),
+then "reopened", a slot no event sets (TaskStatus has no such value: a reopened task re-enters a proto status),
+kept so that timeline-v2 models keep their input width; drop it with the next FEATURE_SCHEMA bump. Unknown
+statuses map to an all-zero one-hot."""
+STEP_FEATURES = len(STATUS_SLOTS) + 3
 """Per event: status one-hot, log1p(hours since previous event), log1p(hours since creation),
 log1p(hours in the previous status)."""
 TASK_INPUTS = ("events", "event_mask", "static")
@@ -45,11 +49,11 @@ def step_features(statuses: Sequence[str], hours_since_created: Sequence[float])
     gaps = np.diff(hours, prepend=0.0)
     out = np.zeros((len(statuses), STEP_FEATURES), dtype=np.float32)
     for t, status in enumerate(statuses):
-        if status in STATUSES:
-            out[t, STATUSES.index(status)] = 1.0
-    out[:, len(STATUSES)] = np.log1p(gaps)
-    out[:, len(STATUSES) + 1] = np.log1p(hours)
-    out[1:, len(STATUSES) + 2] = np.log1p(gaps[1:])  # time spent in the status the event left
+        if status in STATUS_SLOTS:
+            out[t, STATUS_SLOTS.index(status)] = 1.0
+    out[:, len(STATUS_SLOTS)] = np.log1p(gaps)
+    out[:, len(STATUS_SLOTS) + 1] = np.log1p(hours)
+    out[1:, len(STATUS_SLOTS) + 2] = np.log1p(gaps[1:])  # time spent in the status the event left
     return out
 
 

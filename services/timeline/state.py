@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from google.protobuf.timestamp_pb2 import Timestamp
 from sunday.ml.v1 import events_pb2
 
-from mesh.events import Envelope, InvalidEvent, occurred_at
+from mesh.events import OTHER_TASK_TYPE, Envelope, InvalidEvent, occurred_at, status_name
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -29,7 +29,7 @@ class TaskState:
     task_id: str
     project_id: str
     milestone_id: str = ""
-    task_type: str = "other"
+    task_type: str = OTHER_TASK_TYPE
     priority: int = 0
     estimate_hours: float = 0.0
     depends_on: tuple[str, ...] = ()
@@ -150,11 +150,6 @@ class InMemoryTimelineStore:
 
 
 # ------------------------------------------------------------------------------------------ events
-def status_name(value: int) -> str:
-    """``TASK_STATUS_IN_PROGRESS`` -> ``in_progress`` (the model's status vocabulary)."""
-    return str(events_pb2.TaskStatus.Name(value)).removeprefix("TASK_STATUS_").lower()  # type: ignore[arg-type]
-
-
 def _dt(ts: Timestamp) -> datetime | None:
     return ts.ToDatetime(tzinfo=UTC) if ts.seconds or ts.nanos else None
 
@@ -192,7 +187,7 @@ def _person(store: TimelineStore, tenant: str, user_id: str) -> PersonState:
 def _task_created(store: TimelineStore, env: Envelope) -> str:
     e, at = env.task_created, occurred_at(env)
     previous = store.task(env.tenant_id, e.task_id)
-    task = TaskState(e.task_id, e.project_id, e.milestone_id, e.task_type or "other", int(e.priority),
+    task = TaskState(e.task_id, e.project_id, e.milestone_id, e.task_type or OTHER_TASK_TYPE, int(e.priority),
                      e.estimate_hours, tuple(e.depends_on), previous.assignee_id if previous else "", at,
                      _dt(e.due_at), ("todo",), (at,), text=f"{e.title}. {e.description}", as_of=at)
     store.put_task(env.tenant_id, task)

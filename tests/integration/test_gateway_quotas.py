@@ -30,11 +30,17 @@ PLANS = {
 
 
 class FrozenClock:
+    """A still clock for the limits: they run on Redis' clock, shifted by ``offset_s`` so that they read
+    ``now`` (plus the milliseconds of the round trip)."""
+
     def __init__(self) -> None:
         self.now = float(int(time.time()))
 
     def __call__(self) -> float:
         return self.now
+
+    def offset_s(self) -> float:
+        return self.now - time.time()
 
 
 @pytest.fixture
@@ -46,7 +52,8 @@ def clock() -> FrozenClock:
 async def http(clock: FrozenClock) -> AsyncIterator[httpx.AsyncClient]:
     server, port = await stub_backend.start(0)
     try:
-        app = harness.build(harness.gateway_settings(backend=f"127.0.0.1:{port}", plans=PLANS), clock=clock)
+        app = harness.build(harness.gateway_settings(backend=f"127.0.0.1:{port}", plans=PLANS), clock=clock,
+                            limits_offset_s=clock.offset_s)
         async with harness.lifespan_client(app) as client:
             yield client
     finally:
@@ -73,9 +80,9 @@ async def test_n_plus_first_request_gets_429_with_exact_retry_after(http: httpx.
     assert refused.status_code == 429
     assert refused.headers["retry-after"] == "10"  # one token at 0.1/s
     assert refused.json()["retry_after_s"] == 10 and refused.headers["ratelimit-remaining"] == "0"
-    clock.now += 9
+    clock.now += 9.9  # (the round trip to Redis adds milliseconds, never a tenth of a second)
     assert (await _rank(http, token)).status_code == 429
-    clock.now += 1
+    clock.now += 0.2
     assert (await _rank(http, token)).status_code == 200
 
 

@@ -159,7 +159,7 @@ async def _deliver_once(store: WebhookStore, url: str, settings: WebhookSettings
     finally:
         await dispatcher._client.aclose()
     found = await store.delivery("acme", dlv)
-    assert found is not None and found.subscription_id == sub.id
+    assert sub is not None and found is not None and found.subscription_id == sub.id
     return found
 
 

@@ -889,6 +889,16 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
+            /** @description too many requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
         };
     };
     readyz_readyz_get: {

@@ -9,13 +9,12 @@ import numpy as np
 from sunday.ml.v1 import common_pb2 as c
 from sunday.ml.v1 import events_pb2 as e
 
-from mesh.events import Envelope, new_envelope
+from mesh.events import TASK_TYPE_SLOTS, Envelope, new_envelope
 from mesh.features import EventLog, InMemoryFeatureClient, LoggedEvent
 from mesh.metrics import ndcg_at_k, reciprocal_rank
 from services.assignment.dataset import build_dataset, events_from_log
 from services.assignment.features import (
     N_FEATURES,
-    TASK_TYPES,
     PersonFeatures,
     TaskFeatures,
     column,
@@ -115,7 +114,7 @@ def test_person_columns_cover_every_task_type() -> None:
     from services.assignment.views import PersonRow
 
     names = set(PersonRow.__dataclass_fields__)
-    assert all(f"done_{t}" in names and f"hours_{t}" in names for t in TASK_TYPES)
+    assert all(f"done_{t}" in names and f"hours_{t}" in names for t in TASK_TYPE_SLOTS)
 
 
 def test_dataset_from_the_event_log_equals_the_dataset_from_the_stream(tmp_path: Path) -> None:
