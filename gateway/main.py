@@ -70,7 +70,7 @@ def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.t
 
     app = FastAPI(title="Sunday ML gateway", version=API_VERSION, description=DESCRIPTION, lifespan=lifespan)
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, max_json_depth=settings.max_json_depth)
     app.add_middleware(RequestMetrics)
     # Outside the routers' dependencies on purpose: no credential, no rate limit, on this path only.
     app.add_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)

@@ -161,6 +161,7 @@ class GatewaySettings(MeshSettings):
     port: int = Field(default=8080, ge=1, lt=65536, description="bind port of `python -m gateway`")
     redis_prefix: str = Field(default="gw:", description="prefix of every Redis key the gateway writes")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="largest request body accepted (413 beyond)")
+    max_json_depth: int = Field(default=32, ge=2, le=256, description="deepest JSON nesting accepted (400 beyond)")
     plans: dict[str, PlanLimits] = Field(default_factory=_default_plans, description="limits per plan")
     default_plan: str = Field(default="free", description="plan of clients created without one")
     access_limits: AccessLimits = Field(default_factory=AccessLimits,
