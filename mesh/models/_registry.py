@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mesh.config import ModelSettings
 from mesh.errors import InvalidArgument, NotFound
 from mesh.models._env import quiet_telemetry_env
+from mesh.models._schema import FeatureSchemaMismatch
 
 if TYPE_CHECKING:
     import onnx
@@ -28,6 +29,8 @@ CHALLENGER = "challenger"
 CHAMPION = "champion"
 ONNX_FILE = "model.onnx"
 _RECORDED_PROVIDERS = ["CPUExecutionProvider"]  # mlflow.onnx records CUDA unless told; serving picks its own
+Rescore = Callable[[str, Path], float]
+"""(version, local ONNX path) -> the promotion metric of that version on one fixed data set."""
 
 
 class ResolvedModel(NamedTuple):
@@ -50,6 +53,11 @@ class PromotionDecision:
     champion_value: float | None
     promoted: bool
     reason: str
+
+    def summary(self) -> str:
+        """One line for a training command's output."""
+        outcome = "promoted to champion" if self.promoted else "kept as challenger"
+        return f"v{self.challenger_version} {outcome}: {self.metric} {self.challenger_value:.4g}; {self.reason}"
 
 
 class ModelRegistry:
@@ -180,17 +188,27 @@ class ModelRegistry:
         higher_is_better: bool,
         challenger: str = CHALLENGER,
         champion: str = CHAMPION,
+        rescore: Rescore | None = None,
     ) -> PromotionDecision:
         """Move ``champion`` to the challenger when its ``metric`` beats the champion's (or there is no
-        champion yet). Ties keep the champion."""
+        champion yet). Ties keep the champion.
+
+        Without ``rescore`` both sides are compared by the metric logged with their runs. With it, both
+        are scored by ``rescore(version, onnx_path)`` on the same data (the validation period of the run
+        that trained the challenger): figures from two runs on two periods are not comparable. A champion
+        that cannot be scored because it reads another feature schema loses."""
         challenger_version = self.version_of(name, challenger)
         if challenger_version is None:
             raise NotFound(f"model {name!r} has no {challenger!r} version")
-        challenger_value = self.metric(name, challenger_version, metric)
+        champion_version = self.version_of(name, champion)
+        if rescore is None:
+            challenger_value = self.metric(name, challenger_version, metric)
+            champion_value = None if champion_version is None else self.metric(name, champion_version, metric)
+        else:
+            challenger_value = rescore(challenger_version, self.local_path(name, challenger_version))
+            champion_value = self._rescore_champion(name, champion_version, rescore)
         if challenger_value is None:
             raise InvalidArgument(f"{name} v{challenger_version} has no metric {metric!r}")
-        champion_version = self.version_of(name, champion)
-        champion_value = None if champion_version is None else self.metric(name, champion_version, metric)
         promoted, reason = _decide(challenger_version, challenger_value, champion_version, champion_value,
                                    higher_is_better)
         if promoted:
@@ -199,6 +217,15 @@ class ModelRegistry:
                                      champion_version, champion_value, promoted, reason)
         log.info("promotion of %s: %s", name, decision)
         return decision
+
+    def _rescore_champion(self, name: str, version: str | None, rescore: Rescore) -> float | None:
+        if version is None:
+            return None
+        try:
+            return rescore(version, self.local_path(name, version))
+        except FeatureSchemaMismatch as exc:
+            log.warning("champion %s v%s cannot be re-scored on this validation period: %s", name, version, exc)
+            return None
 
 
 def _decide(
@@ -213,10 +240,10 @@ def _decide(
     if champion_version == challenger_version:
         return False, "challenger is already the champion"
     if champion_value is None:
-        return True, "champion has no value for the metric"
+        return True, "the champion has no value for the metric (or reads another feature schema)"
     better = challenger_value > champion_value if higher_is_better else challenger_value < champion_value
     relation = "beats" if better else "does not beat"
-    return better, f"challenger {challenger_value:.6g} {relation} champion {champion_value:.6g}"
+    return better, f"challenger {challenger_value:.6g} {relation} champion v{champion_version} {champion_value:.6g}"
 
 
 def _serving_requirements() -> list[str]:

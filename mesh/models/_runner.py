@@ -56,6 +56,8 @@ class OnnxModel:
         self.input_names: tuple[str, ...] = tuple(i.name for i in session.get_inputs())
         self.output_names: tuple[str, ...] = tuple(o.name for o in session.get_outputs())
         self.provider: str = session.get_providers()[0]
+        # read through the session: serving needs no `onnx` package to check a model's feature schema
+        self.metadata: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
 
     @classmethod
     def load(cls, path: str | Path, settings: ModelSettings, *, warm_up: bool = True) -> OnnxModel:
