@@ -29,6 +29,7 @@ def _worker(settings: GatewaySettings) -> int:
     """Only the webhook delivery worker (scale it apart from the HTTP side)."""
     from redis.asyncio import Redis
 
+    from gateway.webhooks.sealing import SecretBox
     from gateway.webhooks.store import WebhookStore
     from gateway.worker import DeliveryWorker
     from mesh.telemetry import serve_metrics, setup_tracing
@@ -45,7 +46,8 @@ def _worker(settings: GatewaySettings) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         redis: Redis[bytes] = Redis.from_url(settings.redis.url)
-        worker = DeliveryWorker(settings, WebhookStore(redis, settings.redis_prefix), time.time)
+        store = WebhookStore(redis, settings.redis_prefix, box=SecretBox.from_settings(settings.webhooks))
+        worker = DeliveryWorker(settings, store, time.time)
         await worker.start()
         await stop.wait()
         await worker.stop()

@@ -20,6 +20,7 @@ from gateway.problems import install_problem_handlers
 from gateway.ratelimit import RateLimiter
 from gateway.routes import auth, capabilities, health, keys, webhooks
 from gateway.settings import CAPABILITIES, GatewaySettings
+from gateway.webhooks.sealing import SecretBox
 from gateway.webhooks.store import WebhookStore
 from gateway.worker import DeliveryWorker
 
@@ -40,7 +41,8 @@ def _context(settings: GatewaySettings, clock: Callable[[], float], redis: Redis
         credentials=CredentialStore(client, settings.redis_prefix),
         limiter=RateLimiter(client, settings.redis_prefix, settings, limits_offset_s),
         backends=backends or Backends.connect(settings.backends),
-        webhooks=WebhookStore(client, settings.redis_prefix, clock), clock=clock)
+        webhooks=WebhookStore(client, settings.redis_prefix, clock, box=SecretBox.from_settings(settings.webhooks)),
+        clock=clock)
 
 
 def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.time, redis: Redis[bytes] | None = None,

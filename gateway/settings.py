@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -126,8 +128,36 @@ class BackendSettings(BaseModel):
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 when a backend is unreachable")
 
 
+class EnvelopeKey(BaseModel):
+    """One key encrypting webhook signing secrets in Redis (AES-256-GCM)."""
+
+    kid: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$", description="key id, stored with "
+                     "each sealed secret")
+    key: SecretStr = Field(description="32 random bytes, base64 (`openssl rand -base64 32`)")
+
+    @field_validator("key")
+    @classmethod
+    def _real_key(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        _refuse_placeholder("webhook secret key", raw)
+        try:
+            decoded = base64.b64decode(raw, validate=True)
+        except binascii.Error:
+            raise ValueError("webhook secret key must be base64") from None
+        if len(decoded) != 32:
+            raise ValueError("webhook secret key must be 32 bytes (base64 of `openssl rand 32`)")
+        if len(set(decoded)) < 8:
+            raise ValueError("webhook secret key is a placeholder (too few distinct bytes); set a random one")
+        return value
+
+
 class WebhookSettings(BaseModel):
     """Webhook delivery."""
+
+    secret_keys: list[EnvelopeKey] = Field(
+        default_factory=list, description="keys sealing signing secrets at rest; the active one seals, every one "
+        "listed opens (keep an old key until nothing is sealed with it). Empty only in local/test")
+    active_secret_kid: str = Field(default="", description="kid of the key sealing new secrets (default: the last)")
 
     worker_enabled: bool = Field(default=True, description="run the Kafka consumer and the dispatcher in this process")
     consumer_group: str = Field(default="gateway.webhooks", description="Kafka consumer group of the delivery worker")
@@ -153,6 +183,15 @@ class WebhookSettings(BaseModel):
                                             description="a consumer that ran this long before failing starts a "
                                                         "fresh count of restarts")
 
+    @model_validator(mode="after")
+    def _active_secret_key_exists(self) -> Self:
+        kids = [k.kid for k in self.secret_keys]
+        if len(set(kids)) != len(kids):
+            raise ValueError("webhook secret key ids must be unique")
+        if self.active_secret_kid and self.active_secret_kid not in kids:
+            raise ValueError(f"active_secret_kid {self.active_secret_kid!r} is not among the secret keys {kids}")
+        return self
+
 
 class GatewaySettings(MeshSettings):
     """Everything the gateway process needs; built once in ``__main__`` and passed in explicitly."""
@@ -177,6 +216,8 @@ class GatewaySettings(MeshSettings):
         if self.environment in ("staging", "production"):
             if not self.auth.signing_keys:
                 raise ValueError("auth.signing_keys must be configured outside local/test")
+            if not self.webhooks.secret_keys:
+                raise ValueError("webhooks.secret_keys must be configured outside local/test")
             if self.webhooks.allow_private_targets:
                 raise ValueError("webhooks.allow_private_targets is for local/test only")
         return self

@@ -17,6 +17,7 @@ from gateway.metrics import WEBHOOK_DELIVERIES
 from gateway.settings import WebhookSettings
 from gateway.webhooks import signing
 from gateway.webhooks.models import Attempt
+from gateway.webhooks.sealing import SealError
 from gateway.webhooks.ssrf import Resolver, TargetGuard, UnsafeTarget, check_url, system_resolver
 from gateway.webhooks.store import WebhookStore
 from gateway.webhooks.transport import webhook_client
@@ -80,7 +81,13 @@ class Dispatcher:
     async def _attempt(self, dlv_id: str, data: dict[str, bytes], span: trace.Span) -> None:
         tenant = data["tenant_id"].decode()
         attempt_no = int(data["attempts"]) + 1
-        target = await self._store.target(data["subscription_id"].decode())
+        try:
+            target = await self._store.target(data["subscription_id"].decode())
+        except SealError as exc:  # its key is missing from the settings: may work once it is back
+            log.error("webhook delivery %s: %s", dlv_id, exc)
+            failed = Attempt(attempt=attempt_no, at=self._clock(), error=str(exc))
+            await self._finish(dlv_id, tenant, failed, retry=True)
+            return
         if target is None:  # subscription deleted or paused: nothing to send to
             await self._finish(dlv_id, tenant, Attempt(attempt=attempt_no, at=self._clock(),
                                                        error="subscription inactive"), retry=False)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 
 from gateway.webhooks.models import Attempt, Delivery, Subscription, SubscriptionCreated, SubscriptionPatch
+from gateway.webhooks.sealing import SecretBox
 
 # Claim due deliveries atomically: push their due time to now + lease, so a crashed worker's claims
 # come back after the lease (at-least-once; receivers dedupe by the idempotency key).
@@ -37,10 +38,15 @@ def delivery_id(subscription_id: str, event_id: str) -> str:
 
 
 class WebhookStore:
-    def __init__(self, redis: Redis[bytes], prefix: str, clock: Callable[[], float] = time.time) -> None:
+    """``box`` seals the signing secrets (never stored in plain text); a store without one cannot create
+    subscriptions or hand out their secrets (enough for enqueueing deliveries)."""
+
+    def __init__(self, redis: Redis[bytes], prefix: str, clock: Callable[[], float] = time.time, *,
+                 box: SecretBox | None = None) -> None:
         self._r = redis
         self._p = prefix + "wh:"
         self._clock = clock
+        self._box = box
         self._claim = redis.register_script(_CLAIM)
         self._create = redis.register_script(_CREATE)
 
@@ -54,7 +60,8 @@ class WebhookStore:
         sub_id, secret = "wh_" + secrets.token_hex(10), "whsec_" + secrets.token_urlsafe(32)
         now = int(self._clock())
         fields = {"tenant_id": tenant_id, "url": url, "event_types": json.dumps(event_types),
-                  "description": description, "active": "1", "created_at": str(now), "secret": secret}
+                  "description": description, "active": "1", "created_at": str(now),
+                  "secret_sealed": self._sealer().seal(secret, context=sub_id)}
         pairs = [item for field in fields.items() for item in field]
         if not await self._create(keys=[f"{self._p}t:{tenant_id}:subs", self._sub_key(sub_id)],
                                   args=[limit, sub_id, *pairs]):
@@ -104,10 +111,24 @@ class WebhookStore:
         await self._r.srem(f"{self._p}t:{tenant_id}:subs", sub_id)
         return True
 
+    def _sealer(self) -> SecretBox:
+        if self._box is None:
+            raise RuntimeError("this WebhookStore has no SecretBox: it cannot seal or open signing secrets")
+        return self._box
+
     async def target(self, sub_id: str) -> tuple[str, str] | None:
-        """(url, secret) of an active subscription, for the dispatcher."""
+        """(url, secret) of an active subscription, for the dispatcher. Raises :class:`SealError` when the
+        secret does not open (its key is not configured)."""
         data = {k.decode(): v.decode() for k, v in (await self._r.hgetall(self._sub_key(sub_id))).items()}
-        return (data["url"], data["secret"]) if data and data["active"] == "1" else None
+        if not data or data["active"] != "1":
+            return None
+        box = self._sealer()
+        sealed = data.get("secret_sealed")
+        secret = box.open(sealed, context=sub_id) if sealed else data["secret"]  # "secret": written before sealing
+        if sealed is None or box.stale(sealed):  # seal (again) under the active key
+            await self._r.hset(self._sub_key(sub_id), "secret_sealed", box.seal(secret, context=sub_id))
+            await self._r.hdel(self._sub_key(sub_id), "secret")
+        return data["url"], secret
 
     # -- deliveries ----------------------------------------------------------------------------------
     def _dlv_key(self, dlv_id: str) -> str:

@@ -26,6 +26,7 @@ from gateway.settings import WebhookSettings
 from gateway.webhooks import ssrf
 from gateway.webhooks.dispatcher import Dispatcher
 from gateway.webhooks.models import Delivery
+from gateway.webhooks.sealing import SecretBox
 from gateway.webhooks.store import WebhookStore
 from mesh.config import MeshSettings
 
@@ -131,7 +132,7 @@ def loopback_two_is_public(monkeypatch: pytest.MonkeyPatch) -> None:
 async def store() -> AsyncIterator[WebhookStore]:
     redis: Redis[bytes] = Redis.from_url(MeshSettings().redis.url)
     prefix = f"test-ssrf-{uuid.uuid4().hex[:8]}:"
-    yield WebhookStore(redis, prefix)
+    yield WebhookStore(redis, prefix, box=SecretBox.from_settings(WebhookSettings()))
     keys = [k async for k in redis.scan_iter(f"{prefix}*")]
     if keys:
         await redis.delete(*keys)
