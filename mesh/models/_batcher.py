@@ -1,13 +1,18 @@
-"""Micro-batching: concurrent requests are merged along axis 0, run once, and split back."""
+"""Micro-batching: concurrent requests are gathered, run once, and the results handed back.
+
+:class:`Coalescer` is the general form (items in, one result or error per item out: e.g. many gRPC calls
+into one ``rank_many``); :class:`MicroBatcher` is the array form (inputs merged along axis 0, one model
+run, outputs split back).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -16,44 +21,51 @@ from mesh.errors import InvalidArgument
 
 Arrays = dict[str, npt.NDArray[Any]]
 RunFn = Callable[[Arrays], Arrays]
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
-class _Request:
-    inputs: Arrays
-    rows: int
-    future: asyncio.Future[Arrays] = field(repr=False)
+class _Request(Generic[T, R]):
+    item: T
+    size: int
+    future: asyncio.Future[R] = field(repr=False)
 
 
-class MicroBatcher:
-    """Merge concurrent :meth:`submit` calls into one ``run`` of up to ``max_batch`` rows.
+class _Batching(Generic[T, R]):
+    """The gathering loop both batchers share: a batch is sent when it holds ``max_batch`` (in the
+    subclass's units) or ``max_wait_ms`` after its first request came, whichever is first; an item larger
+    than ``max_batch`` runs alone. Batches run one at a time (in a worker thread unless ``in_thread`` is
+    False); while one runs, the next gathers, so under load batches grow by themselves and an idle
+    batcher with ``max_wait_ms=0`` adds no wait at all."""
 
-    A batch is sent when it holds ``max_batch`` rows or ``max_wait_ms`` after its first request came,
-    whichever is first; a single request larger than ``max_batch`` runs alone. ``run`` is called in a
-    worker thread (ONNX Runtime releases the GIL), one batch at a time; while it runs, the next batch
-    gathers. An error in ``run`` is raised to every caller of that batch.
-    """
-
-    def __init__(self, run: RunFn, max_batch: int, max_wait_ms: float, *, in_thread: bool = True) -> None:
+    def __init__(self, max_batch: int, max_wait_ms: float, *, in_thread: bool = True) -> None:
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
-        self._run = run
         self._max_batch = max_batch
         self._max_wait_s = max_wait_ms / 1000
         self._in_thread = in_thread
-        self._queue: asyncio.Queue[_Request] = asyncio.Queue()
-        self._carry: _Request | None = None
+        self._queue: asyncio.Queue[_Request[T, R]] = asyncio.Queue()
+        self._carry: _Request[T, R] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batches_run = 0
-        """How many times ``run`` was called (for metrics and tests)."""
+        """How many batches ran (for metrics and tests)."""
 
-    async def submit(self, inputs: Arrays) -> Arrays:
-        """Run ``inputs`` (each array has the same rows on axis 0) as part of a batch."""
-        rows = _rows(inputs)
+    def _size(self, item: T) -> int:
+        raise NotImplementedError
+
+    def _execute(self, items: list[T]) -> Sequence[R | BaseException]:
+        """One result or error per item, in order (runs in the worker thread)."""
+        raise NotImplementedError
+
+    async def submit(self, item: T) -> R:
+        """``item``'s result, computed as part of a batch; its error is raised here."""
+        size = self._size(item)
+        loop = asyncio.get_running_loop()
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._work(), name="micro-batcher")
-        future: asyncio.Future[Arrays] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Request(inputs, rows, future))
+            self._worker = loop.create_task(self._work(), name=type(self).__name__)
+        future: asyncio.Future[R] = loop.create_future()
+        self._queue.put_nowait(_Request(item, size, future))
         return await future
 
     async def aclose(self) -> None:
@@ -68,7 +80,7 @@ class MicroBatcher:
         for request in pending:
             request.future.cancel()
 
-    async def __aenter__(self) -> MicroBatcher:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -81,23 +93,23 @@ class MicroBatcher:
             batch = await self._gather()
             await self._run_batch(batch)
 
-    async def _gather(self) -> list[_Request]:
+    async def _gather(self) -> list[_Request[T, R]]:
         first = self._carry or await self._queue.get()
         self._carry = None
-        batch, rows = [first], first.rows
+        batch, size = [first], first.size
         deadline = asyncio.get_running_loop().time() + self._max_wait_s
-        while rows < self._max_batch:
+        while size < self._max_batch:
             request = await self._next_before(deadline)
             if request is None:
                 break
-            if rows + request.rows > self._max_batch:
+            if size + request.size > self._max_batch:
                 self._carry = request  # first of the next batch: requests are never split
                 break
             batch.append(request)
-            rows += request.rows
+            size += request.size
         return batch
 
-    async def _next_before(self, deadline: float) -> _Request | None:
+    async def _next_before(self, deadline: float) -> _Request[T, R] | None:
         if not self._queue.empty():
             return self._queue.get_nowait()
         timeout = deadline - asyncio.get_running_loop().time()
@@ -108,23 +120,65 @@ class MicroBatcher:
         except TimeoutError:
             return None
 
-    async def _run_batch(self, batch: list[_Request]) -> None:
+    async def _run_batch(self, batch: list[_Request[T, R]]) -> None:
         live = [r for r in batch if not r.future.done()]  # callers that gave up are dropped
         if not live:
             return
+        items = [r.item for r in live]
+        self.batches_run += 1
         try:
-            merged = _concat([r.inputs for r in live])
-            self.batches_run += 1
-            outputs = await asyncio.to_thread(self._run, merged) if self._in_thread else self._run(merged)
-            results = _split(outputs, [r.rows for r in live])
+            results = await asyncio.to_thread(self._execute, items) if self._in_thread else self._execute(items)
+            if len(results) != len(live):
+                raise ValueError(f"a batch of {len(live)} items returned {len(results)} results")
         except Exception as error:
-            for request in live:
-                if not request.future.done():
-                    request.future.set_exception(error)
-            return
+            results = [error] * len(live)
         for request, result in zip(live, results, strict=True):
-            if not request.future.done():
+            if request.future.done():
+                continue
+            if isinstance(result, BaseException):
+                request.future.set_exception(result)
+            else:
                 request.future.set_result(result)
+
+
+class Coalescer(_Batching[T, R]):
+    """Merge concurrent :meth:`submit` calls into one ``run(items)`` of up to ``max_batch`` items.
+
+    ``run`` returns one result per item, in order; an exception in that list fails only its own caller,
+    an exception raised by ``run`` fails the whole batch. Use it where the work is batchable across
+    callers (one feature read and one model run for many requests)."""
+
+    def __init__(self, run: Callable[[list[T]], Sequence[R | BaseException]], max_batch: int, max_wait_ms: float,
+                 *, in_thread: bool = True) -> None:
+        super().__init__(max_batch, max_wait_ms, in_thread=in_thread)
+        self._run = run
+
+    def _size(self, item: T) -> int:
+        return 1
+
+    def _execute(self, items: list[T]) -> Sequence[R | BaseException]:
+        return self._run(items)
+
+
+class MicroBatcher(_Batching[Arrays, Arrays]):
+    """Merge concurrent :meth:`submit` calls into one ``run`` of up to ``max_batch`` rows.
+
+    A batch is sent when it holds ``max_batch`` rows or ``max_wait_ms`` after its first request came,
+    whichever is first; a single request larger than ``max_batch`` runs alone. ``run`` is called in a
+    worker thread (ONNX Runtime releases the GIL), one batch at a time; while it runs, the next batch
+    gathers. An error in ``run`` is raised to every caller of that batch.
+    """
+
+    def __init__(self, run: RunFn, max_batch: int, max_wait_ms: float, *, in_thread: bool = True) -> None:
+        super().__init__(max_batch, max_wait_ms, in_thread=in_thread)
+        self._run = run
+
+    def _size(self, item: Arrays) -> int:
+        return _rows(item)
+
+    def _execute(self, items: list[Arrays]) -> Sequence[Arrays]:
+        outputs = self._run(_concat(items))
+        return _split(outputs, [_rows(i) for i in items])
 
 
 def _rows(inputs: Arrays) -> int:

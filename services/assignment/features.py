@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -173,19 +174,151 @@ def pair_block(task: TaskFeatures, p: PersonFeatures) -> Matrix:
     return np.asarray(values, dtype=np.float32)
 
 
-def feature_matrix(task: TaskFeatures, people: Sequence[PersonFeatures]) -> Matrix:
+def feature_matrix(task: TaskFeatures, people: Sequence[PersonFeatures] | PeopleArrays,
+                   rows: npt.NDArray[np.intp] | None = None) -> Matrix:
     """One row per candidate, columns in :data:`FEATURE_NAMES` order, on a grid of 1/1024.
+
+    ``people`` may be a :class:`PeopleArrays` built once for many tasks; ``rows`` then picks the candidates
+    of this task in it (all by default). Array expressions over all candidates at once; the per-row
+    :func:`person_block`/:func:`pair_block` are the readable definition it equals (tested).
 
     The grid keeps the trees exact in ONNX: LightGBM splits half-way between two values in float64, and
     ONNX stores thresholds in float32; on the grid every half-way point is a float32 too, so no row can
     fall on the other side of a rounded threshold.
     """
-    t = task_block(task)
-    rows = [np.concatenate([person_block(p), t, pair_block(task, p)]) for p in people]
-    if not rows:
+    arrays = people if isinstance(people, PeopleArrays) else PeopleArrays.of(people)
+    idx = np.arange(len(arrays)) if rows is None else np.asarray(rows, dtype=np.intp)
+    if not len(idx):
         return np.zeros((0, N_FEATURES), dtype=np.float32)
-    grid: Matrix = (np.round(np.clip(np.stack(rows), -GRID_MAX, GRID_MAX) * GRID) / GRID).astype(np.float32)
+    t = np.broadcast_to(task_block(task), (len(idx), TASK_SLICE.stop - TASK_SLICE.start))
+    x = np.concatenate([arrays.person[idx], t, pair_columns(task, arrays, idx).astype(np.float32)], axis=1)
+    return on_grid(x)
+
+
+def on_grid(x: Matrix) -> Matrix:
+    """Values rounded to the 1/1024 grid (see :func:`feature_matrix`), float32."""
+    grid: Matrix = (np.round(np.clip(x, -GRID_MAX, GRID_MAX) * GRID) / GRID).astype(np.float32)
     return grid
+
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class PeopleArrays:
+    """Many candidates' rows as arrays, built once per read: the person block of every candidate and the
+    raw values the pair features need (skill levels, per-type history, per-project counts), so the matrix
+    for any task is a few array expressions, not a loop over candidates."""
+
+    people: tuple[PersonFeatures, ...]
+    person: Matrix
+    """(n, person features) float32, before the grid"""
+    skill_levels: FloatArray
+    """(n, skills): level / 5 per lower-cased skill name (:attr:`skill_index`)"""
+    skill_index: Mapping[str, int]
+    done: FloatArray
+    """(n, task type slots) completed tasks per type"""
+    hours: FloatArray
+    """(n, task type slots) actual hours on them"""
+    done_total: FloatArray
+    assigned: FloatArray
+    """(n, projects) tasks assigned per project (:attr:`project_index`)"""
+    member: FloatArray
+    """(n, projects) 1.0 for a project member"""
+    project_index: Mapping[str, int]
+    assigned_total: FloatArray
+    open_hours: FloatArray
+    capacity: FloatArray
+    """max(capacity_hours, 1)"""
+
+    def __len__(self) -> int:
+        return len(self.people)
+
+    @classmethod
+    def of(cls, people: Sequence[PersonFeatures]) -> PeopleArrays:
+        people = tuple(people)
+        n = len(people)
+        # flat (row, key, value) triples of the mappings: the only pass over candidates, no arithmetic in it
+        skills = [(i, s.lower(), lvl) for i, p in enumerate(people)
+                  for s, lvl in {k.lower(): v for k, v in p.skills.items()}.items()]
+        raw_skills = [(i, _skill_bucket(s.lower()), float(lvl) / 5.0) for i, p in enumerate(people)
+                      for s, lvl in p.skills.items()]
+        skill_index = {s: j for j, s in enumerate(dict.fromkeys(s for _, s, _ in skills))}
+        levels = np.zeros((n, len(skill_index)))
+        if skills:
+            levels[[i for i, _, _ in skills], [skill_index[s] for _, s, _ in skills]] = \
+                np.asarray([lvl for _, _, lvl in skills], dtype=np.float64) / 5.0
+        buckets = np.zeros((n, SKILL_BUCKETS), dtype=np.float32)
+        if raw_skills:
+            np.maximum.at(buckets, ([i for i, _, _ in raw_skills], [b for _, b, _ in raw_skills]),
+                          np.asarray([v for _, _, v in raw_skills], dtype=np.float32))
+        slot = {t: j for j, t in enumerate(TASK_TYPE_SLOTS)}
+        done, hours = np.zeros((n, len(slot))), np.zeros((n, len(slot)))
+        _scatter(done, [(i, slot[t], c) for i, p in enumerate(people) for t, c in p.done_by_type.items() if t in slot])
+        _scatter(hours, [(i, slot[t], h) for i, p in enumerate(people) for t, h in p.hours_by_type.items()
+                         if t in slot])
+        projects = dict.fromkeys(q for p in people for q in (*p.assigned_by_project, *p.projects))
+        project_index = {q: j for j, q in enumerate(projects)}
+        assigned, member = np.zeros((n, len(project_index))), np.zeros((n, len(project_index)))
+        _scatter(assigned, [(i, project_index[q], c) for i, p in enumerate(people)
+                            for q, c in p.assigned_by_project.items()])
+        _scatter(member, [(i, project_index[q], 1.0) for i, p in enumerate(people) for q in p.projects])
+        scalars = np.asarray([(p.seniority, p.capacity_hours, p.open_tasks, p.open_hours, p.assigned_total,
+                               sum(p.done_by_type.values())) for p in people], dtype=np.float64).reshape(n, 6)
+        seniority, capacity_raw, open_tasks, open_hours, assigned_total, done_total = scalars.T
+        capacity = np.maximum(capacity_raw, 1.0)
+        role = np.zeros((n, ROLE_BUCKETS), dtype=np.float32)
+        with_role = [(i, _role_bucket(p.role.lower())) for i, p in enumerate(people) if p.role]
+        if with_role:
+            role[[i for i, _ in with_role], [b for _, b in with_role]] = 1.0
+        person_scalars = np.stack([seniority / 5.0, capacity / 40.0, np.log1p(open_tasks), open_hours / 40.0,
+                                   (capacity - open_hours) / 40.0, np.log1p(done_total)], axis=1)
+        shares = done / (done_total[:, None] + 1.0)
+        person = np.concatenate([person_scalars.astype(np.float32), buckets, shares.astype(np.float32), role],
+                                axis=1)
+        return cls(people, person, levels, skill_index, done, hours, done_total, assigned, member, project_index,
+                   assigned_total, open_hours, capacity)
+
+
+def pair_columns(task: TaskFeatures, people: PeopleArrays, rows: npt.NDArray[np.intp] | None = None) -> FloatArray:
+    """The interaction block (:data:`PAIR_FEATURES`) of ``task`` with the candidates ``rows`` (all by
+    default), float64 before the grid; equals :func:`pair_block` row by row."""
+    idx = np.arange(len(people)) if rows is None else rows
+    n = len(idx)
+    required = [people.skill_index.get(s.lower(), -1) for s in task.required_skills]
+    if required:
+        # a column of zeros stands for a required skill nobody among the candidates has
+        known = np.concatenate([people.skill_levels, np.zeros((len(people), 1))], axis=1)
+        levels = known[np.ix_(idx, np.asarray(required))]
+        coverage, mean, low = (levels > 0).mean(axis=1), levels.mean(axis=1), levels.min(axis=1)
+    else:
+        coverage = mean = low = np.zeros(n)
+    kind = TASK_TYPE_SLOTS.index(task_type_slot(task.task_type))
+    type_done, type_hours = people.done[idx, kind], people.hours[idx, kind]
+    mean_hours = np.divide(type_hours, type_done, out=np.zeros(n), where=type_done > 0)
+    p = people.project_index.get(task.project_id)
+    in_project = people.assigned[idx, p] if p is not None else np.zeros(n)
+    member = people.member[idx, p] if p is not None else np.zeros(n)
+    return np.stack([
+        coverage, mean, low, np.log1p(type_done), type_done / (people.done_total[idx] + 1.0), np.log1p(mean_hours),
+        member, np.log1p(in_project), in_project / (people.assigned_total[idx] + 1.0),
+        (people.open_hours[idx] + max(task.estimate_hours, 0.0)) / people.capacity[idx],
+    ], axis=1)
+
+
+def _scatter(out: FloatArray, triples: list[tuple[int, int, float]]) -> None:
+    if triples:
+        out[[r for r, _, _ in triples], [c for _, c, _ in triples]] = [v for _, _, v in triples]
+
+
+@lru_cache(maxsize=65536)
+def _skill_bucket(name: str) -> int:
+    return _bucket(name, SKILL_BUCKETS)
+
+
+@lru_cache(maxsize=4096)
+def _role_bucket(name: str) -> int:
+    return _bucket(name, ROLE_BUCKETS)
 
 
 def column(name: str) -> int:

@@ -5,21 +5,32 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from sunday.ml.v1 import assignment_pb2, common_pb2, events_pb2
 
-from mesh.errors import InvalidArgument, NotFound, Unavailable
+from mesh.errors import InvalidArgument, MeshError, NotFound
 from mesh.events import task_type_slot
-from mesh.models import INPUT_NAME, ModelSource, VersionedModel, build_provenance
+from mesh.models import (
+    INPUT_NAME,
+    FeatureSchema,
+    ModelSource,
+    OnnxModel,
+    VersionedModel,
+    build_provenance,
+    check_feature_schema,
+)
+from services.assignment.candidates import DEFAULT_SHORTLIST, CandidatePool, shortlist
 from services.assignment.features import (
     FEATURE_NAMES,
     FEATURE_SCHEMA,
     REASON_GROUPS,
     Matrix,
+    PeopleArrays,
     PersonFeatures,
     TaskFeatures,
     column,
@@ -33,71 +44,190 @@ DEFAULT_K = 5
 MAX_K = 100
 MODEL_NAME = "assignment-ensemble"
 """The registered model the service serves (its ``champion`` alias)."""
+SCHEMA = FeatureSchema(FEATURE_SCHEMA, FEATURE_NAMES)
+"""The feature layout the served model must record (checked when it is loaded)."""
 _GROUP_COLUMNS = {g: [column(n) for n in names] for g, names in REASON_GROUPS.items()}
 
 
 @lru_cache(maxsize=16)
-def reference_of(path: Path) -> Matrix:
-    """The model's reference row (training means) from its ONNX metadata; checks the feature layout."""
-    import onnx
+def reference_of(model: OnnxModel) -> Matrix:
+    """The model's reference row (training means) from its ONNX metadata; checks the feature layout
+    (once per loaded model: the cache holds it by identity)."""
+    check_feature_schema(model.metadata, SCHEMA, model.path)
+    return np.asarray(json.loads(model.metadata["reference"]), dtype=np.float32)
 
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    if props.get("feature_schema") != FEATURE_SCHEMA or props.get("feature_names") != ",".join(FEATURE_NAMES):
-        raise Unavailable(f"model {path} was trained on feature schema {props.get('feature_schema')!r}, "
-                          f"this service builds {FEATURE_SCHEMA!r}")
-    return np.asarray(json.loads(props["reference"]), dtype=np.float32)
+
+@dataclass(frozen=True)
+class RankRequest:
+    """One ranking: a task (its id, or its row) of a tenant, among ``candidate_ids`` (the tenant's active
+    people when empty), top ``k`` (0: :data:`DEFAULT_K`)."""
+
+    tenant_id: str
+    task: TaskFeatures | str
+    candidate_ids: tuple[str, ...] = ()
+    k: int = 0
+    trace_id: str | None = None
+
+
+Ranked = events_pb2.AssignmentPrediction | MeshError
+"""A prediction, or the domain error of that one request (NotFound, InvalidArgument)."""
+
+
+@dataclass
+class _Job:
+    """A request on its way through a batch: its task row, then its candidates (rows in the batch's
+    people), then its scores."""
+
+    at: int
+    request: RankRequest
+    task: TaskFeatures | None = None
+    keys: list[tuple[str, str]] = field(default_factory=list)
+    rows: npt.NDArray[np.intp] | None = None
 
 
 class AssignmentRanker:
-    """Ranks the candidate assignees of a task (``rank_assignees`` is the one entry point)."""
+    """Ranks the candidate assignees of tasks: :meth:`rank_assignees` for one, :meth:`rank_many` for many
+    tasks of a tenant, :meth:`rank_batch` for any mix of requests (what the gRPC micro-batcher sends).
+
+    Two stages: when a task has more than ``shortlist`` candidates, the first stage
+    (:mod:`services.assignment.candidates`) keeps the best ``shortlist`` of them by a cheap score over the
+    cached pool of the tenant's people; their rows are then read fresh from the online store (one read for
+    the union of every request's shortlist) and scored by the model (one ONNX run for all rows of all
+    requests); reasons are computed for each request's top k only (one more run)."""
 
     def __init__(self, state: StateStore, online: OnlineFeatures, model: ModelSource, *,
-                 max_reasons: int = 3) -> None:
+                 max_reasons: int = 3, shortlist: int = DEFAULT_SHORTLIST, pool: CandidatePool | None = None) -> None:
         self._state = state
         self._online = online
         self._model = model
         self._max_reasons = max_reasons
+        self._shortlist = shortlist
+        self._pool = pool or CandidatePool(online)
 
     def task(self, tenant_id: str, task_id: str) -> TaskFeatures:
         features = self._online.task(tenant_id, task_id)
         if features is None:
-            raise NotFound(f"task {task_id!r} of tenant {tenant_id!r} is not known to the assignment service")
+            raise NotFound(_unknown_task(tenant_id, task_id))
         return features
 
     def candidates(self, tenant_id: str, candidate_ids: Sequence[str]) -> list[PersonFeatures]:
         people = candidate_rows(self._state, self._online, tenant_id, candidate_ids)
         if not people:
-            what = f"none of the candidates {list(candidate_ids)[:5]}" if candidate_ids else "no active people"
-            raise NotFound(f"tenant {tenant_id!r}: {what} known to the assignment service")
+            raise NotFound(_no_candidates(tenant_id, candidate_ids))
         return people
 
     def rank_assignees(self, tenant_id: str, task: TaskFeatures | str, candidate_ids: Sequence[str] = (),
                        k: int = 0, trace_id: str | None = None) -> events_pb2.AssignmentPrediction:
         """Top ``k`` (default 5) candidates with scores and reasons; NotFound for an unknown tenant, task
         or candidate set."""
-        if not tenant_id:
-            raise InvalidArgument("tenant_id is required")
-        if k < 0 or k > MAX_K:
-            raise InvalidArgument(f"k must be within 0..{MAX_K}")
-        features = self.task(tenant_id, task) if isinstance(task, str) else task
-        people = self.candidates(tenant_id, candidate_ids)
-        version = self._model.current
-        scores, reasons = self._score(version, features, people, min(k or DEFAULT_K, len(people)))
-        return self._prediction(version, features, people, scores, reasons, trace_id)
+        (outcome,) = self.rank_batch([RankRequest(tenant_id, task, tuple(candidate_ids), k, trace_id)])
+        if isinstance(outcome, MeshError):
+            raise outcome
+        return outcome
 
-    def _score(self, version: VersionedModel, task: TaskFeatures, people: Sequence[PersonFeatures],
-               k: int) -> tuple[np.ndarray, dict[int, list[tuple[str, float]]]]:
-        x = feature_matrix(task, people)
-        reference = reference_of(version.model.path)
-        top = _top_k(self._run(version, x), k)
-        # one batch: every candidate, then each top candidate with one reason group set to the reference
-        occluded = [_occlude(x[i], cols, reference) for i in top for cols in _GROUP_COLUMNS.values()]
-        out = self._run(version, np.concatenate([x, np.stack(occluded)]) if occluded else x)
-        scores, drops = out[: len(x)], out[len(x):].reshape(len(top), len(_GROUP_COLUMNS))
-        groups = list(_GROUP_COLUMNS)
-        reasons = {int(i): sorted(((g, float(scores[i] - d)) for g, d in zip(groups, drops[r], strict=True)),
-                                  key=lambda gc: -gc[1])[: self._max_reasons] for r, i in enumerate(top)}
-        return scores, reasons
+    def rank_many(self, tenant_id: str, task_ids: Sequence[str], k: int = 0,
+                  trace_id: str | None = None) -> list[Ranked]:
+        """Rank many tasks of one tenant at once (a batch handler's new tasks): one read of the task rows,
+        one read of the union of their shortlisted people, one model run over all rows.
+
+        Returns one outcome per task id, in order: its prediction, or the ``NotFound`` of a task (or a
+        tenant without people) the service does not know, as a value, so one unknown task does not fail
+        the others. Raises ``Unavailable`` when no model is loaded (nothing can be ranked)."""
+        return self.rank_batch([RankRequest(tenant_id, t, (), k, trace_id) for t in task_ids])
+
+    def rank_batch(self, requests: Sequence[RankRequest]) -> list[Ranked]:
+        """Any mix of requests (tenants, candidate lists, k) in one pass; one outcome per request, in
+        order (see :meth:`rank_many`)."""
+        outcomes: list[Ranked | None] = [None] * len(requests)
+        jobs = []
+        for at, request in enumerate(requests):
+            try:
+                _validate(request)
+                jobs.append(_Job(at, request))
+            except MeshError as error:
+                outcomes[at] = error
+        if jobs:
+            version = self._model.current  # Unavailable (no model) fails the batch: nothing can be ranked
+            self._read_tasks(jobs, outcomes)
+            jobs = [j for j in jobs if outcomes[j.at] is None]
+            self._choose_candidates(jobs)
+            people = self._read_people(jobs, outcomes)
+            jobs = [j for j in jobs if outcomes[j.at] is None]
+            for job, prediction in zip(jobs, self._score(version, jobs, people), strict=True):
+                outcomes[job.at] = prediction
+        return [o if o is not None else NotFound("not ranked") for o in outcomes]
+
+    def _read_tasks(self, jobs: list[_Job], outcomes: list[Ranked | None]) -> None:
+        for job in jobs:
+            task = job.request.task
+            job.task = task if isinstance(task, TaskFeatures) else self._online.task(job.request.tenant_id, task)
+            if job.task is None:
+                outcomes[job.at] = NotFound(_unknown_task(job.request.tenant_id, str(task)))
+
+    def _choose_candidates(self, jobs: list[_Job]) -> None:
+        """Each job's candidate keys: its own list or the tenant's active people, cut to the shortlist by
+        the first stage when longer."""
+        active: dict[str, list[str]] = {}
+        for job in jobs:
+            tenant = job.request.tenant_id
+            if not job.request.candidate_ids and tenant not in active:
+                active[tenant] = self._state.active_ids(tenant)
+            ids = list(job.request.candidate_ids) or active[tenant]
+            if len(ids) > self._shortlist and job.task is not None:
+                ids = self._first_stage(tenant, job.task, ids, active)
+            job.keys = [(tenant, u) for u in ids]
+
+    def _first_stage(self, tenant: str, task: TaskFeatures, ids: list[str], active: dict[str, list[str]]) -> list[str]:
+        if tenant not in active:
+            active[tenant] = self._state.active_ids(tenant)
+        pool, index = self._pool.arrays(tenant, active[tenant])
+        in_pool = np.asarray([index[u] for u in ids if u in index], dtype=np.intp)
+        outside = [u for u in ids if u not in index]  # asked for by name, not active: never cut
+        best = shortlist(task, pool, self._shortlist, in_pool)
+        return [pool.people[i].user_id for i in best] + outside
+
+    def _read_people(self, jobs: list[_Job], outcomes: list[Ranked | None]) -> PeopleArrays:
+        """One read per tenant of the union of its jobs' candidates; each job's rows in the batch's people
+        (NotFound when none of its candidates exists)."""
+        wanted: dict[str, dict[str, None]] = {}
+        for job in jobs:
+            wanted.setdefault(job.request.tenant_id, {}).update(dict.fromkeys(u for _, u in job.keys))
+        found = [(tenant, p) for tenant, ids in wanted.items() for p in self._online.people(tenant, list(ids))]
+        order = {(tenant, p.user_id): i for i, (tenant, p) in enumerate(found)}
+        for job in jobs:
+            rows = [order[key] for key in job.keys if key in order]
+            if rows:
+                job.rows = np.asarray(rows, dtype=np.intp)
+            else:
+                outcomes[job.at] = NotFound(_no_candidates(job.request.tenant_id, job.request.candidate_ids))
+        return PeopleArrays.of([p for _, p in found])
+
+    def _score(self, version: VersionedModel, jobs: list[_Job],
+               people: PeopleArrays) -> list[events_pb2.AssignmentPrediction]:
+        if not jobs:
+            return []
+        xs = [feature_matrix(_task(j), people, j.rows) for j in jobs]
+        bounds = np.cumsum([0, *(len(x) for x in xs)])
+        scores = self._run(version, np.concatenate(xs))
+        reference = reference_of(version.model)
+        tops = [_top_k(scores[a:b], min(j.request.k or DEFAULT_K, b - a))
+                for j, a, b in zip(jobs, bounds[:-1], bounds[1:], strict=True)]
+        # one more run: each top candidate of each job with one reason group set to the reference
+        occluded = [_occlude(x[i], cols, reference) for x, top in zip(xs, tops, strict=True) for i in top
+                    for cols in _GROUP_COLUMNS.values()]
+        drops = self._run(version, np.stack(occluded)).reshape(-1, len(_GROUP_COLUMNS))
+        out, d = [], 0
+        for job, a, top in zip(jobs, bounds[:-1], tops, strict=True):
+            job_scores = scores[a:a + len(_rows(job))]
+            reasons = {i: self._reasons(job_scores[i], drops[d + r]) for r, i in enumerate(top)}
+            d += len(top)
+            out.append(self._prediction(version, _task(job), [people.people[i] for i in _rows(job)], job_scores,
+                                        reasons, job.request.trace_id))
+        return out
+
+    def _reasons(self, score: float, drops: np.ndarray) -> list[tuple[str, float]]:
+        contributions = ((g, float(score - d)) for g, d in zip(_GROUP_COLUMNS, drops, strict=True))
+        return sorted(contributions, key=lambda gc: -gc[1])[: self._max_reasons]
 
     @staticmethod
     def _run(version: VersionedModel, x: Matrix) -> np.ndarray:
@@ -116,6 +246,32 @@ class AssignmentRanker:
         provenance = build_provenance(version.name, version.version, trace_id or None, stamps, datetime.now(UTC))
         return events_pb2.AssignmentPrediction(task_id=task.task_id, project_id=task.project_id,
                                                candidates=candidates, provenance=provenance)
+
+
+def _validate(request: RankRequest) -> None:
+    if not request.tenant_id:
+        raise InvalidArgument("tenant_id is required")
+    if request.k < 0 or request.k > MAX_K:
+        raise InvalidArgument(f"k must be within 0..{MAX_K}")
+
+
+def _task(job: _Job) -> TaskFeatures:
+    assert job.task is not None  # jobs without a task row were answered NotFound before scoring
+    return job.task
+
+
+def _rows(job: _Job) -> npt.NDArray[np.intp]:
+    assert job.rows is not None  # jobs without candidates were answered NotFound before scoring
+    return job.rows
+
+
+def _unknown_task(tenant_id: str, task_id: str) -> str:
+    return f"task {task_id!r} of tenant {tenant_id!r} is not known to the assignment service"
+
+
+def _no_candidates(tenant_id: str, candidate_ids: Sequence[str]) -> str:
+    what = f"none of the candidates {list(candidate_ids)[:5]}" if candidate_ids else "no active people"
+    return f"tenant {tenant_id!r}: {what} known to the assignment service"
 
 
 def _top_k(scores: np.ndarray, k: int) -> list[int]:
