@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 from mesh.config import MeshSettings
+from mesh.serving._gc import tune_gc
 from mesh.serving._server import ServiceBinding, serve
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ async def run_service(name: str, runner: Runner, bindings: Sequence[ServiceBindi
         death.append(error)
         loop.call_soon_threadsafe(stop.set)
 
+    tune_gc()  # everything the service serves with is loaded by now: freeze it (mesh.serving._gc)
     consumer = threading.Thread(target=consume, name=f"{name}-consumer", daemon=True)
     consumer.start()
     try:
