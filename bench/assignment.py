@@ -1,5 +1,5 @@
 """Assignment benchmark: ranking quality vs baselines on held-out simulated weeks, RankAssignees latency
-(in process and over gRPC, 50 candidates, features read from the real Feast online store in Redis, one
+(in process and over gRPC, 50 candidates, features read from the service's state in the real Redis, one
 batched read per request), ONNX speedup.
 
     python -m bench assignment [--quick] [--out DIR]
@@ -25,15 +25,14 @@ from bench._grpc import grpc_latency
 from bench._report import write_report
 from mesh.config import MeshSettings
 from mesh.events import Envelope
-from mesh.features import DEFAULT_VIEWS, FeatureRepo, FeatureRepoConfig
+from mesh.features import RedisAggregates
 from mesh.models import INPUT_NAME, OnnxModel, StaticModel, VersionedModel
 from services.assignment.model import LambdaMartOptions, NetOptions
-from services.assignment.online import FeatureSync, open_online
+from services.assignment.online import OnlineFeatures
 from services.assignment.ranker import MODEL_NAME, AssignmentRanker
 from services.assignment.server import binding
-from services.assignment.state import RedisState
+from services.assignment.state import ASSIGNMENT_REDUCERS, StateStore
 from services.assignment.train import Trained, simulated_events, train_all
-from services.assignment.views import ASSIGNMENT_VIEWS
 from simulator import SimConfig
 
 MODELS = ("ensemble", "nn", "lambdamart", "baseline_random", "baseline_least_loaded", "baseline_skill_match",
@@ -46,19 +45,20 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def _online_with(events: list[Envelope], settings: MeshSettings, tmp: Path) -> tuple[FeatureRepo, FeatureSync]:
-    """A Feast project of its own in the local Redis, filled through the service's sync path (batched pushes)."""
-    name = f"bench_assignment_{uuid.uuid4().hex[:8]}"
-    repo = FeatureRepo(FeatureRepoConfig(name, tmp / "repo", tmp / "offline", "redis", settings.redis.url),
-                       views=(*DEFAULT_VIEWS, *ASSIGNMENT_VIEWS))
-    sync = FeatureSync(RedisState(settings.redis.url, namespace=name), open_online(repo))
-    sync.apply_all(events)
-    return repo, sync
+def _state_with(events: list[Envelope], settings: MeshSettings) -> StateStore:
+    """The service's state in a namespace of its own in the local Redis, filled in batches (the live path)."""
+    import redis
+
+    store = RedisAggregates(redis.Redis.from_url(settings.redis.url), f"bench_assignment_{uuid.uuid4().hex[:8]}",
+                            reducers=ASSIGNMENT_REDUCERS)
+    for i in range(0, len(events), 500):
+        store.apply(events[i: i + 500])
+    return StateStore(store)
 
 
-def _requests(sync: FeatureSync, events: list[Envelope], n: int) -> list[tuple[str, str, list[str]]]:
+def _requests(state: StateStore, events: list[Envelope], n: int) -> list[tuple[str, str, list[str]]]:
     tenant = events[0].tenant_id
-    people = sync.state.active_ids(tenant)[:CANDIDATES]
+    people = state.active_ids(tenant)[:CANDIDATES]
     tasks = [e.task_created.task_id for e in events if e.type == "task_created" and e.tenant_id == tenant]
     return [(tenant, tasks[-1 - i % min(len(tasks), 200)], people) for i in range(n)]
 
@@ -146,18 +146,15 @@ def main(argv: list[str] | None = None) -> int:
                         NetOptions(epochs=8 if args.quick else 30),
                         LambdaMartOptions(n_estimators=150 if args.quick else 400))
     quality = {k: trained.test[k].as_dict() for k in MODELS}
-    repo, sync = _online_with([e for e in events if e.tenant_id == events[0].tenant_id], settings,
-                              Path(tempfile.mkdtemp(prefix="bench-assignment-feast-")))
+    state = _state_with([e for e in events if e.tenant_id == events[0].tenant_id], settings)
     model = StaticModel(VersionedModel(MODEL_NAME, "bench", OnnxModel.load(trained.exported.ensemble.path,
                                                                             settings.models)))
     calls = 300 if args.quick else 2000
     try:
-        lat = latency(AssignmentRanker(sync.state, sync.online, model), _requests(sync, events, calls),
+        lat = latency(AssignmentRanker(state, OnlineFeatures(state), model), _requests(state, events, calls),
                       warm=50 if args.quick else 200)
     finally:
-        repo.store().teardown()
-        assert isinstance(sync.state, RedisState)
-        sync.state.clear()
+        state.store.clear()
     speedup = onnx_speedup(trained, settings, reps=200 if args.quick else 2000)
     rows = [{"model": k, **v} for k, v in quality.items()]
     print(f"{len(trained.split.test)} held-out lists from {trained.split.test_start:%Y-%m-%d}; "

@@ -17,6 +17,7 @@ from mesh.features._eventlog import Coords, EventLog, LoggedEvent
 from mesh.features._ingest import CONSUMER, FeatureIngestor, IngestStats, build_ingestor, open_aggregates
 from mesh.features._offline import OfflineBuild, build_offline_tables, training_frame
 from mesh.features._project import PROJECT_VIEW, ProjectFeatures, ProjectState
+from mesh.features._rebuild import Rebuilt, rebuild, rebuild_from_inputs
 from mesh.features._reduce import ENTITY_REDUCERS
 from mesh.features._replay import ReplayStats, TopicReader, replay, replay_log, replay_topic
 from mesh.features._repo import DEFAULT_PROJECT, FeatureRepo, FeatureRepoConfig
@@ -56,6 +57,7 @@ __all__ = [
     "OfflineBuild",
     "ProjectFeatures",
     "ProjectState",
+    "Rebuilt",
     "RedisAggregates",
     "Reducer",
     "Reducers",
@@ -76,6 +78,8 @@ __all__ = [
     "entity_key",
     "open_aggregates",
     "read_view",
+    "rebuild",
+    "rebuild_from_inputs",
     "record_of",
     "replay",
     "replay_log",

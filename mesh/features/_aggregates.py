@@ -57,6 +57,8 @@ class Applied:
 class AggregateStore(Protocol):
     """Port for aggregate state (one :class:`Reducers` table per store)."""
 
+    reducers: Reducers
+
     def apply(self, events: Sequence[Envelope], *, require_built: bool = False) -> Applied:
         """Reduce the events not applied before, atomically with their applied-marks.
         ``require_built``: raise :class:`StateMissing` (nothing applied) unless the store is built."""
@@ -174,6 +176,13 @@ class InMemoryAggregates:
 
     def mark_built(self) -> None:
         self._built = True
+
+    def snapshot(self) -> InMemoryAggregates:
+        """A copy that later applies do not change (the offline replay's state as of a probe time)."""
+        with self._lock:
+            out = InMemoryAggregates(self.reducers)
+            out._data, out._seen, out._built = dict(self._data), set(self._seen), self._built
+        return out
 
     def clear(self) -> int:
         with self._lock:

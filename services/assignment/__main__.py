@@ -18,16 +18,15 @@ from mesh.bus import (
 )
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry
+from mesh.features import DEFAULT_PROJECT, FeatureRepoConfig
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import ConsumerDied, run_service
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.assignment.handlers import AssignmentHandler, JsonlLabelSink
-from services.assignment.online import FeatureSync, feature_repo, open_online
+from services.assignment.online import TOPICS, OnlineFeatures, Rebuilder, open_state
 from services.assignment.ranker import MODEL_NAME, SCHEMA, AssignmentRanker
 from services.assignment.server import binding
-from services.assignment.state import RedisState
 
-TOPICS = ("tasks", "users", "projects")
 TRAIN_COMMAND = "python -m services.assignment.train --source eventlog"
 GROUP = "assignment"
 
@@ -45,15 +44,16 @@ async def run(settings: AssignmentSettings) -> None:
     model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models,
                            schema=SCHEMA, train_hint=TRAIN_COMMAND)
     await model.start()
-    state = RedisState(settings.redis.url, namespace=f"{settings.namespace}:assignment")
-    project = None if settings.namespace == "mesh" else settings.namespace
-    online = await asyncio.to_thread(open_online, feature_repo(settings, project))  # registers the views in Feast
-    ranker = AssignmentRanker(state, online, model)
+    state = open_state(settings)
+    project = DEFAULT_PROJECT if settings.namespace == "mesh" else settings.namespace
+    rebuild = Rebuilder(state, settings, FeatureRepoConfig.from_settings(settings, project).event_log_dir)
+    await asyncio.to_thread(rebuild.ensure_built)  # the state is a cache of the inputs: rebuilt when missing
+    ranker = AssignmentRanker(state, OnlineFeatures(state), model)
     publisher = KafkaPublisher(settings.kafka, registry)
-    labels = JsonlLabelSink(settings.features.offline_dir / "assignment" / "labels.jsonl")
-    handler = AssignmentHandler(FeatureSync(state, online), ranker, publisher, labels)
+    labels = JsonlLabelSink(settings.features.offline_dir / settings.namespace / "assignment" / "labels.jsonl")
+    handler = AssignmentHandler(state, ranker, publisher, labels, rebuild)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
-                            topics=TOPICS, group_id=GROUP, handler=handler,
+                            topics=TOPICS, group_id=GROUP, batch_handler=handler,
                             dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
                             dead_letter=DeadLetterPolicy.from_settings(settings.bus),
                             options=RunnerOptions.from_settings(settings.bus))

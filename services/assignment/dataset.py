@@ -14,10 +14,10 @@ import numpy as np
 import numpy.typing as npt
 
 from mesh.events import Envelope, occurred_at
-from mesh.features import EventLog, InMemoryFeatureClient
+from mesh.features import EventLog
 from services.assignment.features import N_FEATURES, Matrix, feature_matrix
-from services.assignment.online import FeatureSync, OnlineFeatures, candidate_rows
-from services.assignment.state import EVENT_TYPES, InMemoryState, Label
+from services.assignment.online import OnlineFeatures, candidate_rows
+from services.assignment.state import EVENT_TYPES, Label, StateStore, labels_of
 
 IntArray = npt.NDArray[np.int64]
 
@@ -91,17 +91,19 @@ def build_dataset(events: Iterable[Envelope], min_candidates: int = 2) -> Rankin
     """Replay ``events`` (time-ordered) the way the service consumes them; one list per task whose first
     label (its first assignee, or whoever completed it when no assignment came first) was among the
     active people of its tenant when it was created."""
-    sync = FeatureSync(InMemoryState(), OnlineFeatures(InMemoryFeatureClient()))
+    state = StateStore()
+    online = OnlineFeatures(state)
     pending: dict[tuple[str, str], _Pending] = {}
     lists = _Lists()
     for env in events:
-        label = sync.apply(env)
-        item = None if label is None else pending.pop((label.tenant_id, label.task_id), None)
-        if item is not None and label is not None:
-            lists.add(item, label)
+        state.apply([env])
+        for label in labels_of(state, [env]):
+            item = pending.pop((label.tenant_id, label.task_id), None)
+            if item is not None:
+                lists.add(item, label)
         if env.type == "task_created":
-            task = sync.online.task(env.tenant_id, env.task_created.task_id)
-            people = candidate_rows(sync.state, sync.online, env.tenant_id)
+            task = online.task(env.tenant_id, env.task_created.task_id)
+            people = candidate_rows(state, online, env.tenant_id)
             if task is not None and len(people) >= min_candidates:
                 pending[(env.tenant_id, task.task_id)] = _Pending(
                     feature_matrix(task, people), [p.user_id for p in people], occurred_at(env))

@@ -1,43 +1,74 @@
-"""Event handling: every task/user/project event keeps the features fresh in the online store (Feast);
-a new task is ranked and the prediction published; assignment and completion events become training
-labels."""
+"""Event handling, a batch at a time: the batch's task/user/project events update the service's state
+(once each, atomically with their applied-marks), its new tasks are ranked and the predictions published
+with ids derived from the input events; assignment and completion events become training labels.
+
+Exactly once, step by step (the runner marks and commits only after the handler returns and the
+publisher is flushed):
+- state: a redelivered event is skipped by the store (its applied-mark committed with its effect);
+- predictions: recomputed on redelivery and re-published under the SAME event id (derived from the
+  input event id, the output type and the model version), so subscribers dedupe them;
+- labels: appended at least once, each carrying its event id; readers dedupe (:func:`read_labels`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from mesh.bus import Publisher, TransientError
+from sunday.ml.v1 import events_pb2
+
+from mesh.bus import Publisher
 from mesh.errors import NotFound, Unavailable
 from mesh.events import Envelope, InvalidEvent, new_envelope
+from mesh.features import StateMissing
 from mesh.telemetry import current_trace_id
-from services.assignment.online import FeatureSync
 from services.assignment.ranker import AssignmentRanker
-from services.assignment.state import Label
+from services.assignment.state import Label, StateStore, labels_of
 
 log = logging.getLogger(__name__)
 PRODUCER = "assignment"
 
 
 class LabelSink(Protocol):
-    def append(self, label: Label) -> None: ...
+    def append_many(self, labels: Sequence[Label]) -> None: ...
 
 
 class JsonlLabelSink:
-    """Labels appended to a JSON-lines file in the offline store (one line per label)."""
+    """Labels appended to a JSON-lines file in the offline store (one line per label, with its event id)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path
 
-    def append(self, label: Label) -> None:
-        row = {"tenant_id": label.tenant_id, "task_id": label.task_id, "user_id": label.user_id,
-               "kind": label.kind, "at": label.at.isoformat()}
+    def append_many(self, labels: Sequence[Label]) -> None:
+        if not labels:
+            return
+        rows = [json.dumps({"event_id": x.event_id, "tenant_id": x.tenant_id, "task_id": x.task_id,
+                            "user_id": x.user_id, "kind": x.kind, "at": x.at.isoformat()}) for x in labels]
         with self._path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write("\n".join(rows) + "\n")
+
+
+def read_labels(path: Path) -> list[Label]:
+    """The labels of a sink file, each event once (a redelivered batch appends its labels again)."""
+    seen: dict[str, Label] = {}
+    if not path.exists():
+        return []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue  # a line cut by a crash mid-write is followed by its complete re-append
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        seen.setdefault(row["event_id"], Label(row["tenant_id"], row["task_id"], row["user_id"], row["kind"],
+                                               datetime.fromisoformat(row["at"]), row["event_id"]))
+    return list(seen.values())
 
 
 def check(env: Envelope) -> None:
@@ -55,31 +86,69 @@ def check(env: Envelope) -> None:
         raise InvalidEvent("user_joined.skills has a level outside 0..5")
 
 
-class AssignmentHandler:
-    """The consumer runner's handler (a ``Callable[[Envelope], None]``)."""
+def segments(events: Sequence[Envelope]) -> Iterator[tuple[list[Envelope], list[Envelope]]]:
+    """Split a batch into (events to apply, new tasks to rank after them) so that each task is ranked on
+    the state as of its creation: a segment ends where an event follows a task creation. (Creations only
+    change their own task's row, so the tasks of a segment do not see each other.)"""
+    apply: list[Envelope] = []
+    created: list[Envelope] = []
+    for env in events:
+        if env.type != "task_created" and created:
+            yield apply, created
+            apply, created = [], []
+        apply.append(env)
+        if env.type == "task_created":
+            created.append(env)
+    if apply:
+        yield apply, created
 
-    def __init__(self, sync: FeatureSync, ranker: AssignmentRanker, publisher: Publisher,
-                 labels: LabelSink | None = None) -> None:
-        self._sync = sync
+
+class AssignmentHandler:
+    """The consumer runner's batch handler (a ``Callable[[Sequence[Envelope]], None]``)."""
+
+    def __init__(self, state: StateStore, ranker: AssignmentRanker, publisher: Publisher,
+                 labels: LabelSink | None = None, rebuild: Callable[[], Any] | None = None) -> None:
+        self._state = state
         self._ranker = ranker
         self._publisher = publisher
         self._labels = labels
+        self._rebuild = rebuild
 
-    def __call__(self, env: Envelope) -> None:
-        check(env)
-        label = self._sync.apply(env)  # the rows are in the online store before the ranker reads them
-        if label is not None and self._labels is not None:
-            self._labels.append(label)
-        if env.type == "task_created":
-            self._predict(env)
+    def __call__(self, events: Sequence[Envelope]) -> None:
+        for env in events:
+            check(env)  # an invalid event fails the batch: the runner retries it event by event
+        for to_apply, created in segments(events):
+            self._apply(to_apply)
+            if self._labels is not None:
+                self._labels.append_many(labels_of(self._state, to_apply))
+            for env, prediction in self._predict(created):
+                self._publisher.publish(new_envelope(env.tenant_id, prediction, producer=PRODUCER,
+                                                     caused_by=env.event_id))
 
-    def _predict(self, env: Envelope) -> None:
+    def _apply(self, events: Sequence[Envelope]) -> None:
         try:
-            prediction = self._ranker.rank_assignees(env.tenant_id, env.task_created.task_id,
-                                                     trace_id=current_trace_id() or None)
-        except NotFound as exc:  # no people known yet in this tenant: nothing to rank
-            log.info("no prediction for %s: %s", env.task_created.task_id, exc)
-            return
-        except Unavailable as exc:  # the model is not loaded (yet): retried by the runner's policy
-            raise TransientError(str(exc)) from exc
-        self._publisher.publish(new_envelope(env.tenant_id, prediction, producer=PRODUCER))
+            self._state.apply(events, require_built=True)
+        except StateMissing:
+            if self._rebuild is None:
+                raise  # transient: retried until someone rebuilds the state
+            log.warning("assignment state is missing (lost with a Redis restart?): rebuilding before predicting")
+            self._rebuild()
+            self._state.apply(events, require_built=True)
+
+    def _predict(self, created: Sequence[Envelope]) -> list[tuple[Envelope, events_pb2.AssignmentPrediction]]:
+        out = []
+        trace_id = current_trace_id() or None
+        for env in created:
+            try:
+                prediction = self._ranker.rank_assignees(env.tenant_id, env.task_created.task_id, trace_id=trace_id)
+            except NotFound as exc:
+                self._nothing_to_rank(env, exc)
+                continue
+            out.append((env, prediction))
+        return out
+
+    def _nothing_to_rank(self, env: Envelope, exc: NotFound) -> None:
+        """No candidates: fine for a tenant nobody joined yet, a transient failure when the state is gone."""
+        if not self._state.store.built():
+            raise Unavailable(f"assignment state is missing; not ranking {env.task_created.task_id}: {exc}") from exc
+        log.info("no prediction for %s: %s", env.task_created.task_id, exc)

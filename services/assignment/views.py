@@ -1,29 +1,21 @@
-"""The assignment feature views in Feast: one row per person and one per task, keyed ``tenant:id``.
+"""The assignment feature views: one row per person and one per task, keyed ``tenant:id``, derived from the
+service's own aggregates (:mod:`services.assignment.state`) by the mesh machinery (``ViewSpec.derive``).
 
-The service derives the rows itself (the state in :mod:`services.assignment.state`) and pushes them;
-the mesh ingestor never derives them, so their ``state_type`` is a marker no aggregate is an instance
-of. The columns are flat (maps become parallel arrays or one column per task type) because Feast rows
-hold scalars and string/int arrays only.
+The service reads its rows from the committed state itself (``StateStore``), not from a pushed copy: a
+read never sees a row older than the state it ranks with. The views are declared so that the same rows
+can be registered and materialised like any other feature view. The columns are flat (maps become
+parallel arrays or one column per task type) because Feast rows hold scalars and string/int arrays only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from mesh.events import OTHER_TASK_TYPE, TASK_TYPE_SLOTS
-from mesh.features import EntityState, FeatureRecord, ViewSpec, entity_key
+from mesh.features import FeatureRecord, ViewSpec, entity_key
 from services.assignment.features import PersonFeatures, TaskFeatures
-
-
-class PushedByAssignment(EntityState):
-    """Marker source of the assignment views: rows are pushed by the service, never derived by the mesh."""
-
-    kind: ClassVar[str] = "assignment"
-
-
-def _not_derived(state: PushedByAssignment) -> Any:
-    raise TypeError("assignment feature rows are pushed by the assignment service, not derived from aggregates")
+from services.assignment.state import PersonState, TaskState, person_features, task_features
 
 
 @dataclass(frozen=True)
@@ -75,11 +67,19 @@ class TaskRow:
     text: str = ""
 
 
-PERSON_VIEW: ViewSpec[PushedByAssignment, PersonRow] = ViewSpec(
-    "assignment_person", "user", PushedByAssignment, PersonRow, _not_derived,
+def _person_row(s: PersonState) -> PersonRow:
+    return person_record(s.tenant_id, person_features(s)).features
+
+
+def _task_row(s: TaskState) -> TaskRow:
+    return task_record(s.tenant_id, task_features(s)).features
+
+
+PERSON_VIEW: ViewSpec[PersonState, PersonRow] = ViewSpec(
+    "assignment_person", "user", PersonState, PersonRow, _person_row,
     "assignment: skills, workload, throughput and speed per task type, project history, availability")
-TASK_VIEW: ViewSpec[PushedByAssignment, TaskRow] = ViewSpec(
-    "assignment_task", "task", PushedByAssignment, TaskRow, _not_derived,
+TASK_VIEW: ViewSpec[TaskState, TaskRow] = ViewSpec(
+    "assignment_task", "task", TaskState, TaskRow, _task_row,
     "assignment: type, priority, required skills, estimate, text of a task")
 ASSIGNMENT_VIEWS: tuple[ViewSpec[Any, Any], ...] = (PERSON_VIEW, TASK_VIEW)
 

@@ -63,7 +63,7 @@ async def test_task_event_to_signed_webhook_and_rest_call_each_in_one_trace(
     publisher = KafkaPublisher(gw.kafka, registry)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(gw.kafka, f"{gw.kafka.topic_prefix}assignment"),
                             publisher=publisher, topics=["users", "projects", "tasks"], group_id="assignment",
-                            handler=service.handler(publisher), options=RunnerOptions(poll_timeout_s=0.2))
+                            batch_handler=service.handler(publisher), options=RunnerOptions(poll_timeout_s=0.2))
     consumer = threading.Thread(target=runner.run, daemon=True)
     consumer.start()
     try:

@@ -1,6 +1,6 @@
-"""End to end on the real broker, Redis and Feast: simulator events in -> features pushed to the Feast
-online store -> one prediction per new task, each with provenance stamped from the Feast rows; a
-malformed task event goes to the DLQ and the service goes on."""
+"""End to end on the real broker and Redis: simulator events in -> the service's state in Redis -> one
+prediction per new task, each with provenance stamped from the rows it ranked on; a malformed task event
+goes to the DLQ and the service goes on."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from sunday.ml.v1 import events_pb2
 from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RunnerOptions, ensure_topics
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry, decode, new_envelope, occurred_at
-from services.assignment.online import OnlineFeatures
 from services.assignment.ranker import MODEL_NAME
-from services.assignment.state import RedisState
+from services.assignment.state import StateStore
 from tests.support import drain
 from tests.unit.assignment.helpers import Service, World, build_service, small_world
 
@@ -32,14 +31,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 @pytest.fixture
-def service(settings: MeshSettings, world: World, assignment_feast: tuple[RedisState, OnlineFeatures],
+def service(settings: MeshSettings, world: World, assignment_state: StateStore,
             ) -> Iterator[tuple[KafkaPublisher, TopicRegistry, Service]]:
     registry = TopicRegistry(settings.kafka.topic_prefix)
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "dlq"])
     publisher = KafkaPublisher(settings.kafka, registry)
-    parts = build_service(world.static_model(), state=assignment_feast[0], client=assignment_feast[1].client)
+    parts = build_service(world.static_model(), state=assignment_state)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, "assignment"), publisher=publisher,
-                            topics=TOPICS, group_id="assignment", handler=parts.handler(publisher),
+                            topics=TOPICS, group_id="assignment", batch_handler=parts.handler(publisher),
                             options=RunnerOptions(poll_timeout_s=0.2))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
@@ -80,25 +79,24 @@ def test_simulated_events_in_predictions_out(service: tuple[KafkaPublisher, Topi
         prov = env.assignment_prediction.provenance
         assert prov.model_name == MODEL_NAME and prov.model_version and len(prov.trace_id) == 32
         assert "person_features" in prov.feature_timestamps and env.assignment_prediction.candidates
-    # stamped from the Feast task rows: event times at Feast's whole seconds, from creation up to the row now
-    created_at = {ev.task_created.task_id: occurred_at(ev).replace(microsecond=0) for ev in tasks
-                  if ev.type == "task_created"}
+    # stamped from the task rows ranked on: from the task's creation up to the row now
+    created_at = {ev.task_created.task_id: occurred_at(ev) for ev in tasks if ev.type == "task_created"}
     for env in out:
         p = env.assignment_prediction
-        task = parts.sync.online.task(env.tenant_id, p.task_id)
+        task = parts.state.task(env.tenant_id, p.task_id)
         stamp = p.provenance.feature_timestamps["task_features"].ToDatetime(UTC)
-        assert task is not None and created_at[p.task_id] <= stamp <= task.as_of and stamp.microsecond == 0
+        assert task is not None and created_at[p.task_id] <= stamp <= task.as_of
     dlq = drain(settings.kafka, registry.physical("dlq"), 2)
     assert len(dlq) == 2 and all(dict(m.headers).get("dlq.reason") for m in dlq)
 
 
 def wait_for_people(parts: Service, joined: set[tuple[str, str]]) -> bool:
-    """Bounded wait until every person who joined has a row in the online store."""
+    """Bounded wait until every person who joined has a row in the service's state."""
     tenants = {t for t, _ in joined}
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         known = {(t, p.user_id) for t in tenants
-                 for p in parts.sync.online.people(t, [u for tt, u in joined if tt == t])}
+                 for p in parts.state.people(t, [u for tt, u in joined if tt == t])}
         if joined <= known:
             return True
         threading.Event().wait(0.1)  # a poll interval, not a timing assumption

@@ -1,47 +1,47 @@
-"""The assignment views in the real Feast online store (Redis): the rows the service pushes come back
-field for field, stamped with their event time; the ranker reads 50 candidates in one batched read."""
+"""The assignment state in the real Redis: the rows equal the in-memory replay's field for field (live
+batches and a redelivered batch included); the ranker reads 50 candidates in batched reads."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from mesh.features import FeastFeatureClient, InMemoryFeatureClient
-from services.assignment.online import FeatureSync, OnlineFeatures
-from services.assignment.state import InMemoryState, RedisState
+from mesh.features import InMemoryAggregates
+from services.assignment.online import OnlineFeatures
+from services.assignment.ranker import AssignmentRanker
+from services.assignment.state import ASSIGNMENT_REDUCERS, PersonState, StateStore
 from services.assignment.train import simulated_events
-from services.assignment.views import PERSON_VIEW
 from simulator import SimConfig
-from tests.unit.assignment.helpers import CountingClient, build_service, static_model, tiny_model
+from tests.unit.assignment.helpers import CountingStore, static_model, tiny_model
 
 pytestmark = pytest.mark.integration
 
 
-def test_rows_round_trip_through_feast_and_fifty_candidates_are_one_read(
-        assignment_feast: tuple[RedisState, OnlineFeatures], tmp_path: Path) -> None:
-    state, online = assignment_feast
+def test_redis_rows_equal_the_replay_and_fifty_candidates_are_one_read(
+        assignment_state: StateStore, tmp_path: Path) -> None:
     events = simulated_events(SimConfig(tenants=1, users_per_tenant=50, weeks=2, seed=4))
-    in_feast = FeatureSync(state, online)
-    in_memory = FeatureSync(InMemoryState(), OnlineFeatures(InMemoryFeatureClient()))
-    for env in events[:40]:  # per event, as the live consumer does
-        in_feast.apply(env)
-    in_feast.apply_all(events[40:])  # then a backfill
-    in_memory.apply_all(events)
+    for env in events[:40]:  # per event, as a slow live stream arrives
+        assignment_state.apply([env])
+    for i in range(40, len(events), 300):  # then in batches, as a backlog
+        assignment_state.apply(events[i: i + 300])
+    assignment_state.apply(events[100:700])  # a redelivery: nothing counts twice
+    replay = StateStore(InMemoryAggregates(ASSIGNMENT_REDUCERS))
+    for env in events:
+        replay.apply([env])
     tenant = events[0].tenant_id
-    ids = state.active_ids(tenant)
-    assert len(ids) == 50 and sorted(in_memory.state.active_ids(tenant)) == ids
-    got, want = online.people(tenant, ids), in_memory.online.people(tenant, ids)
-    assert len(got) == 50
-    for g, w in zip(got, want, strict=True):
-        assert replace(g, as_of=w.as_of) == w  # every feature, field for field
-        assert g.as_of == w.as_of.replace(microsecond=0)  # the Feast row's event time (whole seconds)
-    assert online.people(tenant, ["nobody", ids[0]])[0].user_id == ids[0]
+    ids = assignment_state.active_ids(tenant)
+    assert len(ids) == 50 and replay.active_ids(tenant) == ids
+    assert assignment_state.people(tenant, ids) == replay.people(tenant, ids)  # every feature, field for field
+    assert assignment_state.people(tenant, ["nobody", ids[0]])[0].user_id == ids[0]
 
-    assert isinstance(online.client, FeastFeatureClient)
-    service = build_service(static_model(tiny_model(tmp_path / "model")), state=state, client=online.client)
+    counting = CountingStore()
+    counting.apply(events)
+    state = StateStore(counting)
+    ranker = AssignmentRanker(state, OnlineFeatures(state), static_model(tiny_model(tmp_path / "model")))
     task_id = [e.task_created.task_id for e in events if e.type == "task_created"][-1]
-    prediction = service.ranker.rank_assignees(tenant, task_id, k=5)
-    assert isinstance(service.client, CountingClient) and (PERSON_VIEW.name, 50) in service.client.reads
-    assert len(service.client.reads) == 2 and len(prediction.candidates) == 5
+    counting.reads.clear()
+    prediction = ranker.rank_assignees(tenant, task_id, k=5)
+    person_reads = [n for kind, n in counting.reads if kind == PersonState.kind]
+    assert person_reads[0] == 50 and len(person_reads) <= 2  # batched: the pool, then the shortlist
+    assert len(prediction.candidates) == 5

@@ -1,29 +1,29 @@
 """Shared by the assignment tests: a small simulated world and models trained on it (seconds), and the
-service assembled on in-memory adapters (state, online store, bus)."""
+service assembled on in-memory adapters (state, bus)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from mesh.bus import Publisher
 from mesh.config import ModelSettings
 from mesh.events import Envelope
-from mesh.features import FeatureClient, FeatureRecord, InMemoryFeatureClient, ViewSpec
+from mesh.features import EntityState, InMemoryAggregates
 from mesh.models import ModelSource, OnnxModel, StaticModel, VersionedModel
-from services.assignment.handlers import AssignmentHandler
+from services.assignment.handlers import AssignmentHandler, LabelSink
 from services.assignment.model import LambdaMartOptions, NetOptions
-from services.assignment.online import FeatureSync, OnlineFeatures
+from services.assignment.online import OnlineFeatures
 from services.assignment.ranker import MODEL_NAME, AssignmentRanker
-from services.assignment.state import InMemoryState, StateStore
+from services.assignment.state import ASSIGNMENT_REDUCERS, StateStore
 from services.assignment.train import Trained, simulated_events, train_all
 from simulator import SimConfig
 
 SMALL = SimConfig(tenants=2, users_per_tenant=20, weeks=6, seed=3)
 TINY = SimConfig(tenants=1, users_per_tenant=8, weeks=4, seed=5)
-R = TypeVar("R")
+S = TypeVar("S", bound=EntityState)
 
 
 @dataclass(frozen=True)
@@ -52,38 +52,36 @@ def tiny_model(out: Path) -> Path:
     return trained.exported.ensemble.path
 
 
-@dataclass
-class CountingClient:
-    """A FeatureClient that records the keys of every read (to check reads are batched)."""
+class CountingStore(InMemoryAggregates):
+    """The in-memory state store, recording (state kind, keys) of every batched read."""
 
-    inner: FeatureClient = field(default_factory=InMemoryFeatureClient)
-    reads: list[tuple[str, int]] = field(default_factory=list)
+    def __init__(self) -> None:
+        super().__init__(ASSIGNMENT_REDUCERS)
+        self.reads: list[tuple[str, int]] = []
 
-    def get_online(self, view: ViewSpec[Any, R], entity_keys: Sequence[str]) -> list[FeatureRecord[R] | None]:
-        self.reads.append((view.name, len(entity_keys)))
-        return self.inner.get_online(view, entity_keys)
-
-    def push(self, view: ViewSpec[Any, R], records: Sequence[FeatureRecord[R]]) -> None:
-        self.inner.push(view, records)
+    def load_many(self, state_type: type[S], tenant_id: str, entity_ids: Sequence[str]) -> list[S | None]:
+        self.reads.append((state_type.kind, len(entity_ids)))
+        return super().load_many(state_type, tenant_id, entity_ids)
 
 
 @dataclass(frozen=True)
 class Service:
-    """The service's parts on in-memory adapters (what ``__main__`` wires with Redis, Feast and Kafka)."""
+    """The service's parts on in-memory adapters (what ``__main__`` wires with Redis and Kafka)."""
 
     state: StateStore
-    client: CountingClient
-    sync: FeatureSync
     ranker: AssignmentRanker
 
-    def handler(self, publisher: Publisher) -> AssignmentHandler:
-        return AssignmentHandler(self.sync, self.ranker, publisher)
+    def handler(self, publisher: Publisher, labels: LabelSink | None = None) -> AssignmentHandler:
+        return AssignmentHandler(self.state, self.ranker, publisher, labels)
+
+    def apply(self, events: Sequence[Envelope]) -> None:
+        self.state.apply(events)
 
 
-def build_service(model: ModelSource, state: StateStore | None = None,
-                  client: FeatureClient | None = None) -> Service:
-    """The service's parts on in-memory adapters, or on the state and Feast client given."""
-    state = state or InMemoryState()
-    counting = CountingClient(client or InMemoryFeatureClient())
-    online = OnlineFeatures(counting)
-    return Service(state, counting, FeatureSync(state, online), AssignmentRanker(state, online, model))
+def build_service(model: ModelSource, state: StateStore | None = None) -> Service:
+    """The service's parts on an in-memory state (built: it is complete from its first event), or on the
+    state given."""
+    if state is None:
+        state = StateStore(CountingStore())
+        state.store.mark_built()
+    return Service(state, AssignmentRanker(state, OnlineFeatures(state), model))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from sunday.ml.v1 import common_pb2 as c
 from sunday.ml.v1 import events_pb2 as e
 
 from mesh.events import TASK_TYPE_SLOTS, Envelope, new_envelope
-from mesh.features import EventLog, InMemoryFeatureClient, LoggedEvent
+from mesh.features import EventLog, LoggedEvent, record_of
 from mesh.metrics import ndcg_at_k, reciprocal_rank
 from services.assignment.dataset import build_dataset, events_from_log
 from services.assignment.features import (
@@ -20,15 +22,15 @@ from services.assignment.features import (
     column,
     feature_matrix,
 )
-from services.assignment.online import FeatureSync, OnlineFeatures
 from services.assignment.state import (
-    InMemoryState,
-    apply_event,
-    person_from_json,
-    person_to_json,
-    task_from_json,
-    task_to_json,
+    Label,
+    PersonState,
+    StateStore,
+    TaskState,
+    labels_of,
+    person_features,
 )
+from services.assignment.views import PERSON_VIEW, TASK_VIEW, person_of, task_of
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -53,17 +55,40 @@ def stream() -> list[Envelope]:
     ]
 
 
+def _applied(events: list[Envelope], state: StateStore | None = None) -> tuple[StateStore, list[Label]]:
+    state = state or StateStore()
+    labels = []
+    for ev in events:
+        state.apply([ev])
+        labels += labels_of(state, [ev])
+    return state, labels
+
+
 def test_events_keep_workload_history_and_labels() -> None:
-    store = InMemoryState()
-    labels = [label for ev in stream()[:4] if (label := apply_event(store, ev)) is not None]
+    store, labels = _applied(stream()[:4])
     ana = store.person("t1", "ana")
     assert ana is not None and ana.open_tasks == 1 and ana.open_hours == 6 and ana.assigned_by_project == {"p": 1}
     assert [(lb.task_id, lb.user_id, lb.kind) for lb in labels] == [("t-1", "ana", "assigned")]
-    labels = [label for ev in stream()[4:] if (label := apply_event(store, ev)) is not None]
+    _, labels = _applied(stream()[4:], store)
     ana = store.person("t1", "ana")
     assert ana is not None and ana.open_tasks == 1 and ana.open_hours == 4
     assert ana.done_by_type == {"bug": 1} and ana.hours_by_type == {"bug": 5}
     assert [lb.kind for lb in labels] == ["completed", "assigned"]
+    assert len({lb.event_id for lb in labels}) == 2  # a label is identified by its event
+
+
+def test_any_arrival_order_and_redelivery_give_the_same_state() -> None:
+    events = stream()
+    ordered, _ = _applied(events)
+    for seed in range(4):
+        shuffled = list(events)
+        random.Random(seed).shuffle(shuffled)
+        state = StateStore()
+        state.apply(shuffled[:4])
+        state.apply(shuffled)  # redelivered: each event still counts once
+        for user in ("ana", "bo"):
+            assert state.person("t1", user) == ordered.person("t1", user)
+        assert state.task("t1", "t-2") == ordered.task("t1", "t-2")
 
 
 def test_matrix_reflects_skill_match_and_load() -> None:
@@ -84,30 +109,15 @@ def test_dataset_rows_are_as_of_task_creation() -> None:
     assert second[column("x_type_done")] == 0  # completed after t-2 was created: not visible
 
 
-def test_rows_survive_the_state_encoding() -> None:
-    store = InMemoryState()
-    for ev in stream():
-        apply_event(store, ev)
-    ana, task = store.person("t1", "ana"), store.task("t1", "t-2")
-    assert ana is not None and task is not None
-    assert person_from_json(person_to_json(ana)) == ana
-    assert task_from_json(task_to_json(task)) == task
-
-
-def test_every_event_pushes_the_rows_it_changed_to_the_online_store() -> None:
-    sync = FeatureSync(InMemoryState(), OnlineFeatures(InMemoryFeatureClient()))
-    for ev in stream():
-        sync.apply(ev)
-        for user in ("ana", "bo"):
-            in_state = sync.state.person("t1", user)
-            online = sync.online.people("t1", [user])
-            assert [p.user_id for p in online] == ([user] if in_state else [])
-            assert not online or online[0] == in_state  # the full row, as of the same event time
-        for task_id in ("t-1", "t-2"):
-            record = sync.state.task("t1", task_id)
-            assert sync.online.task("t1", task_id) == (record.features if record else None)
-    ana = sync.online.people("t1", ["ana"])[0]
-    assert ana.done_by_type == {"bug": 1} and ana.hours_by_type == {"bug": 5} and ana.open_hours == 4
+def test_the_views_derive_the_rows_the_ranker_reads() -> None:
+    state, _ = _applied(stream())
+    people = state.store.load_many(PersonState, "t1", ["ana", "bo"])
+    for p in people:
+        assert p is not None
+        record = record_of(PERSON_VIEW, p)
+        assert person_of(p.entity_id, record) == replace(person_features(p), as_of=record.event_timestamp)
+    task = state.store.load(TaskState, "t1", "t-2")
+    assert task is not None and task_of(record_of(TASK_VIEW, task)) == state.task("t1", "t-2")
 
 
 def test_person_columns_cover_every_task_type() -> None:

@@ -13,13 +13,12 @@ from sunday.ml.v1 import assignment_pb2, assignment_pb2_grpc, events_pb2
 
 from mesh.bus import ConsumerRunner, InMemoryBroker, Publisher, RunnerOptions
 from mesh.config import MeshSettings
-from mesh.errors import NotFound
 from mesh.events import TopicRegistry, decode, encode, new_envelope
 from mesh.serving import build_server
 from services.assignment.ranker import MODEL_NAME
 from services.assignment.server import binding
-from services.assignment.views import PERSON_VIEW, TASK_VIEW
-from tests.unit.assignment.helpers import World, build_service
+from services.assignment.state import PersonState
+from tests.unit.assignment.helpers import CountingStore, World, build_service
 
 TOPICS = ("tasks", "users", "projects")
 
@@ -39,7 +38,7 @@ def run_service(world: World, extra_raw: list[bytes]) -> tuple[InMemoryBroker, T
         for value in raw:
             publisher.publish_raw("tasks", value, b"t:x", [])
         ConsumerRunner(consumer=broker.consumer("assignment"), publisher=publisher, topics=TOPICS,
-                       group_id="assignment", handler=handler,
+                       group_id="assignment", batch_handler=handler,
                        options=RunnerOptions(max_messages=len(batch) + len(raw), poll_timeout_s=0.05)).run()
     return broker, registry, sum(ev.type == "task_created" for ev in tasks)
 
@@ -69,8 +68,7 @@ def test_malformed_task_events_go_to_the_dlq_and_the_service_goes_on(world: Worl
 @pytest.fixture
 async def stub(world: World):  # type: ignore[no-untyped-def]
     service = build_service(world.static_model())
-    for ev in world.events[:400]:
-        service.sync.apply(ev)
+    service.apply(world.events[:400])
     server = build_server([binding(service.ranker)], MeshSettings(), 0, host="127.0.0.1")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -105,31 +103,23 @@ def test_contract_examples_pass_through_the_handler(world: World) -> None:
     for name in TOPICS:
         for ev in registry.examples(name):
             encode(ev)
-            handler(ev)  # none raises: every declared example is a valid input
+            handler([ev])  # none raises: every declared example is a valid input
 
 
-def test_ranking_reads_the_online_rows_in_one_batch_and_stamps_their_event_times(world: World) -> None:
+def test_ranking_reads_the_rows_in_one_batch_and_stamps_their_event_times(world: World) -> None:
     service = build_service(world.static_model())
     events = [ev for ev in world.events[:600] if ev.tenant_id == "tenant-000"]
-    for ev in events:
-        service.sync.apply(ev)
+    service.apply(events)
     task_id = [ev.task_created.task_id for ev in events if ev.type == "task_created"][-1]
     people = service.state.active_ids("tenant-000")
-    service.client.reads.clear()
+    store = service.state.store
+    assert isinstance(store, CountingStore)
+    store.reads.clear()
     prediction = service.ranker.rank_assignees("tenant-000", task_id, k=3)
-    assert sorted(service.client.reads) == sorted([(TASK_VIEW.name, 1), (PERSON_VIEW.name, len(people))])
-    rows = service.client.get_online(PERSON_VIEW, [f"tenant-000:{u}" for u in people])
-    (task_row,) = service.client.get_online(TASK_VIEW, [f"tenant-000:{task_id}"])
+    assert (PersonState.kind, len(people)) in store.reads and len(people) > 3
+    assert sum(n for kind, n in store.reads if kind == PersonState.kind) == len(people)  # one batched read
+    rows = service.state.people("tenant-000", people)
+    task = service.state.task("tenant-000", task_id)
     stamps = prediction.provenance.feature_timestamps
-    assert stamps["person_features"].ToDatetime(UTC) == max(r.event_timestamp for r in rows if r is not None)
-    assert task_row is not None and stamps["task_features"].ToDatetime(UTC) == task_row.event_timestamp
-
-
-def test_ranking_serves_what_the_online_store_holds_not_the_state(world: World) -> None:
-    service = build_service(world.static_model())
-    for ev in world.events[:400]:
-        service.sync.apply(ev)
-    task_id = next(ev.task_created.task_id for ev in world.events[:400] if ev.type == "task_created")
-    fresh = build_service(world.static_model(), state=service.state)  # same state, empty online store
-    with pytest.raises(NotFound):
-        fresh.ranker.rank_assignees("tenant-000", task_id)
+    assert stamps["person_features"].ToDatetime(UTC) == max(r.as_of for r in rows)
+    assert task is not None and stamps["task_features"].ToDatetime(UTC) == task.as_of
