@@ -126,7 +126,8 @@ start_redis() {
   redis_bin
   mkdir -p "$STACK_DIR/redis"
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --pidfile "$pidf" \
-    --logfile "$LOG_DIR/redis.log" --dir "$STACK_DIR/redis" --save "" --appendonly no >/dev/null
+    --logfile "$LOG_DIR/redis.log" --dir "$STACK_DIR/redis" --save "" \
+    --appendonly yes --appendfsync everysec >/dev/null  # AOF: state survives a restart (at most ~1 s lost)
   local i
   for ((i = 0; i < WAIT_S * 4; i++)); do
     if [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ]; then

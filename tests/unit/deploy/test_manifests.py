@@ -7,6 +7,7 @@ the repository, topics against mesh.events.TopicRegistry, metric names against m
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -376,6 +377,27 @@ def test_statefulsets_and_volumes_refer_to_defined_objects(k8s: list[Obj]) -> No
         for c in containers(o):
             for m in c.get("volumeMounts", []):
                 assert m["name"] in volumes or m["name"] in templates, (o["metadata"]["name"], m["name"])
+
+
+def _aof(args: list[str]) -> bool:
+    """redis-server arguments that turn the append-only file on, fsynced every second."""
+    pairs = set(itertools.pairwise(args))
+    return ("--appendonly", "yes") in pairs and ("--appendfsync", "everysec") in pairs
+
+
+def test_redis_keeps_its_state_across_restarts(compose: Obj, k8s: list[Obj]) -> None:
+    """Kafka is the source of truth and Redis its cache, but a restart must not wipe every service's state."""
+    redis = compose["services"]["redis"]
+    assert _aof(redis["command"]) and any(v.endswith(":/data") for v in redis["volumes"])
+    (statefulset,) = [o for o in of_kind(k8s, "StatefulSet") if o["metadata"]["name"] == "redis"]
+    (container,) = containers(statefulset)
+    assert _aof(container["args"]) and "/data" in container["args"]
+    assert {t["metadata"]["name"] for t in statefulset["spec"]["volumeClaimTemplates"]} >= \
+        {m["name"] for m in container["volumeMounts"] if m["mountPath"] == "/data"}
+    stack = (DEPLOY / "local" / "stack.sh").read_text()
+    start = stack[stack.index("start_redis() {"):]
+    assert re.search(r"--appendonly yes --appendfsync everysec", start[:start.index("\n}")])
+    assert '--dir "$STACK_DIR/redis"' in start
 
 
 def probe_port(probe: Obj) -> Any:
