@@ -9,7 +9,7 @@ import pytest
 
 from mesh.config import ModelSettings
 from mesh.errors import InvalidArgument
-from mesh.models import MicroBatcher, OnnxModel
+from mesh.models import Coalescer, MicroBatcher, OnnxModel
 from tests.unit.models.tiny_models import write_scale_model
 
 Arrays = dict[str, np.ndarray[Any, Any]]
@@ -88,3 +88,22 @@ async def test_zero_wait_still_merges_what_is_already_queued(runner: CountingRun
     async with MicroBatcher(runner.run, max_batch=64, max_wait_ms=0) as batcher:
         await asyncio.gather(*(batcher.submit({"x": np.ones((1, 3), np.float32)}) for _ in range(10)))
     assert batcher.batches_run < 10
+
+
+async def test_the_coalescer_merges_items_and_fails_only_the_caller_of_a_failed_item() -> None:
+    batches: list[list[int]] = []
+
+    def run(items: list[int]) -> list[int | BaseException]:
+        batches.append(items)
+        return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+    async with Coalescer(run, max_batch=8, max_wait_ms=50) as coalescer:
+        outcomes = await asyncio.gather(*(coalescer.submit(i) for i in range(20)), return_exceptions=True)
+    assert coalescer.batches_run == len(batches) < 20 and all(len(b) <= 8 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(20))
+    for i, outcome in enumerate(outcomes):
+        if i % 2:
+            assert isinstance(outcome, ValueError) and str(outcome) == f"odd {i}"
+        else:
+            assert outcome == i * 10
+
