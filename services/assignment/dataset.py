@@ -14,7 +14,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mesh.events import Envelope, occurred_at
-from mesh.features import EventLog
+from mesh.models import events_from_log as mesh_events_from_log
+from mesh.models import time_split
 from services.assignment.features import N_FEATURES, Matrix, feature_matrix
 from services.assignment.online import OnlineFeatures, candidate_rows
 from services.assignment.state import EVENT_TYPES, Label, StateStore, labels_of
@@ -112,16 +113,8 @@ def build_dataset(events: Iterable[Envelope], min_candidates: int = 2) -> Rankin
 
 def events_from_log(root: Path) -> list[Envelope]:
     """The offline event log (written by the feature ingestor) as one time-ordered stream of the events
-    that change assignment features: redeliveries (the log is at-least-once) dropped, events of the same
-    instant kept in the order they were logged."""
-    seen: set[str] = set()
-    events: list[Envelope] = []
-    for logged in EventLog(root).read():
-        env = logged.envelope
-        if env.type in EVENT_TYPES and env.event_id not in seen:
-            seen.add(env.event_id)
-            events.append(env)
-    return sorted(events, key=occurred_at)
+    that change assignment features (see `mesh.models.events_from_log`)."""
+    return mesh_events_from_log(root, EVENT_TYPES)
 
 
 @dataclass(frozen=True)
@@ -134,18 +127,12 @@ class Split:
 
 
 def split_by_week(data: RankingSet, val_weeks: int = 1, test_weeks: int = 1) -> Split:
-    """Time-ordered split by the week of task creation: the latest ``test_weeks`` are the test period,
-    the ``val_weeks`` before them validation, everything earlier training."""
+    """Time-ordered split by the week of task creation (`mesh.models.time_split`): the latest ``test_weeks``
+    are the test period, the ``val_weeks`` before them validation, everything earlier training."""
     if not len(data):
         raise ValueError("no labelled tasks to split")
-    last = max(data.created_at)
-    week_end = last + timedelta(microseconds=1)
-    test_start = week_end - timedelta(weeks=test_weeks)
-    val_start = test_start - timedelta(weeks=val_weeks)
-    at = np.asarray([c.timestamp() for c in data.created_at])
-    parts = [np.flatnonzero(at < val_start.timestamp()),
-             np.flatnonzero((at >= val_start.timestamp()) & (at < test_start.timestamp())),
-             np.flatnonzero(at >= test_start.timestamp())]
-    if any(len(p) == 0 for p in parts):
-        raise ValueError(f"a split is empty (train/val/test lists: {[len(p) for p in parts]}); simulate more weeks")
-    return Split(data.subset(parts[0]), data.subset(parts[1]), data.subset(parts[2]), val_start, test_start)
+    # the newest list ends the last test week (it belongs to it)
+    end = max(data.created_at) + timedelta(microseconds=1)
+    parts = time_split(data.created_at, timedelta(weeks=val_weeks), timedelta(weeks=test_weeks), end)
+    return Split(data.subset(parts.train), data.subset(parts.val), data.subset(parts.test), parts.val_start,
+                 parts.test_start)

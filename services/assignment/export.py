@@ -1,7 +1,8 @@
 """ONNX export of the three rankers, each verified against its native model.
 
 The ensemble is one ONNX graph holding both models' nodes and the affine combination, so serving runs
-one session. Every file carries the feature layout and the reference values used for reasons.
+one session. Every file carries its feature schema (checked by the service on load) and the reference
+values used for reasons.
 """
 
 from __future__ import annotations
@@ -16,10 +17,19 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from mesh.models import INPUT_NAME, LIGHTGBM_MAX_OPSET, ExportReport, Tolerance, compare_with_native, export_lightgbm
+from mesh.models import (
+    INPUT_NAME,
+    LIGHTGBM_MAX_OPSET,
+    ExportReport,
+    Tolerance,
+    compare_with_native,
+    export_lightgbm,
+    stamp_metadata,
+)
 from mesh.models import export_torch as mesh_export_torch
-from services.assignment.features import N_FEATURES, Matrix, metadata
+from services.assignment.features import N_FEATURES, Matrix
 from services.assignment.model import Ensemble, RankerNet, lambdamart_scorer, net_scorer
+from services.assignment.ranker import SCHEMA
 
 OUTPUT_NAME = "score"
 _AXES = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
@@ -50,16 +60,10 @@ def export_all(net: RankerNet, booster: Any, ensemble: Ensemble, sample: Matrix,
     ens_report = compare_with_native(
         ens_path, lambda i: [ensemble.combine(nn_fn(i[INPUT_NAME]), lgb_fn(i[INPUT_NAME])).reshape(-1, 1)],
         rows, Tolerance(rtol=1e-4, atol=1e-4))
-    extra = {"reference": json.dumps([round(float(v), 6) for v in reference])}
+    props = {**SCHEMA.metadata(), "reference": json.dumps([round(float(v), 6) for v in reference])}
     for kind, path in (("nn", nn_report.path), ("lambdamart", lgb_report.path), ("ensemble", ens_path)):
-        _stamp(path, {**metadata(extra), "model_kind": kind})
+        stamp_metadata(path, {**props, "model_kind": kind})
     return Exported(nn_report, lgb_report, ens_report)
-
-
-def _stamp(path: Path, props: dict[str, str]) -> None:
-    model = onnx.load(str(path))
-    onnx.helper.set_model_props(model, props)
-    onnx.save(model, str(path))
 
 
 def _compose(nn_path: Path, lgb_path: Path, ensemble: Ensemble, out: Path) -> None:

@@ -1,7 +1,10 @@
-"""`python -m services.assignment.train`: events (a simulator run, or the offline event log with
-`--from-event-log`) -> point-in-time dataset, replayed through the serving feature path -> time-ordered
-split -> NN, LambdaMART, ensemble -> evaluation against the baselines -> verified ONNX -> MLflow
-(`challenger`) -> promotion to `champion` only when the challenger beats the champion on validation."""
+"""`python -m services.assignment.train [--source eventlog|simulator]`: events (the feature ingestor's
+offline event log, or a simulator run) -> point-in-time dataset, replayed through the serving feature
+path -> the training skeleton of `mesh.models`: time-ordered split (train | validation week | held-out
+week) -> NN, LambdaMART, ensemble, scored beside the baselines -> verified ONNX -> MLflow (`challenger`)
+-> `champion` only when the challenger beats the champion re-scored on this run's validation week.
+
+`simulator` is imported only for `--source simulator`: a deployed image trains from the event log."""
 
 from __future__ import annotations
 
@@ -11,16 +14,28 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mesh.config import MeshSettings
 from mesh.events import Envelope
-from mesh.features import FeatureRepoConfig
 from mesh.metrics import RankingQuality, ranking_quality, split_scores
-from mesh.models import CHALLENGER, CHAMPION, INPUT_NAME, ModelRegistry, OnnxModel
-from services.assignment.dataset import RankingSet, Split, build_dataset, events_from_log, split_by_week
+from mesh.models import (
+    INPUT_NAME,
+    Challenger,
+    ModelRegistry,
+    Objective,
+    OnnxModel,
+    PromotionDecision,
+    add_source_arguments,
+    event_log_dir,
+    events_from_log,
+    register_and_promote,
+    score_beside_baselines,
+    source_of,
+)
+from services.assignment.dataset import RankingSet, Split, build_dataset, split_by_week
 from services.assignment.export import Exported, export_all
 from services.assignment.model import (
     Ensemble,
@@ -36,14 +51,17 @@ from services.assignment.model import (
     train_lambdamart,
     train_net,
 )
-from services.assignment.ranker import MODEL_NAME
-from simulator import SimConfig, Simulation
+from services.assignment.ranker import MODEL_NAME, SCHEMA
+from services.assignment.state import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from simulator import SimConfig
 
 log = logging.getLogger(__name__)
 REGISTERED = {"ensemble": MODEL_NAME, "nn": "assignment-nn", "lambdamart": "assignment-lambdamart"}
 METRIC = "val_ndcg_at_5"
-DEFAULT_SIM = SimConfig(tenants=2, users_per_tenant=30, weeks=8, seed=1)
-"""The simulated world trained on by default."""
+DEFAULT_TENANTS, DEFAULT_USERS, DEFAULT_WEEKS, DEFAULT_SEED = 2, 30, 8, 1
+"""The simulated world trained on by default (``--source simulator``)."""
 
 
 @dataclass(frozen=True)
@@ -58,13 +76,15 @@ class Trained:
 
 
 def simulated_events(config: SimConfig) -> list[Envelope]:
+    from simulator import Simulation
+
     return list(Simulation(config).events())
 
 
 def scorers(net: RankerNet, booster: Any, ensemble: Ensemble) -> dict[str, Scorer]:
+    """The three models by kind (the keys of :data:`REGISTERED`)."""
     nn_fn, lgb_fn = net_scorer(net), lambdamart_scorer(booster)
-    return {"ensemble": lambda x: ensemble.combine(nn_fn(x), lgb_fn(x)), "nn": nn_fn, "lambdamart": lgb_fn,
-            **baselines()}
+    return {"ensemble": lambda x: ensemble.combine(nn_fn(x), lgb_fn(x)), "nn": nn_fn, "lambdamart": lgb_fn}
 
 
 def train_all(events: Iterable[Envelope], out_dir: Path, net_options: NetOptions | None = None,
@@ -75,49 +95,38 @@ def train_all(events: Iterable[Envelope], out_dir: Path, net_options: NetOptions
     booster = train_lambdamart(split.train, split.val, lgb_options or LambdaMartOptions())
     ensemble = fit_ensemble(net_scorer(net), lambdamart_scorer(booster), split.train, split.val)
     exported = export_all(net, booster, ensemble, split.val.x[:512], out_dir, split.train.x.mean(axis=0))
-    fns = scorers(net, booster, ensemble)
-    return Trained(split, net, booster, ensemble, exported,
-                   {k: evaluate(f, split.test) for k, f in fns.items()},
-                   {k: evaluate(f, split.val) for k, f in fns.items()})
+    held = score_beside_baselines(_quality_of(scorers(net, booster, ensemble)), _quality_of(baselines()),
+                                  split.val, split.test)
+    return Trained(split, net, booster, ensemble, exported, held.test, held.val)
 
 
-def onnx_quality(path: Path, data: RankingSet, settings: MeshSettings) -> RankingQuality:
-    model = OnnxModel.load(path, settings.models, warm_up=False)
+def _quality_of(fns: dict[str, Scorer]) -> dict[str, Any]:
+    return {k: (lambda data, f=f: evaluate(f, data)) for k, f in fns.items()}
+
+
+def onnx_quality(model: OnnxModel, data: RankingSet) -> RankingQuality:
+    """Ranking quality of an ONNX ranker (the served graph) on ``data``."""
     scores = np.asarray(model.run({INPUT_NAME: data.x})[model.output_names[0]]).reshape(-1)
     return ranking_quality(zip(split_scores(scores, data.sizes), data.relevant.tolist(), strict=True))
 
 
-def register_and_promote(trained: Trained, registry: ModelRegistry, settings: MeshSettings) -> dict[str, str]:
-    """Register each model as `challenger`; move `champion` to it only when it beats the current
-    champion re-scored on this run's validation lists (a champion on another feature layout loses)."""
+def register_and_promote_all(trained: Trained, registry: ModelRegistry, settings: MeshSettings
+                             ) -> dict[str, PromotionDecision]:
+    """Each model as `challenger`, promoted by `mesh.models.register_and_promote` on this run's validation
+    lists (NDCG@5 of the ONNX graphs, the champion's re-scored on the same lists)."""
     paths = {"ensemble": trained.exported.ensemble.path, "nn": trained.exported.nn.path,
              "lambdamart": trained.exported.lambdamart.path}
-    decisions: dict[str, str] = {}
+    objective = Objective(METRIC, True, lambda version: onnx_quality(version.model, trained.split.val).ndcg_at_5)
+    decisions: dict[str, PromotionDecision] = {}
     for kind, name in REGISTERED.items():
         val, test = trained.val[kind], trained.test[kind]
-        metrics = {METRIC: val.ndcg_at_5, "val_mrr": val.mrr, "test_ndcg_at_5": test.ndcg_at_5, "test_mrr": test.mrr}
+        metrics = {METRIC: val.ndcg_at_5, "val_mrr": val.mrr, "test_ndcg_at_5": test.ndcg_at_5, "test_mrr": test.mrr,
+                   **{f"test_ndcg_at_5_{k}": q.ndcg_at_5 for k, q in trained.test.items() if k.startswith("baseline")}}
         params: dict[str, str | int | float | bool] = {"kind": kind, "train_lists": len(trained.split.train),
                                                        "ensemble_weight": trained.ensemble.weight}
-        version = registry.log_and_register(name, paths[kind], metrics, params, trained.split.train.time_range(),
-                                            alias=CHALLENGER)
-        decisions[name] = _promote(registry, name, version, val.ndcg_at_5, trained.split.val, settings)
+        challenger = Challenger(name, paths[kind], SCHEMA, metrics, params, trained.split.train.time_range())
+        decisions[name] = register_and_promote(registry, challenger, objective, settings.models)
     return decisions
-
-
-def _promote(registry: ModelRegistry, name: str, version: str, value: float, val: RankingSet,
-             settings: MeshSettings) -> str:
-    champion = registry.version_of(name, CHAMPION)
-    champion_value = None
-    if champion is not None:
-        try:
-            champion_value = onnx_quality(registry.local_path(name, champion), val, settings).ndcg_at_5
-        except Exception as exc:  # a champion that cannot read this layout cannot be compared: it loses
-            log.warning("champion %s v%s cannot be re-scored (%s)", name, champion, exc)
-    if champion_value is not None and value <= champion_value:
-        return f"v{version} kept as challenger: {METRIC} {value:.4f} <= champion v{champion} {champion_value:.4f}"
-    registry.set_alias(name, CHAMPION, version)
-    before = "none" if champion is None else f"v{champion} ({champion_value})"
-    return f"v{version} promoted to champion: {METRIC} {value:.4f} (previous champion {before})"
 
 
 def quality_table(quality: dict[str, RankingQuality]) -> str:
@@ -127,27 +136,24 @@ def quality_table(quality: dict[str, RankingQuality]) -> str:
 
 
 def training_events(args: argparse.Namespace, settings: MeshSettings) -> list[Envelope]:
-    """The events the dataset is built from: the offline event log when asked for, else a simulator run."""
-    if args.from_event_log is None:
-        return simulated_events(
-            SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed))
-    root = Path(args.from_event_log) if args.from_event_log else FeatureRepoConfig.from_settings(settings).event_log_dir
-    events = events_from_log(root)
-    if not events:
-        raise SystemExit(f"no assignment events in the event log at {root}")
-    log.info("%d events from the event log at %s", len(events), root)
-    return events
+    """The events the dataset is built from: the offline event log, or a simulator run."""
+    if source_of(args) == "eventlog":
+        root = event_log_dir(args, settings)
+        events = events_from_log(root, EVENT_TYPES)
+        if not events:
+            raise SystemExit(f"no assignment events in the event log at {root}")
+        log.info("%d events from the event log at %s", len(events), root)
+        return events
+    from simulator import SimConfig
+
+    return simulated_events(SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks,
+                                      seed=args.seed))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.assignment.train", description=__doc__)
-    parser.add_argument("--from-event-log", nargs="?", const="", default=None, metavar="DIR",
-                        help="build the dataset from the feature ingestor's offline event log (default DIR: "
-                             "<features.offline_dir>/sunday_ml/events) instead of a simulator run")
-    parser.add_argument("--tenants", type=int, default=DEFAULT_SIM.tenants)
-    parser.add_argument("--users", type=int, default=DEFAULT_SIM.users_per_tenant)
-    parser.add_argument("--weeks", type=int, default=DEFAULT_SIM.weeks)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SIM.seed)
+    add_source_arguments(parser, tenants=DEFAULT_TENANTS, users=DEFAULT_USERS, weeks=DEFAULT_WEEKS,
+                         seed=DEFAULT_SEED)
     parser.add_argument("--out", type=Path, default=None, help="where the ONNX files go (default: a temp dir)")
     parser.add_argument("--no-register", action="store_true", help="train and evaluate only")
     return parser
@@ -162,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held-out week(s) from {trained.split.test_start:%Y-%m-%d}:\n{quality_table(trained.test)}")
     print(f"ensemble weight on nn: {trained.ensemble.weight:.2f}; ONNX files in {out}")
     if not args.no_register:
-        for name, decision in register_and_promote(trained, ModelRegistry(settings.models), settings).items():
-            print(f"{name}: {decision}")
+        for name, decision in register_and_promote_all(trained, ModelRegistry(settings.models), settings).items():
+            print(f"{name}: {decision.summary()}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""MLflow registry (in-process: sqlite + file artifacts, no server) and hot reload on alias moves."""
+"""MLflow registry (in-process: sqlite + file artifacts, no server): promotion on the same validation data, the
+feature-schema check on load, hot reload on alias moves, and starting before any champion exists."""
 
 from __future__ import annotations
 
@@ -12,8 +13,23 @@ import numpy as np
 import pytest
 
 from mesh.config import ModelSettings
-from mesh.errors import NotFound
-from mesh.models import CHALLENGER, CHAMPION, MicroBatcher, ModelRegistry, OnnxModel, ReloadingModel
+from mesh.errors import NotFound, Unavailable
+from mesh.models import (
+    CHALLENGER,
+    CHAMPION,
+    Challenger,
+    FeatureSchema,
+    FeatureSchemaMismatch,
+    MicroBatcher,
+    ModelRegistry,
+    Objective,
+    OnnxModel,
+    ReloadingModel,
+    check_feature_schema,
+    register_and_promote,
+    stamp_metadata,
+)
+from tests.support import await_until
 from tests.unit.models.tiny_models import write_scale_model
 
 DATA_RANGE = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
@@ -140,7 +156,93 @@ async def test_background_watch_follows_the_alias(registry: ModelRegistry, setti
         await model.aclose()
 
 
-async def test_start_without_the_alias_is_not_found(registry: ModelRegistry, settings: ModelSettings,
-                                                    name: str) -> None:
-    with pytest.raises(NotFound):
-        await ReloadingModel(registry, name, CHAMPION, settings).start()
+SCHEMA = FeatureSchema("scale-v1", ("a", "b", "c"))
+OTHER_SCHEMA = FeatureSchema("scale-v0", ("a", "b", "c"))
+
+
+def register_with_schema(registry: ModelRegistry, tmp_path: Path, name: str, factor: float,
+                         schema: FeatureSchema = SCHEMA, logged_err: float = 0.5, alias: str | None = None) -> str:
+    path = write_scale_model(tmp_path / f"scale{factor}-{schema.version}.onnx", factor)
+    stamp_metadata(path, schema.metadata())
+    return registry.log_and_register(name, path, metrics={"val_err": logged_err}, params={"factor": factor},
+                                     data_time_range=DATA_RANGE, alias=alias)
+
+
+async def test_starts_before_any_champion_then_picks_it_up(registry: ModelRegistry, settings: ModelSettings,
+                                                           tmp_path: Path, name: str) -> None:
+    model = ReloadingModel(registry, name, CHAMPION, settings, schema=SCHEMA, train_hint="python -m x.train")
+    await model.start(watch=True)  # an empty registry: no NotFound, the service starts
+    try:
+        with pytest.raises(Unavailable, match=rf"no champion for {name} yet; train it with `python -m x.train`"):
+            model.run({"x": X})
+        assert Unavailable.retryable  # the bus retries it, the gRPC interceptor answers UNAVAILABLE
+
+        register_with_schema(registry, tmp_path, name, 2.0, alias=CHAMPION)
+        await await_until(lambda: model.version is not None, "the first champion to be picked up")
+        assert float(model.run({"x": X})["y"][0, 1]) == 2.0
+    finally:
+        await model.aclose()
+
+
+async def test_a_model_on_another_feature_schema_is_refused(registry: ModelRegistry, settings: ModelSettings,
+                                                            tmp_path: Path, name: str) -> None:
+    stale = register_with_schema(registry, tmp_path, name, 2.0, schema=OTHER_SCHEMA, alias=CHAMPION)
+    model = ReloadingModel(registry, name, CHAMPION, settings, schema=SCHEMA)
+    await model.start(watch=False)
+    with pytest.raises(Unavailable, match=r"refused: .* trained on feature schema 'scale-v0'.*builds 'scale-v1'"):
+        model.run({"x": X})
+    assert model.version is None and not await model.maybe_reload()  # refused once, not reloaded each time
+
+    good = register_with_schema(registry, tmp_path, name, 3.0, alias=CHAMPION)
+    assert await model.maybe_reload() and model.version == good
+    registry.set_alias(name, CHAMPION, stale)  # a refused version never replaces a served one
+    assert not await model.maybe_reload()
+    assert model.version == good and float(model.run({"x": X})["y"][0, 1]) == 3.0
+
+
+def test_check_feature_schema_names_the_difference() -> None:
+    check_feature_schema(SCHEMA.metadata(), SCHEMA, "m")
+    with pytest.raises(FeatureSchemaMismatch, match="records no feature schema"):
+        check_feature_schema({}, SCHEMA, "m")
+    renamed = {**SCHEMA.metadata(), "feature_names": "a,x,c"}
+    with pytest.raises(FeatureSchemaMismatch, match="column 1 is 'x' in the model, 'b' here"):
+        check_feature_schema(renamed, SCHEMA, "m")
+
+
+def scale_error(target: float) -> Objective:
+    """|factor - target| measured by running the version on fixed rows (the 'validation period')."""
+    return Objective("val_err", False, lambda v: abs(float(v.model.run({"x": X})["y"][0, 1]) - target))
+
+
+def challenger(tmp_path: Path, name: str, factor: float, logged_err: float,
+               schema: FeatureSchema = SCHEMA) -> Challenger:
+    path = write_scale_model(tmp_path / f"challenger{factor}.onnx", factor)
+    stamp_metadata(path, schema.metadata())
+    return Challenger(name, path, schema, {"val_err": logged_err}, {"factor": factor}, DATA_RANGE)
+
+
+def test_promotion_rescores_the_champion_on_the_same_validation_data(
+        registry: ModelRegistry, settings: ModelSettings, tmp_path: Path, name: str) -> None:
+    first = register_and_promote(registry, challenger(tmp_path, name, 2.0, logged_err=9.0), scale_error(3.0),
+                                 settings)
+    assert first.promoted and first.champion_version is None and first.challenger_value == 1.0
+    # logs a better figure from its own run (0.0), but on the same data it is worse than the champion
+    worse = register_and_promote(registry, challenger(tmp_path, name, 5.0, logged_err=0.0), scale_error(3.0),
+                                 settings)
+    assert not worse.promoted
+    assert (worse.challenger_value, worse.champion_value) == (2.0, 1.0)  # re-scored, not the logged 9.0
+    assert registry.version_of(name, CHAMPION) == first.challenger_version
+    assert registry.version_of(name, CHALLENGER) == worse.challenger_version
+    better = register_and_promote(registry, challenger(tmp_path, name, 3.0, logged_err=5.0), scale_error(3.0),
+                                  settings)
+    assert better.promoted and better.champion_version == first.challenger_version
+    assert registry.load(name, CHAMPION).version == better.challenger_version
+
+
+def test_a_champion_on_another_schema_loses(registry: ModelRegistry, settings: ModelSettings, tmp_path: Path,
+                                            name: str) -> None:
+    old = register_with_schema(registry, tmp_path, name, 3.0, schema=OTHER_SCHEMA, alias=CHAMPION)
+    decision = register_and_promote(registry, challenger(tmp_path, name, 5.0, logged_err=2.0), scale_error(3.0),
+                                    settings)
+    assert decision.promoted and decision.champion_version == old and decision.champion_value is None
+    assert "feature schema" in decision.reason
