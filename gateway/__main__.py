@@ -10,6 +10,9 @@ import sys
 
 from gateway.settings import GatewaySettings
 
+WORKER_FAILED = 3
+"""Exit code of ``python -m gateway worker`` when its consumer died (the services' ConsumerDied code)."""
+
 
 def _serve(settings: GatewaySettings) -> int:
     import uvicorn
@@ -37,7 +40,7 @@ def _worker(settings: GatewaySettings) -> int:
     setup_tracing(settings.telemetry)
     serve_metrics(settings.telemetry.metrics_port, settings.telemetry.metrics_host)  # no app here to serve them
 
-    async def run() -> None:
+    async def run() -> int:
         import signal
         import time
 
@@ -49,11 +52,17 @@ def _worker(settings: GatewaySettings) -> int:
         store = WebhookStore(redis, settings.redis_prefix, box=SecretBox.from_settings(settings.webhooks))
         worker = DeliveryWorker(settings, store, time.time)
         await worker.start()
-        await stop.wait()
+        waits = [asyncio.create_task(stop.wait()), asyncio.create_task(worker.failed.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
         await worker.stop()
+        if worker.failed.is_set():  # a dead consumer is a dead worker: exit non-zero, the orchestrator restarts it
+            logging.getLogger(__name__).critical("the webhook consumer gave up; exiting with code %d", WORKER_FAILED)
+            return WORKER_FAILED
+        return 0
 
-    asyncio.run(run())
-    return 0
+    return asyncio.run(run())
 
 
 def _openapi(settings: GatewaySettings) -> int:

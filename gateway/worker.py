@@ -1,5 +1,10 @@
 """The webhook delivery worker: the Kafka consumer (in a thread, restarted when it fails) and the async
-dispatcher."""
+dispatcher.
+
+Outages do not kill the consumer (the runner holds the batch and retries). What does is fatal: a consumer
+stopped by the dead-letter cap gives up at once (a restart would drain the next records into the DLQ), any
+other failure is restarted with backoff a bounded number of times, then the worker gives up ("failed") and
+``python -m gateway worker`` exits non-zero so that the orchestrator restarts it."""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from gateway.settings import GatewaySettings
 from gateway.webhooks.consumer import DeliveryEnqueuer, build_runner
 from gateway.webhooks.dispatcher import Dispatcher
 from gateway.webhooks.store import WebhookStore
-from mesh.bus import RetryPolicy, ensure_topics
+from mesh.bus import DeadLetterCapExceeded, RetryPolicy, ensure_topics
 from mesh.events import TopicRegistry
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,8 @@ class DeliveryWorker:
         self._runner: Runner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._state: ConsumerState = "starting"
+        self.failed = asyncio.Event()
+        """Set when the consumer gave up: the process should exit non-zero."""
         self._last_run_s = 0.0
         hooks = settings.webhooks
         self._restart = RetryPolicy(max_attempts=hooks.consumer_max_restarts + 1,
@@ -87,6 +94,11 @@ class DeliveryWorker:
         while not self._stop.is_set():
             try:
                 ran_s = await self._run_once(enqueuer)
+            except DeadLetterCapExceeded:
+                log.exception("webhook consumer stopped by the dead-letter cap; giving up (not restarted: that "
+                              "would drain the next records into the DLQ too)")
+                self._set_state("failed")
+                return
             except Exception:
                 # A consumer that ran for a while before failing starts a fresh series of restarts.
                 failures = 1 if self._ran_long(self._last_run_s) else failures + 1
@@ -135,6 +147,8 @@ class DeliveryWorker:
 
     def _set_state(self, state: ConsumerState) -> None:
         self._state = state
+        if state == "failed":
+            self.failed.set()
         WEBHOOK_CONSUMER_UP.set(1 if state == "running" else 0)
 
     async def stop(self) -> None:

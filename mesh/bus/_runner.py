@@ -281,6 +281,8 @@ class ConsumerRunner:
             self._settle(work, len(work.items))
             return
         for i in todo:
+            if i in work.finished:  # dead-lettered or skipped by the bulk attempt already
+                continue
             try:
                 self._process(work, i, done, stats, attempts)
             except (_Blocked, _Stopping, DeadLetterCapExceeded):
@@ -443,7 +445,7 @@ class ConsumerRunner:
         now = time.monotonic()
         if now - self._last_hold_log >= self._options.backpressure_log_interval_s:
             self._last_hold_log = now
-            log.warning("consumer %s holds %d record(s) (partitions paused, lag grows) after %d failed retries: %s",
+            log.warning("consumer %s holds %d record(s) (partitions paused, lag grows; retry %d past the policy): %s",
                         self._group, len(work.items) - work.start, holds, failure.reason)
         deadline = now + self._retry.backoff_s(self._retry.max_attempts + holds - 1)
         while (remaining := deadline - time.monotonic()) > 0:

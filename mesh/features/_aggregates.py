@@ -21,15 +21,13 @@ transaction. Redis connection errors and timeouts surface as :class:`~mesh.error
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from mesh.errors import Unavailable
+from mesh.errors import Unavailable, translate_infra_errors
 from mesh.events import Envelope
 from mesh.features._reduce import ENTITY_REDUCERS
 from mesh.features._schema import FeatureRecord, ViewSpec, record_of
@@ -191,20 +189,9 @@ class InMemoryAggregates:
         return n
 
 
-@functools.cache
-def _redis_outages() -> tuple[type[BaseException], ...]:
-    from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
-
-    return (ConnectionError, TimeoutError, BusyLoadingError)
-
-
-@contextlib.contextmanager
-def _unavailable(what: str) -> Iterator[None]:
+def _unavailable(what: str) -> translate_infra_errors:
     """Redis down, restarting or loading its data: a transient failure (the bus retries), not poison."""
-    try:
-        yield
-    except _redis_outages() as exc:
-        raise Unavailable(f"{what}: redis unavailable: {type(exc).__name__}: {exc}") from exc
+    return translate_infra_errors(what)
 
 
 class RedisAggregates:

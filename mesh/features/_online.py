@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from mesh.errors import translate_infra_errors
 from mesh.features._schema import FeastType, FeatureRecord, ViewSpec, _coerce
 
 R = TypeVar("R")
@@ -94,10 +95,12 @@ class ViewReader(Generic[R]):
         return {"config": self.store.config, "table": self._table, "entity_keys": self._entity_keys(keys),
                 "requested_features": list(self._names)}
 
+    @translate_infra_errors("feast online read")  # Redis down: Unavailable (retried), never poison
     def read(self, keys: Sequence[str]) -> list[FeatureRecord[R] | None]:
         rows = self.store._get_provider().online_read(**self._read_args(keys))
         return self.records(keys, rows)
 
+    @translate_infra_errors("feast online read")
     async def read_async(self, keys: Sequence[str]) -> list[FeatureRecord[R] | None]:
         rows = await self.store._get_provider().online_read_async(**self._read_args(keys))
         return self.records(keys, rows)

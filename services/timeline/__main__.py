@@ -17,20 +17,20 @@ from mesh.bus import (
     ensure_topics,
 )
 from mesh.config import MeshSettings, ServingSettings
-from mesh.errors import NotFound
 from mesh.events import TopicRegistry
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import ConsumerDied, run_service
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.timeline.alerts import AlertPolicy, DeadlineRiskAlerter, RedisAlertState
-from services.timeline.effort_prior import load_effort_prior
+from services.timeline.effort_slot import EffortPrior
 from services.timeline.handlers import TimelineHandler
-from services.timeline.milestone import MILESTONE_MODEL_NAME
-from services.timeline.predictor import MODEL_NAME, TimelinePredictor
+from services.timeline.milestone import MILESTONE_FEATURES, MILESTONE_MODEL_NAME
+from services.timeline.predictor import MODEL_NAME, SCHEMA, TimelinePredictor
 from services.timeline.server import binding
 from services.timeline.state import RedisTimelineStore
 
 TOPICS = ("tasks", "projects", "users")
+TRAIN_COMMAND = "python -m services.timeline.train --source eventlog"
 GROUP = "timeline"
 
 
@@ -51,12 +51,15 @@ async def run(settings: TimelineSettings) -> None:
     serve_metrics(settings.telemetry.metrics_port)
     registry = TopicRegistry(settings.kafka.topic_prefix)
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.timeline", "alerts", "dlq"])
-    model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models)
+    # both start without a champion too (Unavailable / Monte-Carlo milestones until one is registered)
+    models = ModelRegistry(settings.models)
+    model = ReloadingModel(models, MODEL_NAME, settings.model_alias, settings.models, schema=SCHEMA,
+                           train_hint=TRAIN_COMMAND)
     await model.start()
-    milestone = ReloadingModel(ModelRegistry(settings.models), MILESTONE_MODEL_NAME, settings.model_alias,
-                               settings.models)
-    follow = await _start_optional(milestone, settings.models.reload_interval_s)
-    effort = load_effort_prior() if settings.effort_prior else None
+    milestone = ReloadingModel(models, MILESTONE_MODEL_NAME, settings.model_alias, settings.models,
+                               schema=MILESTONE_FEATURES, train_hint=TRAIN_COMMAND)
+    await milestone.start()
+    effort = _effort_prior() if settings.effort_prior else None
     ns = settings.namespace
     predictor = TimelinePredictor(RedisTimelineStore(settings.redis.url, namespace=f"{ns}:timeline"), model,
                                   simulations=settings.simulations, effort=effort, milestone_model=milestone)
@@ -74,27 +77,13 @@ async def run(settings: TimelineSettings) -> None:
         publisher.close()
         await model.aclose()
         await milestone.aclose()
-        if follow is not None:
-            follow.cancel()
 
 
-async def _start_optional(model: ReloadingModel, interval_s: float) -> asyncio.Task[None] | None:
-    """Load and follow ``model``; without a version behind its alias yet, serve without it (Monte-Carlo
-    milestone forecasts) and keep checking for one."""
-    try:
-        await model.start()
-        return None
-    except NotFound as exc:
-        logging.getLogger(__name__).warning("%s: milestone forecasts are Monte-Carlo until one is registered", exc)
+def _effort_prior() -> EffortPrior:
+    # imported only when turned on: the story-point model is a text model (the nlp service's, later)
+    from services.timeline.effort_prior import load_effort_prior
 
-    async def follow() -> None:  # the watcher `start` would have run: check the alias every interval
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await model.maybe_reload()
-            except Exception:
-                logging.getLogger(__name__).exception("model %s: reload failed", model.name)
-    return asyncio.get_running_loop().create_task(follow(), name=f"first-load:{model.name}")
+    return load_effort_prior()
 
 
 def main() -> None:

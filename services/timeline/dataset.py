@@ -19,10 +19,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mesh.events import Envelope, occurred_at, status_name
-from services.timeline.effort_prior import ConstantPrior, EffortPrior
+from mesh.models import time_split
+from services.timeline.effort_slot import ConstantPrior, EffortPrior
 from services.timeline.features import N_STATIC, TaskInputs, sequence, static_vector
-from services.timeline.model import F32, pad_sequences
 from services.timeline.state import InMemoryTimelineStore, apply_event
+from services.timeline.tensors import F32, pad_sequences
 
 Key = tuple[str, str]
 """(tenant id, task or project id)"""
@@ -158,12 +159,43 @@ class Split:
 
 
 def split_by_week(samples: Samples, val_weeks: int = 2, test_weeks: int = 2) -> Split:
-    """Time-ordered: the last ``test_weeks`` weeks are the test set, the ``val_weeks`` before them validate."""
-    end = max(samples.at)
-    test_start = end - timedelta(weeks=test_weeks)
-    val_start = test_start - timedelta(weeks=val_weeks)
-    at = np.asarray([a.timestamp() for a in samples.at])
-    idx = np.arange(len(samples))
-    return Split(samples.subset(idx[at < val_start.timestamp()]),
-                 samples.subset(idx[(at >= val_start.timestamp()) & (at < test_start.timestamp())]),
-                 samples.subset(idx[at >= test_start.timestamp()]), val_start, test_start)
+    """Time-ordered (`mesh.models.time_split`): the last ``test_weeks`` weeks are the test set, the
+    ``val_weeks`` before them validate."""
+    parts = time_split(samples.at, timedelta(weeks=val_weeks), timedelta(weeks=test_weeks))
+    return Split(samples.subset(parts.train), samples.subset(parts.val), samples.subset(parts.test),
+                 parts.val_start, parts.test_start)
+
+
+def projects_from_events(events: Sequence[Envelope], settle: timedelta = timedelta(weeks=2)
+                         ) -> dict[Key, tuple[datetime, datetime]]:
+    """(start, completed_at) of each project the events show complete: every task it got is done, the
+    last one at least ``settle`` before the log ends with no task created since (the event log has no
+    "project completed" event: a project quiet that long is taken as finished)."""
+    created: dict[Key, datetime] = {}
+    tasks: dict[Key, set[str]] = {}
+    last_created: dict[Key, datetime] = {}
+    done: dict[tuple[str, str], datetime] = labels_from_events(events)
+    for env in events:
+        if env.type == "project_created":
+            created[(env.tenant_id, env.project_created.project_id)] = occurred_at(env)
+        elif env.type == "task_created":
+            key = (env.tenant_id, env.task_created.project_id)
+            tasks.setdefault(key, set()).add(env.task_created.task_id)
+            last_created[key] = occurred_at(env)
+    end = max((occurred_at(e) for e in events), default=None)
+    out: dict[Key, tuple[datetime, datetime]] = {}
+    for key, start in created.items():
+        ids = tasks.get(key, set())
+        if end is None or not ids or any((key[0], t) not in done for t in ids):
+            continue
+        finished = max(done[(key[0], t)] for t in ids)
+        if finished >= last_created[key] and finished <= end - settle:
+            out[key] = (start, finished)
+    return out
+
+
+def milestones_from_events(events: Iterable[Envelope]) -> dict[tuple[str, str], tuple[str, datetime]]:
+    """(tenant, milestone id) -> (project id, completed_at) of every milestone completed in ``events``."""
+    return {(env.tenant_id, env.milestone_completed.milestone_id): (env.milestone_completed.project_id,
+                                                                    occurred_at(env))
+            for env in events if env.type == "milestone_completed"}

@@ -14,43 +14,23 @@ import hashlib
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from services.timeline.effort_slot import CONSTANT_POINTS as CONSTANT_POINTS  # re-exported
+from services.timeline.effort_slot import ConstantPrior as ConstantPrior
+from services.timeline.effort_slot import EffortPrior as EffortPrior
+from services.timeline.effort_slot import feature as feature
 
 log = logging.getLogger(__name__)
 FloatArray = NDArray[np.float64]
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "storypoints"
 DEFAULT_CACHE = REPO / ".cache" / "timeline"
-CONSTANT_POINTS = 3.0
-"""The prior without a model (a typical story-point value; constant, so it tells the model nothing)."""
 _FIELDS = {"title", "description", "storypoint", "split_mark"}
 _CACHE_VERSION = "1"
-
-
-class EffortPrior(Protocol):
-    @property
-    def name(self) -> str:
-        """Identifies the prior in the exported model's metadata (a model is served with its own prior)."""
-        ...
-
-    def points(self, texts: Sequence[str]) -> FloatArray: ...
-
-
-@dataclass(frozen=True)
-class ConstantPrior:
-    value: float = CONSTANT_POINTS
-
-    @property
-    def name(self) -> str:
-        return "constant"
-
-    def points(self, texts: Sequence[str]) -> FloatArray:
-        return np.full(len(texts), self.value, dtype=np.float64)
 
 
 class StoryPointPrior:
@@ -74,10 +54,6 @@ class StoryPointPrior:
             pred = self._model.predict([clean_text(t) for t in todo])
             self._memo.update(zip(todo, (max(float(p), 0.0) for p in pred), strict=True))
         return np.asarray([self._memo[t] for t in texts], dtype=np.float64)
-
-
-def feature(points: float) -> float:
-    return float(np.log1p(max(points, 0.0)))
 
 
 def read_pooled(data_dir: Path) -> dict[str, tuple[list[str], list[float]]]:

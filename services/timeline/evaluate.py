@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from mesh.models import StaticModel, VersionedModel
 from services.timeline.calibration import interval_coverage
 from services.timeline.dataset import ProjectProbe, Samples
-from services.timeline.effort_prior import EffortPrior
+from services.timeline.effort_slot import EffortPrior
 from services.timeline.predictor import HoursQuantiles, TimelinePredictor
 from services.timeline.projection import ProjectCase, ProjectParams
 

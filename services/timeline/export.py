@@ -8,12 +8,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import onnx
-
-from mesh.models import ExportReport
+from mesh.models import ExportReport, stamp_metadata
 from services.timeline.calibration import ConformalCalibrator
-from services.timeline.features import FEATURE_SCHEMA, STATIC_NAMES
 from services.timeline.model import TaskDurationNet, export_deterministic, export_mc
+from services.timeline.predictor import SCHEMA
 from services.timeline.projection import ProjectParams
 
 DEFAULT_PASSES = 40
@@ -27,22 +25,15 @@ class Exported:
 
 
 def metadata(calibrator: ConformalCalibrator, passes: int, effort_prior: str = "constant") -> dict[str, str]:
+    """The feature schema (checked by the service on load), the calibration, passes and effort prior."""
     cal = {"method": calibrator.method, "q": calibrator.q, "coverage": calibrator.coverage}
-    return {"feature_schema": FEATURE_SCHEMA, "static_names": ",".join(STATIC_NAMES),
-            "calibration": json.dumps(cal), "mc_passes": str(passes), "effort_prior": effort_prior}
+    return {**SCHEMA.metadata(), "calibration": json.dumps(cal), "mc_passes": str(passes),
+            "effort_prior": effort_prior}
 
 
 def stamp_project_params(path: Path, params: ProjectParams) -> None:
     """Add the project-forecast parameters fitted with this model to its metadata (rewrites the file)."""
-    from services.timeline.predictor import meta_of
-
-    model = onnx.load(str(path))
-    props = {p.key: p.value for p in model.metadata_props}
-    props["project_params"] = params.to_json()
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, props)
-    onnx.save(model, str(path))
-    meta_of.cache_clear()
+    stamp_metadata(path, {"project_params": params.to_json()})
 
 
 def export_task_model(net: TaskDurationNet, calibrator: ConformalCalibrator, out_dir: Path,
@@ -52,9 +43,7 @@ def export_task_model(net: TaskDurationNet, calibrator: ConformalCalibrator, out
     report = export_deterministic(net, out_dir / "task_deterministic.onnx")
     mc_path = export_mc(net, out_dir / "task_mc.onnx")
     for path in (report.path, mc_path):
-        model = onnx.load(str(path))
-        onnx.helper.set_model_props(model, metadata(calibrator, passes, effort_prior))
-        onnx.save(model, str(path))
+        stamp_metadata(path, metadata(calibrator, passes, effort_prior))
     return Exported(report, mc_path)
 
 
@@ -69,7 +58,5 @@ def export_untrained(out_dir: Path, seed: int = 0, passes: int = 8) -> Path:
     torch.manual_seed(seed)
     net = TaskDurationNet(TaskModelConfig(N_STATIC, hidden=8)).eval()
     path = export_mc(net, out_dir / "task_mc_untrained.onnx", dynamo=False)
-    model = onnx.load(str(path))
-    onnx.helper.set_model_props(model, metadata(ConformalCalibrator("scale", 1.0, 0.8), passes))
-    onnx.save(model, str(path))
+    stamp_metadata(path, metadata(ConformalCalibrator("scale", 1.0, 0.8), passes))
     return path

@@ -18,10 +18,10 @@ from datetime import datetime
 import numpy as np
 
 from mesh.events import TASK_TYPE_SLOTS, task_type_slot
-from services.timeline.effort_prior import CONSTANT_POINTS, ConstantPrior, EffortPrior
-from services.timeline.effort_prior import feature as effort_feature
-from services.timeline.model import F32, STEP_FEATURES, pad_sequences, step_features
+from services.timeline.effort_slot import CONSTANT_POINTS, ConstantPrior, EffortPrior
+from services.timeline.effort_slot import feature as effort_feature
 from services.timeline.state import PersonState, ProjectState, TaskState, TimelineStore
+from services.timeline.tensors import F32, STEP_FEATURES, pad_sequences, step_features
 
 FEATURE_SCHEMA = "timeline-v2"
 """Bumped whenever the layout changes; stored in every exported model and checked when serving."""

@@ -21,18 +21,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from mesh.errors import Unavailable
 from mesh.events import Envelope, occurred_at
-from mesh.models import VersionedModel
-from services.timeline.features import FEATURE_SCHEMA, N_STATIC, task_inputs
-from services.timeline.model import F32, MILESTONE_OUTPUT
+from mesh.models import FeatureSchema, OnnxModel, VersionedModel, check_feature_schema
+from services.timeline.features import FEATURE_SCHEMA, N_STATIC, STATIC_NAMES, task_inputs
 from services.timeline.state import InMemoryTimelineStore, MilestoneState, TaskState, TimelineStore, apply_event
+from services.timeline.tensors import F32, MILESTONE_OUTPUT
 
 log = logging.getLogger(__name__)
 MILESTONE_MODEL_NAME = "timeline-milestone"
@@ -40,6 +38,8 @@ MILESTONE_MODEL_NAME = "timeline-milestone"
 MILESTONE_SCHEMA = f"{FEATURE_SCHEMA}+milestone-v1"
 MILESTONE_COLUMNS = ("milestone_due_in", "milestone_has_due", "milestone_overdue", "milestone_open_tasks")
 N_MILESTONE_FEATURES = N_STATIC + len(MILESTONE_COLUMNS)
+MILESTONE_FEATURES = FeatureSchema(MILESTONE_SCHEMA, (*STATIC_NAMES, *MILESTONE_COLUMNS))
+"""The feature layout the served milestone model must record (checked when it is loaded)."""
 MAX_TASKS = 64
 """Rows per milestone (the oldest open tasks first); the open-task count column keeps the true count."""
 MKey = tuple[str, str]
@@ -202,19 +202,15 @@ class MilestoneMeta:
 
 
 def milestone_metadata(use_for_p50: bool, val: Mapping[str, float]) -> dict[str, str]:
-    return {"milestone_schema": MILESTONE_SCHEMA, "max_tasks": str(MAX_TASKS), "use_for_p50": json.dumps(use_for_p50),
+    return {**MILESTONE_FEATURES.metadata(), "max_tasks": str(MAX_TASKS), "use_for_p50": json.dumps(use_for_p50),
             "validation_mae_days": json.dumps(dict(val))}
 
 
 @lru_cache(maxsize=16)
-def milestone_meta_of(path: Path) -> MilestoneMeta:
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    if props.get("milestone_schema") != MILESTONE_SCHEMA:
-        raise Unavailable(f"milestone model {path} has schema {props.get('milestone_schema')!r}, this service "
-                          f"builds {MILESTONE_SCHEMA!r}")
-    return MilestoneMeta(bool(json.loads(props.get("use_for_p50", "false"))))
+def milestone_meta_of(model: OnnxModel) -> MilestoneMeta:
+    """What the file says besides the graph; checks the feature layout (once per loaded model)."""
+    check_feature_schema(model.metadata, MILESTONE_FEATURES, model.path)
+    return MilestoneMeta(bool(json.loads(model.metadata.get("use_for_p50", "false"))))
 
 
 def run_milestone(version: VersionedModel, rows: Sequence[F32]) -> NDArray[np.float64]:

@@ -4,31 +4,44 @@
 validation and held-out weeks with the served Monte-Carlo p50 and the milestone's due date (MAE, days);
 exported deterministic (ONNX == torch verified at two (batch, n_tasks) sizes, dynamic axes checked), stamped
 with whether it beat Monte-Carlo on validation (then the service uses it for the milestone p50), registered
-as ``timeline-milestone`` (`challenger`; `champion` only when it beats the current champion on this run's
-validation probes)."""
+as ``timeline-milestone`` through `mesh.models.register_and_promote` (`challenger`; `champion` only when it
+beats the current champion re-scored on this run's validation probes)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 
 from mesh.config import MeshSettings
-from mesh.models import CHALLENGER, CHAMPION, ExportReport, ModelRegistry, OnnxModel, StaticModel, VersionedModel
+from mesh.models import (
+    Challenger,
+    ExportReport,
+    ModelRegistry,
+    Objective,
+    OnnxModel,
+    PromotionDecision,
+    StaticModel,
+    VersionedModel,
+    register_and_promote,
+    stamp_metadata,
+    time_range,
+)
 from services.timeline.milestone import (
+    MILESTONE_FEATURES,
     MILESTONE_MODEL_NAME,
     N_MILESTONE_FEATURES,
     MilestoneSamples,
     MilestoneSplit,
+    MKey,
     build_milestone_dataset,
     mae_days,
     milestone_metadata,
-    milestone_truth,
     run_milestone,
     split_milestones,
 )
@@ -84,11 +97,12 @@ def scores(samples: MilestoneSamples, model_days: np.ndarray) -> dict[str, float
             "due_date": mae_days(samples.due_days[ok], truth), "n": float(ok.sum())}
 
 
-def train_milestone(events: list[Any], truth: Any, task_model: VersionedModel, val_start: datetime,
-                    test_start: datetime, out_dir: Path, hidden: int = 32, epochs: int = 60,
+def train_milestone(events: list[Any], completed: Mapping[MKey, tuple[str, datetime]], task_model: VersionedModel,
+                    val_start: datetime, test_start: datetime, out_dir: Path, hidden: int = 32, epochs: int = 60,
                     seed: int = 0) -> MilestoneTrained:
-    """``events``/``truth``: the task model's simulated world; ``val_start``/``test_start``: its split."""
-    samples = build_milestone_dataset(events, milestone_truth(truth), monte_carlo=montecarlo_p50(task_model),
+    """``events``: the task model's history; ``completed``: when its milestones completed (simulator truth
+    or `MilestoneCompleted` events); ``val_start``/``test_start``: the task model's split."""
+    samples = build_milestone_dataset(events, completed, monte_carlo=montecarlo_p50(task_model),
                                       monte_carlo_from=val_start - timedelta(days=1))
     split = split_milestones(samples, val_start, test_start)
     log.info("milestone probes: train %d, val %d, test %d", len(split.train), len(split.val), len(split.test))
@@ -105,37 +119,22 @@ def train_milestone(events: list[Any], truth: Any, task_model: VersionedModel, v
              "replaces" if use else "does not replace")
     out_dir.mkdir(parents=True, exist_ok=True)
     report = export_deterministic(net, out_dir / "milestone.onnx", check_sizes=((1, 3), (7, 11)))
-    model = onnx.load(str(report.path))
-    onnx.helper.set_model_props(model, milestone_metadata(use, {k: v for k, v in val.items() if k != "n"}))
-    onnx.save(model, str(report.path))
+    stamp_metadata(report.path, milestone_metadata(use, {k: v for k, v in val.items() if k != "n"}))
     return MilestoneTrained(split, net, report, val, test, int(test["n"]), use)
 
 
-def register_and_promote_milestone(trained: MilestoneTrained, registry: ModelRegistry, settings: MeshSettings) -> str:
-    """Register as ``challenger``; ``champion`` only when its validation MAE beats the current champion's
-    re-scored on this run's validation probes (one that cannot be scored loses)."""
-    val = trained.val["model"]
-    metrics = {METRIC: val, "val_mae_days_montecarlo": trained.val["montecarlo"],
+def register_and_promote_milestone(trained: MilestoneTrained, registry: ModelRegistry, settings: MeshSettings
+                                   ) -> PromotionDecision:
+    """Register as ``challenger``, promoted by `mesh.models.register_and_promote` on the validation MAE of this
+    run's validation probes (the champion re-scored on the same probes)."""
+    metrics = {METRIC: trained.val["model"], "val_mae_days_montecarlo": trained.val["montecarlo"],
                "val_mae_days_due_date": trained.val["due_date"], "test_mae_days": trained.test["model"],
                "test_mae_days_montecarlo": trained.test["montecarlo"],
                "test_mae_days_due_date": trained.test["due_date"]}
-    metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
     params: dict[str, str | int | float | bool] = {"train_probes": len(trained.split.train),
                                                    "use_for_p50": trained.use_for_p50}
-    train_at = trained.split.train.at
-    version = registry.log_and_register(MILESTONE_MODEL_NAME, trained.path, metrics, params,
-                                        (min(train_at), max(train_at)), alias=CHALLENGER)
-    champion = registry.version_of(MILESTONE_MODEL_NAME, CHAMPION)
-    champion_mae = None
-    if champion is not None:
-        try:
-            old = VersionedModel(MILESTONE_MODEL_NAME, champion, OnnxModel.load(
-                registry.local_path(MILESTONE_MODEL_NAME, champion), settings.models))
-            champion_mae = scores(trained.split.val, run_milestone(old, trained.split.val.rows))["model"]
-        except Exception as exc:  # another feature layout cannot be compared: it loses
-            log.warning("milestone champion v%s cannot be re-scored (%s)", champion, exc)
-    if champion_mae is not None and val >= champion_mae:
-        return f"v{version} kept as challenger: {METRIC} {val:.2f} >= champion v{champion} {champion_mae:.2f}"
-    registry.set_alias(MILESTONE_MODEL_NAME, CHAMPION, version)
-    before = "none" if champion is None else f"v{champion} ({champion_mae})"
-    return f"v{version} promoted to champion: {METRIC} {val:.2f} (previous champion {before})"
+    val = trained.split.val
+    objective = Objective(METRIC, False, lambda version: scores(val, run_milestone(version, val.rows))["model"])
+    challenger = Challenger(MILESTONE_MODEL_NAME, trained.path, MILESTONE_FEATURES, metrics, params,
+                            time_range(trained.split.train.at))
+    return register_and_promote(registry, challenger, objective, settings.models)

@@ -6,7 +6,8 @@ set, in which case it stays on in eval mode and in the exported ONNX graph. So o
 two ONNX graphs: deterministic (`mc=False`, verified equal to torch at two or more sizes) and stochastic
 (`mc=True`; N passes are one ONNX call on the batch repeated N times, see `repeat_for_mc`).
 
-torch is imported by training and export only; serving runs the ONNX graphs (numpy + onnxruntime).
+torch is imported by training and export only; serving runs the ONNX graphs (numpy + onnxruntime) with
+the tensor layout of `services.timeline.tensors`, which does not import this module.
 Targets are natural logs: log(hours) for tasks, log1p(days) for milestones.
 """
 
@@ -20,53 +21,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy.typing import NDArray
 from torch import nn
 
-from mesh.events import TASK_STATUSES
 from mesh.models import ExportReport, ExportVerificationError, check_dynamic_dims, export_torch
+from services.timeline.tensors import F32, MILESTONE_OUTPUT, STEP_FEATURES, TASK_OUTPUT, FloatArray, Quantiles
 
-F32 = NDArray[np.float32]
-FloatArray = NDArray[np.float64]
-
-STATUS_SLOTS: tuple[str, ...] = (*TASK_STATUSES, "reopened")
-"""Slots of the per-step status one-hot: the proto's statuses (`mesh.events.TASK_STATUSES`, in value order),
-then "reopened", a slot no event sets (TaskStatus has no such value: a reopened task re-enters a proto status),
-kept so that timeline-v2 models keep their input width; drop it with the next FEATURE_SCHEMA bump. Unknown
-statuses map to an all-zero one-hot."""
-STEP_FEATURES = len(STATUS_SLOTS) + 3
-"""Per event: status one-hot, log1p(hours since previous event), log1p(hours since creation),
-log1p(hours in the previous status)."""
-TASK_INPUTS = ("events", "event_mask", "static")
-TASK_OUTPUT = "log_hours_remaining"
-MILESTONE_INPUTS = ("tasks", "task_mask")
-MILESTONE_OUTPUT = "log1p_days_remaining"
-
-
-def step_features(statuses: Sequence[str], hours_since_created: Sequence[float]) -> F32:
-    """[T, STEP_FEATURES] features of one task's status history (events in time order)."""
-    hours = np.maximum.accumulate(np.asarray(hours_since_created, dtype=np.float64))
-    gaps = np.diff(hours, prepend=0.0)
-    out = np.zeros((len(statuses), STEP_FEATURES), dtype=np.float32)
-    for t, status in enumerate(statuses):
-        if status in STATUS_SLOTS:
-            out[t, STATUS_SLOTS.index(status)] = 1.0
-    out[:, len(STATUS_SLOTS)] = np.log1p(gaps)
-    out[:, len(STATUS_SLOTS) + 1] = np.log1p(hours)
-    out[1:, len(STATUS_SLOTS) + 2] = np.log1p(gaps[1:])  # time spent in the status the event left
-    return out
-
-
-def pad_sequences(seqs: Sequence[F32]) -> tuple[F32, F32]:
-    """Right-pad [T_i, F] sequences to [B, T_max, F]; the mask is 1.0 on real steps."""
-    t_max = max(1, *(len(s) for s in seqs)) if seqs else 1
-    width = seqs[0].shape[1] if seqs else STEP_FEATURES
-    x = np.zeros((len(seqs), t_max, width), dtype=np.float32)
-    mask = np.zeros((len(seqs), t_max), dtype=np.float32)
-    for i, s in enumerate(seqs):
-        x[i, : len(s)] = s
-        mask[i, : len(s)] = 1.0
-    return x, mask
+# re-exported: training code and its tests read the layout from here too
+from services.timeline.tensors import MILESTONE_INPUTS as MILESTONE_INPUTS
+from services.timeline.tensors import STATUS_SLOTS as STATUS_SLOTS
+from services.timeline.tensors import TASK_INPUTS as TASK_INPUTS
+from services.timeline.tensors import pad_sequences as pad_sequences
+from services.timeline.tensors import quantiles_from_passes as quantiles_from_passes
+from services.timeline.tensors import repeat_for_mc as repeat_for_mc
+from services.timeline.tensors import step_features as step_features
 
 
 class MCDropout(nn.Module):
@@ -248,27 +215,6 @@ def predict(model: nn.Module, inputs: Sequence[F32]) -> F32:
     with torch.no_grad():
         out = model(*[torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in inputs])
     return np.asarray(out.numpy(), dtype=np.float32)
-
-
-@dataclass(frozen=True)
-class Quantiles:
-    """Per-sample p10/p50/p90 of the model's target (log scale), from Monte-Carlo passes."""
-
-    p10: FloatArray
-    p50: FloatArray
-    p90: FloatArray
-
-
-def repeat_for_mc(inputs: Sequence[F32], n: int) -> list[F32]:
-    """Tile each input n times along the batch axis: one call then gives n stochastic passes."""
-    return [np.concatenate([np.asarray(a, dtype=np.float32)] * n, axis=0) for a in inputs]
-
-
-def quantiles_from_passes(flat: NDArray[Any], n: int) -> Quantiles:
-    """[n * B] outputs of a call on `repeat_for_mc` inputs -> per-sample quantiles."""
-    samples = np.asarray(flat, dtype=np.float64).reshape(n, -1)
-    p10, p50, p90 = np.quantile(samples, [0.1, 0.5, 0.9], axis=0)
-    return Quantiles(p10, p50, p90)
 
 
 def predict_distribution(model: nn.Module, inputs: Sequence[F32], n: int = 50, seed: int = 0) -> Quantiles:

@@ -11,25 +11,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from sunday.ml.v1 import common_pb2, events_pb2
 
 from mesh.errors import InvalidArgument, NotFound, Unavailable
-from mesh.models import ModelSource, VersionedModel, build_provenance
+from mesh.models import FeatureSchema, ModelSource, OnnxModel, VersionedModel, build_provenance, check_feature_schema
 from services.timeline.calibration import ConformalCalibrator
-from services.timeline.effort_prior import ConstantPrior, EffortPrior
+from services.timeline.effort_slot import ConstantPrior, EffortPrior
 from services.timeline.features import FEATURE_SCHEMA, STATIC_NAMES, TaskInputs, task_inputs
 from services.timeline.milestone import milestone_inputs, milestone_meta_of, ordered, run_milestone
-from services.timeline.model import TASK_OUTPUT, quantiles_from_passes, repeat_for_mc
 from services.timeline.montecarlo import RemainingTask
 from services.timeline.projection import DEFAULT, ProjectParams, ScopeSnapshot, forecast_project, scope_snapshot
 from services.timeline.state import MilestoneState, ProjectState, TaskState, TimelineStore
+from services.timeline.tensors import TASK_OUTPUT, quantiles_from_passes, repeat_for_mc
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "timeline-task-duration"
 """The registered model the service serves (its ``champion`` alias): the MC-dropout graph."""
+SCHEMA = FeatureSchema(FEATURE_SCHEMA, STATIC_NAMES)
+"""The feature layout the served model must record (checked when it is loaded)."""
 DEFAULT_SIMULATIONS = 2000
 MAX_SIMULATIONS = 100_000
 EK = events_pb2.EntityKind
@@ -47,14 +48,11 @@ class ModelMeta:
 
 
 @lru_cache(maxsize=16)
-def meta_of(path: Path) -> ModelMeta:
-    """Calibration and passes from the ONNX metadata; checks the feature layout."""
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    if props.get("feature_schema") != FEATURE_SCHEMA or props.get("static_names") != ",".join(STATIC_NAMES):
-        raise Unavailable(f"model {path} was trained on feature schema {props.get('feature_schema')!r}, "
-                          f"this service builds {FEATURE_SCHEMA!r}")
+def meta_of(model: OnnxModel) -> ModelMeta:
+    """Calibration and passes from the ONNX metadata; checks the feature layout (once per loaded model:
+    the cache holds it by identity)."""
+    check_feature_schema(model.metadata, SCHEMA, model.path)
+    props = model.metadata
     cal = json.loads(props["calibration"])
     project = ProjectParams.from_json(props["project_params"]) if "project_params" in props else DEFAULT
     return ModelMeta(ConformalCalibrator(cal["method"], float(cal["q"]), float(cal["coverage"])),
@@ -72,7 +70,7 @@ class HoursQuantiles:
 
 def run_mc(version: VersionedModel, inputs: TaskInputs, passes: int | None = None) -> HoursQuantiles:
     """N stochastic passes in one call, quantiles per task, conformal calibration, back to hours."""
-    meta = meta_of(version.model.path)
+    meta = meta_of(version.model)
     n = passes or meta.passes
     feeds = dict(zip(("events", "event_mask", "static"),
                      repeat_for_mc([inputs.events, inputs.event_mask, inputs.static], n), strict=True))
@@ -106,7 +104,7 @@ class TimelinePredictor:
         self._warned: set[str] = set()
 
     def _prior(self, version: VersionedModel) -> EffortPrior:
-        wanted = meta_of(version.model.path).effort_prior
+        wanted = meta_of(version.model).effort_prior
         if wanted == "constant":
             return ConstantPrior()
         if (self._effort is None or self._effort.name != wanted) and wanted not in self._warned:
@@ -116,7 +114,7 @@ class TimelinePredictor:
         return self._effort or ConstantPrior()
 
     def project_params(self, version: VersionedModel) -> ProjectParams:
-        return self._project_params or meta_of(version.model.path).project
+        return self._project_params or meta_of(version.model).project
 
     @property
     def store(self) -> TimelineStore:
@@ -226,7 +224,7 @@ class TimelinePredictor:
             return None
         try:
             version = self._milestone.current
-            milestone_meta_of(version.model.path)
+            milestone_meta_of(version.model)
         except Unavailable as exc:
             if "milestone" not in self._warned:
                 self._warned.add("milestone")
@@ -243,7 +241,7 @@ class TimelinePredictor:
         if version is None or not open_ms:
             return None
         days = run_milestone(version, [milestone_inputs(self._store, tenant_id, ts, m, at) for m, ts in open_ms])
-        if not milestone_meta_of(version.model.path).use_for_p50:
+        if not milestone_meta_of(version.model).use_for_p50:
             log.info("milestone model %s v%s (not served: Monte-Carlo was better on validation): %s days",
                      version.name, version.version, np.round(days, 1).tolist())
             return None

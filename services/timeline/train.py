@@ -1,8 +1,12 @@
-"""`python -m services.timeline.train`: simulated events -> point-in-time samples (replay through the
-service's state) -> time-ordered split (train | 2 validation weeks | 2 held-out weeks) -> BiLSTM+attention
-with MC dropout -> conformal calibration of the 80% interval on the validation weeks -> verified ONNX ->
-evaluation against the baselines on the held-out weeks -> MLflow (`challenger`) -> `champion` only when
-the challenger's validation MAE beats the champion's, re-scored on this run's validation weeks."""
+"""`python -m services.timeline.train [--source eventlog|simulator]`: events (the feature ingestor's
+offline event log, or a simulator run) -> point-in-time samples (replay through the service's state) ->
+the training skeleton of `mesh.models`: time-ordered split (train | 2 validation weeks | 2 held-out weeks)
+-> BiLSTM+attention with MC dropout -> conformal calibration of the 80% interval on the validation weeks
+-> verified ONNX -> scored beside the baselines -> MLflow (`challenger`) -> `champion` only when its
+validation MAE beats the champion's, re-scored on this run's validation weeks. The milestone model
+follows (`milestone_train`).
+
+`simulator` is imported only for `--source simulator`: a deployed image trains from the event log."""
 
 from __future__ import annotations
 
@@ -11,26 +15,46 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mesh.config import MeshSettings
-from mesh.models import CHALLENGER, CHAMPION, ModelRegistry, OnnxModel, VersionedModel
+from mesh.events import Envelope
+from mesh.models import (
+    Challenger,
+    ModelRegistry,
+    Objective,
+    OnnxModel,
+    PromotionDecision,
+    VersionedModel,
+    add_source_arguments,
+    event_log_dir,
+    events_from_log,
+    register_and_promote,
+    score_beside_baselines,
+    source_of,
+)
 from services.timeline.calibration import ConformalCalibrator, fit_conformal
 from services.timeline.dataset import (
     Dataset,
+    Key,
     ProjectProbe,
     Samples,
     Split,
     build_dataset,
+    labels_from_events,
     labels_from_truth,
+    milestones_from_events,
     project_completions,
+    projects_from_events,
     split_by_week,
 )
-from services.timeline.effort_prior import EffortPrior
+from services.timeline.effort_slot import EffortPrior
 from services.timeline.evaluate import (
+    Forecaster,
     ProjectQuality,
     TaskQuality,
     baselines,
@@ -41,18 +65,26 @@ from services.timeline.evaluate import (
 )
 from services.timeline.export import DEFAULT_PASSES, Exported, export_task_model, stamp_project_params
 from services.timeline.features import N_STATIC
+from services.timeline.milestone import MKey, milestone_truth
 from services.timeline.model import TaskDurationNet, TaskModelConfig, TrainConfig, predict_distribution, train
-from services.timeline.predictor import MODEL_NAME, HoursQuantiles, run_mc
+from services.timeline.predictor import MODEL_NAME, SCHEMA, run_mc
 from services.timeline.projection import ParamFit, ProjectParams, fit_project_params
-from simulator import SimConfig, Simulation
+
+if TYPE_CHECKING:
+    from simulator import SimConfig
 
 log = logging.getLogger(__name__)
 METRIC = "val_mae_hours"
 MODEL_KEY = "bilstm_mcdropout"
+DEFAULT_TENANTS, DEFAULT_USERS, DEFAULT_WEEKS, DEFAULT_SEED = 3, 20, 12, 1
+"""The simulated world trained on by default (``--source simulator``)."""
 
 
-DEFAULT_SIM = SimConfig(tenants=3, users_per_tenant=20, weeks=12, seed=1)
-"""The simulated world trained on by default."""
+def default_sim() -> SimConfig:
+    """The default simulated world as a ``simulator.SimConfig`` (imports the simulator)."""
+    from simulator import SimConfig
+
+    return SimConfig(tenants=DEFAULT_TENANTS, users_per_tenant=DEFAULT_USERS, weeks=DEFAULT_WEEKS, seed=DEFAULT_SEED)
 
 
 @dataclass(frozen=True)
@@ -63,6 +95,42 @@ class Options:
     patience: int = 6
     passes: int = DEFAULT_PASSES
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class History:
+    """A training source's time-ordered events and the outcomes known from them."""
+
+    events: list[Envelope]
+    task_done: dict[Key, datetime]
+    """(tenant, task id) -> when the task was done"""
+    projects: dict[Key, tuple[datetime, datetime]]
+    """(tenant, project id) -> (start, completed_at) of completed projects"""
+    milestones: dict[MKey, tuple[str, datetime]]
+    """(tenant, milestone id) -> (project id, completed_at)"""
+
+
+def simulated_history(config: SimConfig) -> History:
+    """A simulator run, labelled by its ground truth."""
+    from simulator import Simulation
+
+    sim = Simulation(config)
+    events = list(sim.events())
+    return History(events, labels_from_truth(sim.truth), project_completions(sim.truth), milestone_truth(sim.truth))
+
+
+def logged_history(events: list[Envelope]) -> History:
+    """Events from the offline event log, labelled by what the events themselves show."""
+    return History(events, labels_from_events(events), projects_from_events(events), milestones_from_events(events))
+
+
+def history_dataset(history: History, effort: EffortPrior | None = None, samples: bool = True) -> Dataset:
+    """``samples=False``: the project probes only (a world used to fit or evaluate project forecasts)."""
+    return build_dataset(history.events, history.task_done, history.projects, effort=effort, with_samples=samples)
+
+
+def simulated_dataset(data: SimConfig, effort: EffortPrior | None = None, samples: bool = True) -> Dataset:
+    return history_dataset(simulated_history(data), effort, samples)
 
 
 @dataclass(frozen=True)
@@ -84,26 +152,17 @@ class Trained:
         return VersionedModel(MODEL_NAME, version, OnnxModel.load(self.exported.mc_path, MeshSettings().models))
 
 
-def simulate(config: SimConfig) -> tuple[list[Any], Any]:
-    sim = Simulation(config)
-    events = list(sim.events())
-    return events, sim.truth
-
-
-def simulated_dataset(data: SimConfig, effort: EffortPrior | None = None, samples: bool = True) -> Dataset:
-    """``samples=False``: the project probes only (a world used to fit or evaluate project forecasts)."""
-    events, truth = simulate(data)
-    return build_dataset(events, labels_from_truth(truth), project_completions(truth), effort=effort,
-                         with_samples=samples)
-
-
 def _inputs(s: Samples) -> list[Any]:
     i = s.inputs()
     return [i.events, i.event_mask, i.static]
 
 
-def onnx_forecaster(model: VersionedModel) -> Any:
+def onnx_forecaster(model: VersionedModel) -> Forecaster:
     return lambda s: run_mc(model, s.inputs())
+
+
+def _quality(forecaster: Forecaster) -> Any:
+    return lambda samples: task_quality(samples, forecaster(samples))
 
 
 def train_all(dataset: Dataset, out_dir: Path, options: Options = Options(), effort: EffortPrior | None = None,
@@ -131,10 +190,9 @@ def train_all(dataset: Dataset, out_dir: Path, options: Options = Options(), eff
                  len(project_val))
         stamp_project_params(exported.mc_path, fit.params)
         model = VersionedModel(MODEL_NAME, "0", OnnxModel.load(exported.mc_path, MeshSettings().models))
-    fns = {MODEL_KEY: onnx_forecaster(model), **baselines(split.train)}
-    return Trained(split, dataset, net, calibrator, raw_cov, exported,
-                   {k: task_quality(split.test, f(split.test)) for k, f in fns.items()},
-                   {k: task_quality(split.val, f(split.val)) for k, f in fns.items()}, effort, fit)
+    held = score_beside_baselines({MODEL_KEY: _quality(onnx_forecaster(model))},
+                                  {k: _quality(f) for k, f in baselines(split.train).items()}, split.val, split.test)
+    return Trained(split, dataset, net, calibrator, raw_cov, exported, held.test, held.val, effort, fit)
 
 
 def evaluate_projects(trained: Trained, probes: Sequence[ProjectProbe] | None = None, simulations: int = 2000,
@@ -143,76 +201,88 @@ def evaluate_projects(trained: Trained, probes: Sequence[ProjectProbe] | None = 
                            params, trained.effort)
 
 
-def register_and_promote(trained: Trained, registry: ModelRegistry, settings: MeshSettings) -> str:
-    """Register the MC graph as `challenger`; move `champion` to it only when its validation MAE beats the
-    current champion's re-scored on this run's validation weeks (one that cannot be scored loses)."""
+def register_and_promote_task_model(trained: Trained, registry: ModelRegistry, settings: MeshSettings
+                                    ) -> PromotionDecision:
+    """The MC graph as `challenger`, promoted by `mesh.models.register_and_promote` on the validation MAE
+    of this run's validation weeks (the champion re-scored on the same samples)."""
     val, test = trained.val[MODEL_KEY], trained.test[MODEL_KEY]
     metrics = {METRIC: val.mae_hours, "val_coverage_80": val.coverage_80, "test_mae_hours": test.mae_hours,
-               "test_mape": test.mape, "test_coverage_80": test.coverage_80}
+               "test_mape": test.mape, "test_coverage_80": test.coverage_80,
+               **{f"test_mae_hours_{k}": q.mae_hours for k, q in trained.test.items() if k != MODEL_KEY}}
     params: dict[str, str | int | float | bool] = {"train_samples": len(trained.split.train),
                                                    "conformal_q": trained.calibrator.q,
                                                    "raw_val_coverage": trained.raw_val_coverage}
-    version = registry.log_and_register(MODEL_NAME, trained.exported.mc_path, metrics, params,
-                                        trained.split.train.time_range(), alias=CHALLENGER)
-    champion = registry.version_of(MODEL_NAME, CHAMPION)
-    champion_mae = None
-    if champion is not None:
-        try:
-            old = VersionedModel(MODEL_NAME, champion,
-                                 OnnxModel.load(registry.local_path(MODEL_NAME, champion), settings.models))
-            champion_mae = task_quality(trained.split.val, _score(old, trained.split.val)).mae_hours
-        except Exception as exc:  # a champion on another feature layout cannot be compared: it loses
-            log.warning("champion v%s cannot be re-scored (%s)", champion, exc)
-    if champion_mae is not None and val.mae_hours >= champion_mae:
-        return f"v{version} kept as challenger: {METRIC} {val.mae_hours:.1f} >= champion v{champion} {champion_mae:.1f}"
-    registry.set_alias(MODEL_NAME, CHAMPION, version)
-    before = "none" if champion is None else f"v{champion} ({champion_mae})"
-    return f"v{version} promoted to champion: {METRIC} {val.mae_hours:.1f} (previous champion {before})"
+    samples = trained.split.val
+    objective = Objective(METRIC, False, lambda version: task_quality(samples, run_mc(version, samples.inputs()))
+                          .mae_hours)
+    challenger = Challenger(MODEL_NAME, trained.exported.mc_path, SCHEMA, metrics, params,
+                            trained.split.train.time_range())
+    return register_and_promote(registry, challenger, objective, settings.models)
 
 
-def _score(model: VersionedModel, samples: Samples) -> HoursQuantiles:
-    return run_mc(model, samples.inputs())
+def training_history(args: argparse.Namespace, settings: MeshSettings) -> tuple[History, list[ProjectProbe] | None]:
+    """The history to train on and, for a simulator run, the project probes of another simulated world to
+    choose the project-forecast parameters on (None: use the training history's validation weeks)."""
+    if source_of(args) == "eventlog":
+        root = event_log_dir(args, settings)
+        events = events_from_log(root)
+        if not events:
+            raise SystemExit(f"no events in the event log at {root}")
+        log.info("%d events from the event log at %s", len(events), root)
+        return logged_history(events), None
+    from simulator import SimConfig
+
+    data = SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed)
+    # project-forecast parameters are chosen on another simulated world, not on the held-out weeks
+    val_probes = list(simulated_dataset(replace(data, seed=data.seed + 100), samples=False).probes)
+    return simulated_history(data), val_probes
 
 
-def main(argv: list[str] | None = None) -> int:
+def _project_val(dataset: Dataset, val_probes: list[ProjectProbe] | None) -> list[ProjectProbe]:
+    if val_probes is not None:
+        return val_probes
+    split = split_by_week(dataset.samples)
+    return [p for p in dataset.probes if split.val_start <= p.at < split.test_start]
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.timeline.train", description=__doc__)
-    parser.add_argument("--tenants", type=int, default=DEFAULT_SIM.tenants)
-    parser.add_argument("--users", type=int, default=DEFAULT_SIM.users_per_tenant)
-    parser.add_argument("--weeks", type=int, default=DEFAULT_SIM.weeks)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SIM.seed)
+    add_source_arguments(parser, tenants=DEFAULT_TENANTS, users=DEFAULT_USERS, weeks=DEFAULT_WEEKS,
+                         seed=DEFAULT_SEED)
     parser.add_argument("--epochs", type=int, default=Options.epochs)
     parser.add_argument("--out", type=Path, default=None, help="where the ONNX files go (default: a temp dir)")
     parser.add_argument("--no-register", action="store_true", help="train and evaluate only")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = MeshSettings()
     out = args.out or Path(tempfile.mkdtemp(prefix="timeline-"))
-    data = SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed)
-    dataset = simulated_dataset(data)
-    # project-forecast parameters are chosen on another simulated world, not on the held-out weeks
-    val_probes = simulated_dataset(replace(data, seed=data.seed + 100), samples=False).probes
-    trained = train_all(dataset, out, Options(epochs=args.epochs), project_val=val_probes)
+    history, val_probes = training_history(args, settings)
+    dataset = history_dataset(history)
+    trained = train_all(dataset, out, Options(epochs=args.epochs), project_val=_project_val(dataset, val_probes))
     print(f"held-out weeks from {trained.split.test_start:%Y-%m-%d}:\n{quality_table(trained.test)}")
     print(f"MC dropout alone covered {trained.raw_val_coverage:.3f} of validation outcomes with p10-p90; "
           f"conformal scale factor {trained.calibrator.q:.3f} (fit on the validation weeks)")
     projects = evaluate_projects(trained)
     print(f"project parameters {trained.project_fit.params if trained.project_fit else None}; completion-date MAE "
-          f"(days) over {projects.n_projects} projects of the training world: {projects.mae_days}; "
+          f"(days) over {projects.n_projects} projects of the training history: {projects.mae_days}; "
           f"'on the deadline' baseline: {projects.deadline_mae_days}")
     print(f"ONNX files in {out} (deterministic graph max |onnx - torch| "
           f"{trained.exported.deterministic.max_abs_diff:.2e})")
     from services.timeline.milestone import MILESTONE_MODEL_NAME
     from services.timeline.milestone_train import register_and_promote_milestone, train_milestone
 
-    events, truth = simulate(data)  # the same world (same seed): the milestone probes replay it again
-    milestone = train_milestone(events, truth, trained.versioned(), trained.split.val_start,
+    milestone = train_milestone(history.events, history.milestones, trained.versioned(), trained.split.val_start,
                                 trained.split.test_start, out)
     print(f"milestone MAE days, validation {milestone.val}, held-out weeks {milestone.test}; "
           f"{'the model' if milestone.use_for_p50 else 'Monte-Carlo'} serves the milestone p50")
     if not args.no_register:
         registry = ModelRegistry(settings.models)
-        print(f"{MODEL_NAME}: {register_and_promote(trained, registry, settings)}")
-        print(f"{MILESTONE_MODEL_NAME}: {register_and_promote_milestone(milestone, registry, settings)}")
+        print(f"{MODEL_NAME}: {register_and_promote_task_model(trained, registry, settings).summary()}")
+        print(f"{MILESTONE_MODEL_NAME}: {register_and_promote_milestone(milestone, registry, settings).summary()}")
     return 0
 
 

@@ -17,6 +17,7 @@ from mesh.bus import (
     InMemoryBroker,
     InMemoryConsumer,
     InMemoryDedupe,
+    PermanentError,
     Publisher,
     PublishError,
     RedisDedupe,
@@ -256,3 +257,18 @@ def test_redis_dedupe_reports_an_outage_as_unavailable() -> None:
         dedupe.seen_many("g", ["a"])
     with pytest.raises(Unavailable):
         dedupe.mark_many("g", ["a"])
+
+
+def test_a_rejected_batch_falls_back_per_event_without_dead_lettering_twice(unique: str) -> None:
+    broker, publisher, sent = _setup(unique, 6)
+    publisher.publish_raw("tasks", b"\xff not an envelope", b"k", [])
+    applied: list[str] = []
+
+    def batch(envs: Sequence[Envelope]) -> None:
+        if any(env.event_id == sent[3].event_id for env in envs):
+            raise PermanentError("task 3 can never be handled")
+        applied.extend(env.event_id for env in envs)
+
+    stats = _runner(broker, publisher, f"fb-{unique}", 7, batch_handler=batch).run()
+    assert stats.dead_lettered == 2 and len(broker.messages(publisher.registry.physical("dlq"))) == 2
+    assert sorted(applied) == sorted(env.event_id for env in sent if env.event_id != sent[3].event_id)

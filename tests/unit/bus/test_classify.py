@@ -123,3 +123,15 @@ def test_translate_infra_errors_decorates_sync_and_async_functions() -> None:
     with pytest.raises(Unavailable):
         asyncio.run(read_async())
     assert is_transient(Unavailable("x"))
+
+
+def test_store_adapters_report_a_redis_outage_as_unavailable() -> None:
+    from mesh.features._aggregates import RedisAggregates
+    from mesh.features._state import EntityState
+
+    down = redis.Redis(port=1, socket_connect_timeout=1)  # nothing listens on port 1
+    state_type = next(iter(EntityState.__subclasses__()))
+    with pytest.raises(Unavailable, match="ConnectionError"):
+        RedisAggregates(down, "ns").load_many(state_type, "t", ["x"])
+    with pytest.raises(Unavailable, match="ConnectionError"):
+        RedisAggregates(down, "ns").apply([], require_built=True)
