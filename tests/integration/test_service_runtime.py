@@ -211,3 +211,30 @@ def test_a_redis_outage_holds_the_stream_and_every_task_is_predicted_after(setti
     wait_until(lambda: service.metric("mesh_consumer_backpressure") == 0, "the hold to be released", 60)
     assert "partitions paused, lag grows" in service.output()
     publisher.close()
+
+
+def test_the_gateway_worker_exits_non_zero_when_its_consumer_dies(settings: MeshSettings, unique: str,
+                                                                  tmp_path: Path) -> None:
+    """``python -m gateway worker``: more invalid records in a row than the dead-letter cap (100) on a
+    delivered topic stop its consumer; the process exits 3 with the reason instead of idling on."""
+    registry = TopicRegistry(settings.kafka.topic_prefix)
+    ensure_topics(settings.kafka, registry, ["predictions.assignment", "dlq"])
+    publisher = KafkaPublisher(settings.kafka, registry)
+    for i in range(110):
+        publisher.publish_raw("predictions.assignment", b"\x08garbage", f"tenant-000:x{i}".encode(), [])
+    publisher.flush()
+    log = tmp_path / "worker.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "worker"], cwd=REPO, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        env={**os.environ, "MESH_ENVIRONMENT": "test", "MESH_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+             "MESH_REDIS_PREFIX": f"test-gw-{unique}:", "MESH_WEBHOOKS__CONSUMER_GROUP": f"test-gw-{unique}",
+             "MESH_TELEMETRY__METRICS_PORT": str(_free_port())})
+    try:
+        proc.wait(120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"the worker kept running after its consumer died:\n{log.read_text()[-3000:]}") from None
+    out = log.read_text(errors="replace")
+    assert proc.returncode == 3, out[-3000:]
+    assert "DeadLetterCapExceeded" in out and "gave up" in out
+    publisher.close()
