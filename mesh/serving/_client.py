@@ -13,7 +13,7 @@ import grpc.aio
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.trace import TracerProvider
 
-from mesh.errors import MeshError
+from mesh.errors import MeshError, Unavailable
 from mesh.retry import RetryPolicy as BaseRetryPolicy
 from mesh.serving._interceptor import STATUS_CODES
 
@@ -60,11 +60,21 @@ async def call_with_retry(
     policy: RetryPolicy = DEFAULT_RETRY,
     *,
     metadata: Metadata | None = None,
+    translate_errors: bool = False,
 ) -> ResponseT:
     """Call a unary stub method within ``deadline_s`` in all, retrying the policy's codes with backoff.
 
     Raises the last ``grpc.aio.AioRpcError`` when out of attempts or time, or at once for other codes.
+    With ``translate_errors`` (callers inside an event handler), raises domain errors instead: an outage
+    (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) as :class:`mesh.errors.Unavailable`, which the bus
+    retries and holds; NOT_FOUND, INVALID_ARGUMENT, PERMISSION_DENIED as theirs (dead-lettered).
     """
+    if translate_errors:
+        try:
+            return await call_with_retry(method, request, deadline_s, policy, metadata=metadata)
+        except grpc.aio.AioRpcError as error:
+            raise _translated(error) from error
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deadline_s
     for attempt in range(1, policy.max_attempts + 1):
@@ -80,6 +90,16 @@ async def call_with_retry(
             log.info("attempt %d failed with %s; retrying in %.3f s", attempt, error.code().name, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+_OUTAGE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                           grpc.StatusCode.RESOURCE_EXHAUSTED})
+
+
+def _translated(error: grpc.aio.AioRpcError) -> Exception:
+    if error.code() in _OUTAGE_CODES:
+        return Unavailable(f"gRPC {error.code().name}: {error.details() or ''}")
+    return domain_error(error) or error
 
 
 def domain_error(error: grpc.aio.AioRpcError) -> MeshError | None:

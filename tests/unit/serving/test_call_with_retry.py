@@ -86,3 +86,17 @@ async def test_an_attempt_past_its_timeout_is_retried(flaky_call: FlakyCall) -> 
 def test_backoff_grows_and_is_capped() -> None:
     policy = RetryPolicy(initial_backoff_s=0.1, multiplier=2, max_backoff_s=0.3, jitter=0)
     assert [policy.backoff_s(n) for n in (1, 2, 3, 4)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
+
+
+async def test_translated_errors_are_domain_errors_the_bus_classifies(flaky_call: FlakyCall) -> None:
+    from mesh.bus import classify
+
+    flaky, call = flaky_call
+    flaky.failures, flaky.error = 100, Unavailable("feature store restarting")
+    with pytest.raises(Unavailable, match="UNAVAILABLE") as outage:
+        await call_with_retry(call, b"x", 5.0, FAST, translate_errors=True)
+    assert classify(outage.value).transient  # held and retried by a consumer, never dead-lettered
+    flaky.calls, flaky.error = 0, NotFound("no such task")
+    with pytest.raises(NotFound, match="no such task") as missing:
+        await call_with_retry(call, b"x", 5.0, FAST, translate_errors=True)
+    assert not classify(missing.value).transient
