@@ -233,3 +233,26 @@ async def test_redirects_are_not_followed(store: WebhookStore) -> None:
     assert target.connections == 1 and internal.connections == 0
     assert found.status == "dead" and found.log[0].status_code == 307
 
+
+
+CARRYING_METADATA = ["https://[64:ff9b::a9fe:a9fe]/latest", "https://[::ffff:0:a9fe:a9fe]/", "https://[::a9fe:a9fe]/",
+                     "https://[2002:a9fe:a9fe::1]/", "https://[2001:0:4136:e378:8000:63bf:5601:5601]/",
+                     "https://[fec0::1]/", "https://[64:ff9b:1::a9fe:a9fe]/"]
+
+
+async def test_ipv6_carrying_a_private_ipv4_is_refused_at_create_and_patch(dns: Dns) -> None:
+    settings = harness.gateway_settings(allow_private_targets=False)
+    async with harness.lifespan_client(harness.build(settings)) as http:
+        auth = {"Authorization": f"Bearer {await harness.token(http, await harness.create_client(http, 'acme'))}"}
+        dns.answers["hooks.example"] = ["93.184.215.14"]
+        sub = await http.post("/v1/webhooks", headers=auth, json={"url": "https://hooks.example/h",
+                                                                   "event_types": ["alert"]})
+        assert sub.status_code == 201, sub.text
+        for url in CARRYING_METADATA:
+            created = await http.post("/v1/webhooks", headers=auth, json={"url": url, "event_types": ["alert"]})
+            patched = await http.patch(f"/v1/webhooks/{sub.json()['id']}", headers=auth, json={"url": url})
+            for response in (created, patched):
+                assert response.status_code == 422, (url, response.text)
+                assert response.json()["type"].endswith("/unsafe-webhook-target")
+        assert (await http.get(f"/v1/webhooks/{sub.json()['id']}", headers=auth)).json()["url"] == \
+            "https://hooks.example/h"
