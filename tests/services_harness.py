@@ -231,10 +231,18 @@ class ServiceProcess:
         self.kills = 0
         self.exits: list[int] = []
         """Exit codes of the runs that ended by themselves (not killed by us)."""
+        self.closed = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
+    def close(self) -> None:
+        """Stop for good (SIGTERM, then SIGKILL): later :meth:`start` calls refuse."""
+        self.closed = True
+        self.terminate(20)
+
     def start(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"{self.name} was closed")
         if self.alive():
             raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
         self._log = self.log_path.open("ab")
@@ -328,4 +336,4 @@ class ServiceProcess:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.terminate(10)
+        self.close()

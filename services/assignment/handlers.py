@@ -136,15 +136,22 @@ class AssignmentHandler:
             self._state.apply(events, require_built=True)
 
     def _predict(self, created: Sequence[Envelope]) -> list[tuple[Envelope, events_pb2.AssignmentPrediction]]:
+        """Rank a segment's new tasks, one ``rank_many`` per tenant (one read of the union of candidates,
+        one model run); a task nobody can be ranked for yields nothing (see :meth:`_nothing_to_rank`)."""
         out = []
         trace_id = current_trace_id() or None
+        by_tenant: dict[str, list[Envelope]] = {}
         for env in created:
-            try:
-                prediction = self._ranker.rank_assignees(env.tenant_id, env.task_created.task_id, trace_id=trace_id)
-            except NotFound as exc:
-                self._nothing_to_rank(env, exc)
-                continue
-            out.append((env, prediction))
+            by_tenant.setdefault(env.tenant_id, []).append(env)
+        for tenant, envs in by_tenant.items():
+            outcomes = self._ranker.rank_many(tenant, [e.task_created.task_id for e in envs], trace_id=trace_id)
+            for env, outcome in zip(envs, outcomes, strict=True):
+                if isinstance(outcome, events_pb2.AssignmentPrediction):
+                    out.append((env, outcome))
+                elif isinstance(outcome, NotFound):
+                    self._nothing_to_rank(env, outcome)
+                else:
+                    raise outcome
         return out
 
     def _nothing_to_rank(self, env: Envelope, exc: NotFound) -> None:

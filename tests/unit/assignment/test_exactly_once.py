@@ -69,16 +69,17 @@ def test_live_batches_rank_on_the_rows_the_training_replay_builds(world: World) 
     service = build_service(world.static_model())
     online = Recording(service.state)
     service.ranker._online = online
-    real_rank = service.ranker.rank_assignees
+    real_rank = service.ranker.rank_many
 
-    def rank(tenant_id: str, task: str, *args: object, **kwargs: object) -> object:
-        out = real_rank(tenant_id, task, *args, **kwargs)  # type: ignore[arg-type]
-        features = service.state.task(tenant_id, task)
-        assert features is not None
-        seen[f"{tenant_id}:{task}"] = (features, online.last)
+    def rank_many(tenant_id: str, task_ids: list[str], *args: object, **kwargs: object) -> object:
+        out = real_rank(tenant_id, task_ids, *args, **kwargs)  # type: ignore[arg-type]
+        for task in task_ids:
+            features = service.state.task(tenant_id, task)
+            assert features is not None
+            seen[f"{tenant_id}:{task}"] = (features, online.last)
         return out
 
-    service.ranker.rank_assignees = rank  # type: ignore[assignment,method-assign]
+    service.ranker.rank_many = rank_many  # type: ignore[assignment,method-assign]
     handler = service.handler(Publisher(InMemoryBroker().producer(), TopicRegistry("unit.")))
     for size, start in zip((97, 211, 5, 400, 787), (0, 97, 308, 313, 713), strict=True):
         handler(events[start: start + size])
