@@ -17,6 +17,8 @@ BENCHMARKS: dict[str, str] = {
     "assignment": "assignment ranking quality (NDCG/MRR vs baselines), latency in-process/gRPC, ONNX speedup",
     "features": "online feature read latency (batch 1/64, Redis) and replay time of a simulated week",
     "gateway": "gateway latency p50/p95/p99 + throughput vs direct gRPC (loopback)",
+    "mesh": "real assignment + timeline processes, open loop: event path task -> prediction p50/p99 per rate, lag, "
+            "CPU, GC, RSS, lost, 1 vs 2 replicas; RankAssignees (300 candidates) direct and via the gateway",
     "bus": "mesh publisher/consumer runner vs raw confluent-kafka throughput on the same messages",
     "timeline": "task remaining-time MAE/MAPE/80% coverage vs baselines, project completion-date MAE, gRPC latency",
     "storypoints": "effort model (issue text -> story points) vs Mean/Median and published Deep-SE MAE",

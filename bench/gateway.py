@@ -85,38 +85,54 @@ def _wait(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None
     raise RuntimeError(f"{what} did not start within {timeout_s:.0f}s")
 
 
-def _start(work: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str]:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}"}
-    port_file = work / "backend.port"
-    procs = [subprocess.Popen([sys.executable, "-m", "gateway.devtools.stub_backend", "--port", "0",
-                               "--port-file", str(port_file)], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)]
-    _wait(lambda: port_file.exists() and bool(port_file.read_text()), "stub backend")
-    backend, port, admin = f"127.0.0.1:{port_file.read_text()}", _free_port(), secrets.token_hex(16)
+def start_gateway(backend: str, *, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The real gateway (uvicorn, bench plan without limits) in front of the AssignmentService at
+    ``backend``; returns the process, its URL and its admin token."""
+    port, admin = _free_port(), secrets.token_hex(16)
     plans = {"free": {"rate_per_s": 1e6, "burst": 10**7, "client_rate_per_s": 1e6, "client_burst": 10**7,
                       "daily_quota": 10**9, "monthly_quota": 10**9}}
-    procs.append(subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "--factory", "gateway.devtools.bench_app:app", "--port", str(port),
          "--log-level", "warning", "--no-access-log"], cwd=ROOT, env={
-            **env, "MESH_ENVIRONMENT": "test", "MESH_REDIS_PREFIX": f"bench-{admin[:8]}:",
+            **_env(), **(env or {}), "MESH_ENVIRONMENT": "test", "MESH_REDIS_PREFIX": f"bench-{admin[:8]}:",
             "MESH_AUTH__ADMIN_TOKEN": admin, "MESH_BACKENDS__ASSIGNMENT": backend,
-            "MESH_WEBHOOKS__WORKER_ENABLED": "false", "MESH_PLANS": json.dumps(plans)}))
+            "MESH_WEBHOOKS__WORKER_ENABLED": "false", "MESH_PLANS": json.dumps(plans)})
     url = f"http://127.0.0.1:{port}"
-    _wait(lambda: httpx.get(f"{url}/healthz").status_code == 200, "gateway")
-    return procs, url, backend, admin
+    try:
+        _wait(lambda: httpx.get(f"{url}/healthz").status_code == 200, "gateway")
+    except RuntimeError:
+        proc.terminate()
+        raise
+    return proc, url, admin
 
 
-async def _token(url: str, admin: str) -> str:
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}"}
+
+
+def _start(work: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str]:
+    port_file = work / "backend.port"
+    procs = [subprocess.Popen([sys.executable, "-m", "gateway.devtools.stub_backend", "--port", "0",
+                               "--port-file", str(port_file)], env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL)]
+    _wait(lambda: port_file.exists() and bool(port_file.read_text()), "stub backend")
+    backend = f"127.0.0.1:{port_file.read_text()}"
+    gateway, url, admin = start_gateway(backend)
+    return [*procs, gateway], url, backend, admin
+
+
+async def token(url: str, admin: str, tenant_id: str = "acme") -> str:
+    """A bearer token of a new API client of ``tenant_id`` allowed to call the assignment routes."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
         created = (await http.post("/v1/admin/clients", headers={"Authorization": f"Bearer {admin}"},
-                                   json={"tenant_id": "acme", "scopes": ["assignment:read"]})).json()
-        token = (await http.post("/oauth/token", data={"grant_type": "client_credentials",
+                                   json={"tenant_id": tenant_id, "scopes": ["assignment:read"]})).json()
+        reply = (await http.post("/oauth/token", data={"grant_type": "client_credentials",
                                                        "client_id": created["client_id"],
                                                        "client_secret": created["client_secret"]})).json()
-    return str(token["access_token"])
+    return str(reply["access_token"])
 
 
 async def _measure(url: str, backend: str, admin: str, levels: list[int], total: int) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {await _token(url, admin)}"}
+    headers = {"Authorization": f"Bearer {await token(url, admin)}"}
     connector = aiohttp.TCPConnector(limit=max(levels))  # keep-alive; aiohttp sets TCP_NODELAY itself
     async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as http:
 

@@ -23,7 +23,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from services.assignment.features import PAIR_FEATURES, PeopleArrays, PersonFeatures, TaskFeatures, pair_columns
+from services.assignment.features import (
+    PAIR_FEATURES,
+    PAIR_SLICE,
+    Matrix,
+    PeopleArrays,
+    PersonFeatures,
+    TaskFeatures,
+    pair_columns,
+)
 from services.assignment.online import OnlineFeatures
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,12 @@ def first_stage_scores(task: TaskFeatures, people: PeopleArrays,
                        rows: npt.NDArray[np.intp] | None = None) -> npt.NDArray[np.float64]:
     """The cheap score of ``task`` for each candidate in ``rows`` (all by default)."""
     scores: npt.NDArray[np.float64] = pair_columns(task, people, rows) @ _WEIGHTS
+    return scores
+
+
+def first_stage_of_rows(x: Matrix) -> npt.NDArray[np.float64]:
+    """The same score from feature rows (training/evaluation lists; the pair block on the 1/1024 grid)."""
+    scores: npt.NDArray[np.float64] = x[:, PAIR_SLICE].astype(np.float64) @ _WEIGHTS
     return scores
 
 
