@@ -46,7 +46,16 @@ from mesh.models._runner import (
     load_onnx_model,
 )
 from mesh.models._schema import FeatureSchema, FeatureSchemaMismatch, check_feature_schema
-from mesh.models._sources import SOURCES, Source, add_source_arguments, event_log_dir, events_from_log, source_of
+from mesh.models._sources import (
+    SOURCES,
+    Source,
+    add_training_arguments,
+    event_log_dir,
+    events_from_log,
+    logged_training_events,
+    output_dir,
+    source_of,
+)
 from mesh.models._verify import ExportReport, SizeCheck, Tolerance, check_dynamic_dims, compare_with_native
 
 __all__ = [
@@ -57,8 +66,8 @@ __all__ = [
     "SKLEARN_OPSETS",
     "SOURCES",
     "AliasRegistry",
-    "Coalescer",
     "Challenger",
+    "Coalescer",
     "ExportReport",
     "ExportVerificationError",
     "FeatureSchema",
@@ -80,7 +89,7 @@ __all__ = [
     "TimeSplit",
     "Tolerance",
     "VersionedModel",
-    "add_source_arguments",
+    "add_training_arguments",
     "build_provenance",
     "check_dynamic_dims",
     "check_feature_schema",
@@ -93,6 +102,8 @@ __all__ = [
     "export_sklearn",
     "export_torch",
     "load_onnx_model",
+    "logged_training_events",
+    "output_dir",
     "register_and_promote",
     "score_beside_baselines",
     "source_of",

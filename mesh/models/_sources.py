@@ -8,6 +8,8 @@ simulator trains from the event log alone.
 from __future__ import annotations
 
 import argparse
+import logging
+import tempfile
 from collections.abc import Container
 from pathlib import Path
 from typing import Literal, cast
@@ -15,14 +17,16 @@ from typing import Literal, cast
 from mesh.config import MeshSettings
 from mesh.events import Envelope, occurred_at
 
+log = logging.getLogger(__name__)
 Source = Literal["eventlog", "simulator"]
 SOURCES: tuple[Source, ...] = ("eventlog", "simulator")
 
 
-def add_source_arguments(parser: argparse.ArgumentParser, *, tenants: int, users: int, weeks: int, seed: int,
-                         default: Source = "simulator") -> None:
-    """``--source eventlog|simulator``, ``--event-log DIR``, and the simulated world's size (``--tenants``,
-    ``--users`` per tenant, ``--weeks``, ``--seed``; defaults given) for ``--source simulator``."""
+def add_training_arguments(parser: argparse.ArgumentParser, *, tenants: int, users: int, weeks: int, seed: int,
+                           default: Source = "simulator") -> None:
+    """The arguments every training command takes: ``--source eventlog|simulator``, ``--event-log DIR``,
+    the simulated world's size (``--tenants``, ``--users`` per tenant, ``--weeks``, ``--seed``; defaults
+    given) for ``--source simulator``, ``--out DIR`` and ``--no-register``."""
     parser.add_argument("--source", choices=SOURCES, default=default,
                         help=f"training events: the feature ingestor's offline event log, or a simulator run "
                              f"(default {default})")
@@ -34,6 +38,13 @@ def add_source_arguments(parser: argparse.ArgumentParser, *, tenants: int, users
     world.add_argument("--users", type=int, default=users, help="people per tenant")
     world.add_argument("--weeks", type=int, default=weeks)
     world.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--out", type=Path, default=None, help="where the ONNX files go (default: a temp dir)")
+    parser.add_argument("--no-register", action="store_true", help="train and evaluate only")
+
+
+def output_dir(args: argparse.Namespace, prefix: str) -> Path:
+    """``--out``, else a fresh temporary folder."""
+    return Path(args.out) if args.out is not None else Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def source_of(args: argparse.Namespace) -> Source:
@@ -47,6 +58,18 @@ def event_log_dir(args: argparse.Namespace, settings: MeshSettings) -> Path:
     from mesh.features import FeatureRepoConfig
 
     return FeatureRepoConfig.from_settings(settings).event_log_dir
+
+
+def logged_training_events(args: argparse.Namespace, settings: MeshSettings, types: Container[str] | None = None
+                           ) -> list[Envelope]:
+    """The events of the event log chosen by the arguments (of ``types`` only, when given); SystemExit when
+    there are none to train on."""
+    root = event_log_dir(args, settings)
+    events = events_from_log(root, types)
+    if not events:
+        raise SystemExit(f"no training events in the event log at {root}")
+    log.info("%d training events from the event log at %s", len(events), root)
+    return events
 
 
 def events_from_log(root: Path, types: Container[str] | None = None) -> list[Envelope]:

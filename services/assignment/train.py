@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +27,9 @@ from mesh.models import (
     Objective,
     OnnxModel,
     PromotionDecision,
-    add_source_arguments,
-    event_log_dir,
-    events_from_log,
+    add_training_arguments,
+    logged_training_events,
+    output_dir,
     register_and_promote,
     score_beside_baselines,
     source_of,
@@ -138,12 +137,7 @@ def quality_table(quality: dict[str, RankingQuality]) -> str:
 def training_events(args: argparse.Namespace, settings: MeshSettings) -> list[Envelope]:
     """The events the dataset is built from: the offline event log, or a simulator run."""
     if source_of(args) == "eventlog":
-        root = event_log_dir(args, settings)
-        events = events_from_log(root, EVENT_TYPES)
-        if not events:
-            raise SystemExit(f"no assignment events in the event log at {root}")
-        log.info("%d events from the event log at %s", len(events), root)
-        return events
+        return logged_training_events(args, settings, EVENT_TYPES)
     from simulator import SimConfig
 
     return simulated_events(SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks,
@@ -152,10 +146,8 @@ def training_events(args: argparse.Namespace, settings: MeshSettings) -> list[En
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.assignment.train", description=__doc__)
-    add_source_arguments(parser, tenants=DEFAULT_TENANTS, users=DEFAULT_USERS, weeks=DEFAULT_WEEKS,
-                         seed=DEFAULT_SEED)
-    parser.add_argument("--out", type=Path, default=None, help="where the ONNX files go (default: a temp dir)")
-    parser.add_argument("--no-register", action="store_true", help="train and evaluate only")
+    add_training_arguments(parser, tenants=DEFAULT_TENANTS, users=DEFAULT_USERS, weeks=DEFAULT_WEEKS,
+                           seed=DEFAULT_SEED)
     return parser
 
 
@@ -163,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = MeshSettings()
-    out = args.out or Path(tempfile.mkdtemp(prefix="assignment-"))
+    out = output_dir(args, "assignment-")
     trained = train_all(training_events(args, settings), out)
     print(f"held-out week(s) from {trained.split.test_start:%Y-%m-%d}:\n{quality_table(trained.test)}")
     print(f"ensemble weight on nn: {trained.ensemble.weight:.2f}; ONNX files in {out}")

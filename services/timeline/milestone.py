@@ -30,7 +30,7 @@ from mesh.events import Envelope, occurred_at
 from mesh.models import FeatureSchema, OnnxModel, VersionedModel, check_feature_schema
 from services.timeline.features import FEATURE_SCHEMA, N_STATIC, STATIC_NAMES, task_inputs
 from services.timeline.state import InMemoryTimelineStore, MilestoneState, TaskState, TimelineStore, apply_event
-from services.timeline.tensors import F32, MILESTONE_OUTPUT
+from services.timeline.tensors import F32, MILESTONE_OUTPUT, pad_sequences
 
 log = logging.getLogger(__name__)
 MILESTONE_MODEL_NAME = "timeline-milestone"
@@ -71,13 +71,7 @@ def milestone_inputs(store: TimelineStore, tenant_id: str, tasks: Sequence[TaskS
 
 def pad_milestones(rows: Sequence[F32]) -> tuple[F32, F32]:
     """[B, T_max, F] task rows and [B, T_max] mask (1.0 on real tasks)."""
-    t_max = max([1, *(len(r) for r in rows)])
-    x = np.zeros((len(rows), t_max, N_MILESTONE_FEATURES), dtype=np.float32)
-    mask = np.zeros((len(rows), t_max), dtype=np.float32)
-    for i, r in enumerate(rows):
-        x[i, : len(r)] = r
-        mask[i, : len(r)] = 1.0
-    return x, mask
+    return pad_sequences(rows, N_MILESTONE_FEATURES)
 
 
 @dataclass(frozen=True)

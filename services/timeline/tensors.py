@@ -44,10 +44,11 @@ def step_features(statuses: Sequence[str], hours_since_created: Sequence[float])
     return out
 
 
-def pad_sequences(seqs: Sequence[F32]) -> tuple[F32, F32]:
-    """Right-pad [T_i, F] sequences to [B, T_max, F]; the mask is 1.0 on real steps."""
-    t_max = max(1, *(len(s) for s in seqs)) if seqs else 1
-    width = seqs[0].shape[1] if seqs else STEP_FEATURES
+def pad_sequences(seqs: Sequence[F32], width: int | None = None) -> tuple[F32, F32]:
+    """Right-pad [T_i, F] sequences to [B, T_max, F] (T_max >= 1); the mask is 1.0 on real steps. ``width``:
+    F (default: the first sequence's, else STEP_FEATURES)."""
+    t_max = max([1, *(len(s) for s in seqs)])
+    width = width or (seqs[0].shape[1] if seqs else STEP_FEATURES)
     x = np.zeros((len(seqs), t_max, width), dtype=np.float32)
     mask = np.zeros((len(seqs), t_max), dtype=np.float32)
     for i, s in enumerate(seqs):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -30,9 +29,9 @@ from mesh.models import (
     OnnxModel,
     PromotionDecision,
     VersionedModel,
-    add_source_arguments,
-    event_log_dir,
-    events_from_log,
+    add_training_arguments,
+    logged_training_events,
+    output_dir,
     register_and_promote,
     score_beside_baselines,
     source_of,
@@ -224,12 +223,7 @@ def training_history(args: argparse.Namespace, settings: MeshSettings) -> tuple[
     """The history to train on and, for a simulator run, the project probes of another simulated world to
     choose the project-forecast parameters on (None: use the training history's validation weeks)."""
     if source_of(args) == "eventlog":
-        root = event_log_dir(args, settings)
-        events = events_from_log(root)
-        if not events:
-            raise SystemExit(f"no events in the event log at {root}")
-        log.info("%d events from the event log at %s", len(events), root)
-        return logged_history(events), None
+        return logged_history(logged_training_events(args, settings)), None
     from simulator import SimConfig
 
     data = SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed)
@@ -247,11 +241,9 @@ def _project_val(dataset: Dataset, val_probes: list[ProjectProbe] | None) -> lis
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m services.timeline.train", description=__doc__)
-    add_source_arguments(parser, tenants=DEFAULT_TENANTS, users=DEFAULT_USERS, weeks=DEFAULT_WEEKS,
-                         seed=DEFAULT_SEED)
+    add_training_arguments(parser, tenants=DEFAULT_TENANTS, users=DEFAULT_USERS, weeks=DEFAULT_WEEKS,
+                           seed=DEFAULT_SEED)
     parser.add_argument("--epochs", type=int, default=Options.epochs)
-    parser.add_argument("--out", type=Path, default=None, help="where the ONNX files go (default: a temp dir)")
-    parser.add_argument("--no-register", action="store_true", help="train and evaluate only")
     return parser
 
 
@@ -259,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = MeshSettings()
-    out = args.out or Path(tempfile.mkdtemp(prefix="timeline-"))
+    out = output_dir(args, "timeline-")
     history, val_probes = training_history(args, settings)
     dataset = history_dataset(history)
     trained = train_all(dataset, out, Options(epochs=args.epochs), project_val=_project_val(dataset, val_probes))
