@@ -16,6 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from gateway.auth.principal import ALL_SCOPES
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -43,12 +44,14 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
         procs.append(subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env={
             **env, "MESH_ENVIRONMENT": "test", "MESH_PORT": str(port), "MESH_REDIS_PREFIX": f"st-{admin[:8]}:",
             "MESH_AUTH__ADMIN_TOKEN": admin, "MESH_BACKENDS__ASSIGNMENT": backend, "MESH_BACKENDS__TIMELINE": backend,
-            "MESH_WEBHOOKS__WORKER_ENABLED": "false", "MESH_PLANS": json.dumps(plans)}))
+            "MESH_WEBHOOKS__WORKER_ENABLED": "false", "MESH_PLANS": json.dumps(plans),
+            "MESH_ACCESS_LIMITS": json.dumps({name: {"rate_per_s": 1000, "burst": 100_000} for name in (
+                "token_per_client", "token_per_source", "manage_per_client", "manage_per_source")})}))
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: httpx.get(f"{url}/healthz").status_code == 200, "gateway",
                    ignore=(OSError, httpx.HTTPError))
         created = httpx.post(f"{url}/v1/admin/clients", headers={"Authorization": f"Bearer {admin}"}, json={
-            "tenant_id": "acme", "scopes": ["assignment:read", "timeline:read", "webhooks:read", "keys:read"]}).json()
+            "tenant_id": "acme", "scopes": list(ALL_SCOPES)}).json()  # write routes included
         token = httpx.post(f"{url}/oauth/token", data={"grant_type": "client_credentials",
                                                        "client_id": created["client_id"],
                                                        "client_secret": created["client_secret"]}).json()
