@@ -26,7 +26,10 @@ from bench._report import write_report
 from mesh.config import MeshSettings
 from mesh.events import Envelope
 from mesh.features import RedisAggregates
+from mesh.metrics import RankingQuality, ranking_quality, split_scores
 from mesh.models import INPUT_NAME, OnnxModel, StaticModel, VersionedModel
+from services.assignment.candidates import DEFAULT_SHORTLIST, first_stage_of_rows
+from services.assignment.dataset import RankingSet, build_dataset
 from services.assignment.model import LambdaMartOptions, NetOptions
 from services.assignment.online import OnlineFeatures
 from services.assignment.ranker import MODEL_NAME, AssignmentRanker
@@ -38,6 +41,8 @@ from simulator import SimConfig
 MODELS = ("ensemble", "nn", "lambdamart", "baseline_random", "baseline_least_loaded", "baseline_skill_match",
           "baseline_most_frequent")
 CANDIDATES = 50
+REAL_TENANT = 300
+"""People of the real-size tenant: its quality lists and latency rank all of them."""
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:
@@ -57,8 +62,10 @@ def _state_with(events: list[Envelope], settings: MeshSettings) -> StateStore:
 
 
 def _requests(state: StateStore, events: list[Envelope], n: int) -> list[tuple[str, str, list[str]]]:
+    """Tasks of the tenant, each ranked against all its active people (no candidate list: what a real
+    call asks)."""
     tenant = events[0].tenant_id
-    people = state.active_ids(tenant)[:CANDIDATES]
+    people: list[str] = []
     tasks = [e.task_created.task_id for e in events if e.type == "task_created" and e.tenant_id == tenant]
     return [(tenant, tasks[-1 - i % min(len(tasks), 200)], people) for i in range(n)]
 
@@ -74,7 +81,8 @@ def latency(ranker: AssignmentRanker, requests: list[tuple[str, str, list[str]]]
     grpc_samples = asyncio.run(_grpc_latency(ranker, requests, warm))
     p50, p99 = _percentiles(inproc)
     g50, g99 = _percentiles(grpc_samples)
-    return {"rank50_inproc_p50": p50, "rank50_inproc_p99": p99, "rank50_grpc_p50": g50, "rank50_grpc_p99": g99}
+    n = REAL_TENANT
+    return {f"rank{n}_inproc_p50": p50, f"rank{n}_inproc_p99": p99, f"rank{n}_grpc_p50": g50, f"rank{n}_grpc_p99": g99}
 
 
 async def _grpc_latency(ranker: AssignmentRanker, requests: list[tuple[str, str, list[str]]], warm: int) -> list[float]:
@@ -120,6 +128,29 @@ def onnx_speedup(trained: Trained, settings: MeshSettings, reps: int) -> dict[st
     return out
 
 
+def two_stage(scores: np.ndarray, data: RankingSet, n: int) -> tuple[RankingQuality, float]:
+    """Quality when the models only see each list's first-stage shortlist of ``n`` (the rest ranked after
+    it, tied), and the shortlist's recall of the true assignee."""
+    first = first_stage_of_rows(data.x)
+    out, hits = [], 0
+    for a, b, relevant in zip(data.offsets[:-1], data.offsets[1:], data.relevant, strict=True):
+        kept = np.argsort(-first[a:b], kind="stable")[:n]
+        ranked = np.full(b - a, -1e9)
+        ranked[kept] = scores[a:b][kept]
+        hits += int(relevant in kept)
+        out.append((ranked, int(relevant)))
+    return ranking_quality(out), hits / len(data)
+
+
+def stage_quality(path: Path, data: RankingSet, settings: MeshSettings, n: int) -> dict[str, dict[str, float]]:
+    """The served ensemble on ``data``: every candidate scored vs the first stage's shortlist only."""
+    model = OnnxModel.load(path, settings.models, warm_up=False)
+    scores = np.asarray(model.run({INPUT_NAME: data.x})["score"], np.float64).reshape(-1)
+    full = ranking_quality(zip(split_scores(scores, data.sizes), data.relevant.tolist(), strict=True))
+    staged, recall = two_stage(scores, data, n)
+    return {"ensemble": full.as_dict(), f"ensemble_first_stage_{n}": {**staged.as_dict(), "recall": recall}}
+
+
 def _plot(quality: dict[str, dict[str, float]]) -> Callable[[Any], None]:
     def draw(fig: Any) -> None:
         ax = fig.add_subplot(1, 1, 1)
@@ -146,23 +177,34 @@ def main(argv: list[str] | None = None) -> int:
                         NetOptions(epochs=8 if args.quick else 30),
                         LambdaMartOptions(n_estimators=150 if args.quick else 400))
     quality = {k: trained.test[k].as_dict() for k in MODELS}
-    state = _state_with([e for e in events if e.tenant_id == events[0].tenant_id], settings)
+    staged = stage_quality(trained.exported.ensemble.path, trained.split.test, settings, DEFAULT_SHORTLIST)
+    quality.update({k: v for k, v in staged.items() if k != "ensemble"})
+    tenant_events = simulated_events(SimConfig(tenants=1, users_per_tenant=REAL_TENANT, weeks=1 if args.quick else 2,
+                                               seed=7))
+    real = build_dataset(tenant_events)
+    real_quality = stage_quality(trained.exported.ensemble.path, real, settings, DEFAULT_SHORTLIST)
+    print(f"real-size tenant ({REAL_TENANT} people, {len(real)} lists, median {int(np.median(real.sizes))} "
+          f"candidates): " + "; ".join(f"{k}: " + " ".join(f"{m}={v:.3f}" for m, v in q.items())
+                                       for k, q in real_quality.items()))
+    state = _state_with(tenant_events, settings)
     model = StaticModel(VersionedModel(MODEL_NAME, "bench", OnnxModel.load(trained.exported.ensemble.path,
                                                                             settings.models)))
     calls = 300 if args.quick else 2000
     try:
-        lat = latency(AssignmentRanker(state, OnlineFeatures(state), model), _requests(state, events, calls),
+        lat = latency(AssignmentRanker(state, OnlineFeatures(state), model), _requests(state, tenant_events, calls),
                       warm=50 if args.quick else 200)
     finally:
         state.store.clear()
     speedup = onnx_speedup(trained, settings, reps=200 if args.quick else 2000)
     rows = [{"model": k, **v} for k, v in quality.items()]
     print(f"{len(trained.split.test)} held-out lists from {trained.split.test_start:%Y-%m-%d}; "
-          f"{calls} calls per latency")
+          f"{calls} calls per latency (closed loop, {REAL_TENANT}-person tenant)")
     print(" ".join(f"{k}={v:.2f}ms" for k, v in lat.items()))
     print(" ".join(f"{k}@{b}={s:.1f}x" for k, d in speedup.items() for b, s in d.items()))
-    write_report(args.out, "assignment", {"quality": quality, "latency_ms": lat, "onnx_speedup": speedup},
-                 rows, ["model", "ndcg@5", "ndcg@10", "mrr"], _plot(quality))
+    payload = {"quality": quality, "real_tenant_quality": real_quality, "shortlist": DEFAULT_SHORTLIST,
+               "latency_ms_closed_loop": lat, "onnx_speedup": speedup}
+    write_report(args.out, "assignment", payload, rows, ["model", "ndcg@5", "ndcg@10", "mrr", "recall"],
+                 _plot(quality))
     return 0
 
 

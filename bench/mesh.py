@@ -295,8 +295,46 @@ def wait_for(collector: Collector, services: Sequence[str], ids: Sequence[str], 
         time.sleep(0.2)
 
 
+@dataclass
+class Phase:
+    """One offered rate: what was published when, and what the services did meanwhile."""
+
+    name: str
+    rate: float
+    services: list[str]
+    due: dict[str, float]
+    """task id -> scheduled publish time (monotonic)"""
+    ended: float
+    lags: dict[str, int]
+    usage: dict[str, dict[str, float]]
+
+    def rows(self, collector: Collector) -> list[dict[str, Any]]:
+        """Latencies of every prediction that arrived by now (late ones count with their real latency);
+        lost = never arrived."""
+        out = []
+        first = min(self.due.values())
+        for service in self.services:
+            arrived = collector.arrivals[service]
+            got = [arrived[t] - d for t, d in self.due.items() if t in arrived]
+            ms = np.asarray(got) * 1000.0 if got else np.asarray([float("nan")])
+            last = max((arrived[t] for t in self.due if t in arrived), default=self.ended)
+            mine = [u for name, u in self.usage.items() if name.startswith(f"{service}#")]
+            out.append({
+                "phase": self.name, "service": service, "replicas": len(mine), "offered_tasks_s": self.rate,
+                "tasks": len(self.due), "p50_ms": float(np.percentile(ms, 50)),
+                "p95_ms": float(np.percentile(ms, 95)), "p99_ms": float(np.percentile(ms, 99)),
+                "predictions_s": len(got) / max(last - first, 1e-9), "lag_end": self.lags[service],
+                "lost": len(self.due) - len(got), "cpu_cores": sum(u["cpu_cores"] for u in mine),
+                "gc_p99_ms": max((u["gc_p99_ms"] for u in mine), default=float("nan")),
+                "gc_per_min": sum(u["gc_per_min"] for u in mine)})
+        return out
+
+
 def run_rate(mesh: Mesh, collector: Collector, stream: Stream, rate: float, seconds: float, tag: str,
-             services: Sequence[str], drain_s: float) -> list[dict[str, Any]]:
+             services: Sequence[str], drain_s: float, name: str = "rates") -> Phase:
+    """Publish at ``rate`` for ``seconds``, note the lag when publishing ends, then wait (at most
+    ``drain_s``) for every prediction so that the next rate starts without a backlog; CPU and GC are
+    measured over the whole window."""
     events = passes(stream, max(1, int(rate * seconds)), tag)
     for probe in mesh.probes.values():
         probe.begin()
@@ -304,26 +342,10 @@ def run_rate(mesh: Mesh, collector: Collector, stream: Stream, rate: float, seco
     tasks_topic = [mesh.registry.physical("tasks")]
     lags = {s: consumer_lag(mesh.bootstrap, s, tasks_topic) for s in services}
     wait_for(collector, services, list(due), drain_s)
-    usage = {name: probe.end() for name, probe in mesh.probes.items()}
-    rows = []
-    first = min(due.values())
-    for service in services:
-        arrived = collector.arrivals[service]
-        got = [arrived[t] - d for t, d in due.items() if t in arrived]
-        ms = np.asarray(got) * 1000.0 if got else np.asarray([float("nan")])
-        last = max((arrived[t] for t in due if t in arrived), default=ended)
-        mine = [u for name, u in usage.items() if name.startswith(f"{service}#")]
-        rows.append({
-            "service": service, "replicas": len(mine), "offered_tasks_s": rate, "tasks": len(due),
-            "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99)), "predictions_s": len(got) / max(last - first, 1e-9),
-            "lag_end": lags[service], "lost": len(due) - len(got),
-            "cpu_cores": sum(u["cpu_cores"] for u in mine),
-            "gc_p99_ms": max((u["gc_p99_ms"] for u in mine), default=float("nan")),
-            "gc_per_min": sum(u["gc_per_min"] for u in mine)})
-        print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
-              flush=True)
-    return rows
+    phase = Phase(name, rate, list(services), due, ended, lags, {n: p.end() for n, p in mesh.probes.items()})
+    for row in phase.rows(collector):
+        print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    return phase
 
 
 # ------------------------------------------------------------------------------------------ request path
@@ -482,26 +504,30 @@ def run_all(mesh: Mesh, collector: Collector, stream: Stream, plan: Plan, args: 
         publisher.publish(env)
     publisher.close()
     time.sleep(3.0)  # people and projects are applied before the tasks that name them
-    warm = run_rate(mesh, collector, stream, WARM_TASKS / 5.0, 5.0, "w", services, 120)
+    warm = run_rate(mesh, collector, stream, WARM_TASKS / 5.0, 5.0, "w", services, 120, "warm-up")
     rss = {name: round(probe.rss_mb(), 1) for name, probe in mesh.probes.items()}
     print(f"[mesh] warmed up; RSS MB {rss}", flush=True)
-    rows: list[dict[str, Any]] = []
-    for i, rate in enumerate(plan.rates):
-        rows += [{**r, "phase": "rates"} for r in run_rate(mesh, collector, stream, rate, plan.seconds, f"r{i}-",
-                                                          services, max(60.0, 4 * plan.seconds))]
+    phases = [run_rate(mesh, collector, stream, rate, plan.seconds, f"r{i}-", services, max(60.0, 4 * plan.seconds))
+              for i, rate in enumerate(plan.rates)]
     if not args.no_scaling:
-        one = run_rate(mesh, collector, stream, plan.scaling_rate, plan.scaling_seconds, "s1-", ["assignment"], 180)
+        phases.append(run_rate(mesh, collector, stream, plan.scaling_rate, plan.scaling_seconds, "s1-",
+                               ["assignment"], 180, "scaling"))
         mesh.start("assignment").wait_serving(300)
         time.sleep(10.0)  # the group rebalances over the 6 partitions
-        two = run_rate(mesh, collector, stream, plan.scaling_rate, plan.scaling_seconds, "s2-", ["assignment"], 180)
-        rows += [{**r, "phase": "scaling"} for r in (*one, *two)]
+        phases.append(run_rate(mesh, collector, stream, plan.scaling_rate, plan.scaling_seconds, "s2-",
+                               ["assignment"], 180, "scaling"))
+    deadline = time.monotonic() + 120.0  # the last word on what was lost
+    for phase in phases:
+        wait_for(collector, phase.services, list(phase.due), max(deadline - time.monotonic(), 0.0))
+    rows = [r for p in phases for r in p.rows(collector)]
     # the warm-up's tasks (same ids: same clone tag): ranked by id against all the tenant's people
     tasks = [e.task_created.task_id for e in passes(stream, WARM_TASKS, "w") if e.type == "task_created"]
     requests = [] if args.no_requests else asyncio.run(
         request_path(mesh, stream, plan.request_rates, plan.request_seconds, tasks))
     scaling = [r for r in rows if r["phase"] == "scaling"]
     return {
-        "event_path": rows, "warmup": warm, "request_path": requests, "rss_mb_after_warmup": rss,
+        "event_path": rows, "warmup": warm.rows(collector), "request_path": requests, "rss_mb_after_warmup": rss,
+        "lost_total": sum(r["lost"] for r in rows),
         "scaling_ratio_two_over_one": (scaling[1]["predictions_s"] / scaling[0]["predictions_s"]
                                        if len(scaling) == 2 else None),
         "best_event_rate_p99_100ms": {s: best_rate([r for r in rows if r["phase"] == "rates"], "service", s, 100.0)
