@@ -458,6 +458,8 @@ class ConsumerRunner:
                 self._pause({(m.topic, m.partition) for m in arrived})
             if self._revoked:
                 work.drop(self._revoked)  # a rebalance gave them away uncommitted: the new owner reads them
+                log.info("consumer %s: partitions %s revoked while held; their records are left to the new owner",
+                         self._group, sorted(self._revoked))
                 self._revoked.clear()
         if self._stop.is_set():
             raise _Stopping()
