@@ -1,7 +1,8 @@
 """Timeline benchmark: remaining-duration forecasts on held-out simulated weeks (MAE, MAPE above a floor,
 80% interval coverage) for the BiLSTM + MC-dropout model (conformally calibrated on the validation weeks)
 and two baselines; project completion-date MAE at 25/50/75% of each project's life; PredictTask latency
-over gRPC (loopback, in-memory state, the served MC graph).
+over gRPC (loopback, in-memory state, the served MC graph); the event handler's cost per input event, fed one
+event at a time and in batches.
 
     python -m bench timeline [--quick] [--out DIR]
 """
@@ -23,18 +24,22 @@ from sunday.ml.v1 import timeline_pb2, timeline_pb2_grpc
 
 from bench._grpc import grpc_latency
 from bench._report import write_report
-from mesh.models import StaticModel
+from mesh.bus import InMemoryBroker, Publisher
+from mesh.events import TopicRegistry
+from mesh.models import StaticModel, VersionedModel
 from services.timeline.dataset import ProjectProbe
 from services.timeline.effort_prior import ConstantPrior, load_effort_prior
 from services.timeline.evaluate import ProjectQuality, TaskQuality
+from services.timeline.handlers import in_memory_handler
 from services.timeline.predictor import TimelinePredictor
 from services.timeline.projection import NAIVE
 from services.timeline.server import binding
+from services.timeline.state import EVENT_TYPES, TaskState
 from services.timeline.train import (
-    DEFAULT_SIM,
     MODEL_KEY,
     Options,
     Trained,
+    default_sim,
     evaluate_projects,
     simulated_dataset,
     train_all,
@@ -51,9 +56,9 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
 
 async def _grpc_latency(trained: Trained, probe: ProjectProbe, n: int, warm: int) -> list[float]:
     store = probe.store
-    tasks = [t for key, rows in store.rows.items() if key[1] == "tasks" for t in rows.values() if t.is_open]
     tenant = probe.tenant_id
-    ids = [t.task_id for t in tasks if (tenant, "tasks") in store.rows and t.task_id in store.rows[(tenant, "tasks")]]
+    ids = [t.task_id for t in store.tasks(tenant, [key.split(":", 2)[2] for key in store.store.keys(TaskState.kind)
+                                                   if key.split(":", 2)[1] == tenant]) if t.is_open]
     predictor = TimelinePredictor(store, StaticModel(trained.versioned()), effort=trained.effort)
 
     async def call(channel: grpc.aio.Channel, i: int) -> Any:
@@ -61,6 +66,32 @@ async def _grpc_latency(trained: Trained, probe: ProjectProbe, n: int, warm: int
         return await timeline_pb2_grpc.TimelineServiceStub(channel).PredictTask(request)
 
     return await grpc_latency([binding(predictor)], call, n, warm)
+
+
+HANDLER_WORLD = SimConfig(tenants=1, users_per_tenant=20, weeks=6, seed=5)
+HANDLER_BATCHES = (1, 20, 200)
+
+
+def handler_cost(model: VersionedModel, events: int, simulations: int = 2000) -> dict[str, Any]:
+    """The event handler's cost per input event (in memory: the handler's own work, no Redis or Kafka) on
+    the same slice of a simulated stream, fed one event at a time and in batches: what batching the
+    forecasts (one model run and one simulation per project per batch) buys."""
+    from simulator import Simulation
+
+    stream = [env for env in Simulation(HANDLER_WORLD).events() if env.type in EVENT_TYPES]
+    warm, timed = stream[: len(stream) // 2], stream[len(stream) // 2:][:events]
+    out: dict[str, Any] = {"events": len(timed), "simulations": simulations, "world": _world(HANDLER_WORLD),
+                           "note": "in-memory state; the second half of the world's stream after the first half"}
+    for size in HANDLER_BATCHES:
+        handler = in_memory_handler(StaticModel(model), Publisher(InMemoryBroker().producer(), TopicRegistry()),
+                                    simulations=simulations)
+        for i in range(0, len(warm), 200):
+            handler(warm[i:i + 200])
+        started = time.perf_counter()
+        for i in range(0, len(timed), size):
+            handler(timed[i:i + size])
+        out[f"ms_per_event_batch_{size}"] = 1000.0 * (time.perf_counter() - started) / max(len(timed), 1)
+    return out
 
 
 def _plot(task: dict[str, dict[str, float]], project: dict[str, float], deadline: dict[str, float],
@@ -114,10 +145,11 @@ def _milestone(data: SimConfig, trained: Trained) -> dict[str, Any]:
     """The milestone model vs the served Monte-Carlo p50 vs the due date on the held-out weeks' daily probes
     of the training world (labels: the simulator's milestone completion times)."""
     from services.timeline.milestone_train import train_milestone
-    from services.timeline.train import simulate
+    from services.timeline.train import simulated_history
 
-    events, truth = simulate(data)
-    m = train_milestone(events, truth, trained.versioned(), trained.split.val_start, trained.split.test_start,
+    history = simulated_history(data)
+    m = train_milestone(history.events, history.milestones, trained.versioned(), trained.split.val_start,
+                        trained.split.test_start,
                         Path(tempfile.mkdtemp(prefix="bench-milestone-")))
     test = m.split.test
     return {"model_mae_days": m.test["model"], "montecarlo_mae_days": m.test["montecarlo"],
@@ -139,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--effort-ablation", action="store_true",
                         help="also train with the story-point effort prior as a feature and report both")
     args = parser.parse_args(argv)
-    data = SimConfig(tenants=2, users_per_tenant=20, weeks=12, seed=1) if args.quick else DEFAULT_SIM
+    data = SimConfig(tenants=2, users_per_tenant=20, weeks=12, seed=1) if args.quick else default_sim()
     # Project forecasts: parameters chosen on one unseen world, reported on another (every week of both is
     # out of sample for the task model; neither is the training world's held-out weeks).
     tenants = 4 if args.quick else 8
@@ -161,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     own_naive = evaluate_projects(trained, None, sims, NAIVE)
     latency = asyncio.run(_grpc_latency(trained, trained.dataset.probes[-1], 100 if args.quick else 400, 10))
     p50, p99 = _percentiles(latency)
+    handler = handler_cost(trained.versioned(), 200 if args.quick else 1000)
     task = _task_rows(trained.test)
     fit = trained.project_fit
     payload = {
@@ -178,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "milestone": milestone,
         "effort_prior": effort_report,
         "latency_ms": {"predict_task_grpc_p50": p50, "predict_task_grpc_p99": p99},
+        "handler": handler,
         "calibration": {"raw_mc_dropout_val_coverage_80": trained.raw_val_coverage,
                         "conformal_scale_q": trained.calibrator.q},
         "config": {"quick": args.quick, "sim": _world(data), "project_val_world": _world(val_world),
@@ -196,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"milestone remaining-days MAE on held-out weeks: {milestone}")
     print(f"effort prior: {effort_report}")
     print(f"PredictTask over gRPC: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print("event handler, ms per input event: " + ", ".join(
+        f"batch {n}: {handler[f'ms_per_event_batch_{n}']:.1f}" for n in HANDLER_BATCHES))
     return 0
 
 

@@ -18,18 +18,18 @@ from mesh.bus import (
 )
 from mesh.config import MeshSettings, ServingSettings
 from mesh.events import TopicRegistry
+from mesh.features import DEFAULT_PROJECT, FeatureRepoConfig
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import ConsumerDied, run_service
 from mesh.telemetry import serve_metrics, setup_tracing
-from services.timeline.alerts import AlertPolicy, DeadlineRiskAlerter, RedisAlertState
+from services.timeline.alerts import AlertPolicy, RiskTracker
 from services.timeline.effort_slot import EffortPrior
 from services.timeline.handlers import TimelineHandler
 from services.timeline.milestone import MILESTONE_FEATURES, MILESTONE_MODEL_NAME
+from services.timeline.online import TOPICS, open_state, rebuilder
 from services.timeline.predictor import MODEL_NAME, SCHEMA, TimelinePredictor
 from services.timeline.server import binding
-from services.timeline.state import RedisTimelineStore
 
-TOPICS = ("tasks", "projects", "users")
 TRAIN_COMMAND = "python -m services.timeline.train --source eventlog"
 GROUP = "timeline"
 
@@ -60,14 +60,19 @@ async def run(settings: TimelineSettings) -> None:
                                schema=MILESTONE_FEATURES, train_hint=TRAIN_COMMAND)
     await milestone.start()
     effort = _effort_prior() if settings.effort_prior else None
-    ns = settings.namespace
-    predictor = TimelinePredictor(RedisTimelineStore(settings.redis.url, namespace=f"{ns}:timeline"), model,
-                                  simulations=settings.simulations, effort=effort, milestone_model=milestone)
-    alerter = DeadlineRiskAlerter(RedisAlertState(settings.redis.url, namespace=f"{ns}:timeline:alerts"),
-                                  AlertPolicy(settings.risk_threshold, settings.risk_hysteresis))
+    policy = AlertPolicy(settings.risk_threshold, settings.risk_hysteresis)
+    state = open_state(settings, policy)
+    project = DEFAULT_PROJECT if settings.namespace == "mesh" else settings.namespace
+    rebuild = rebuilder(state, settings, FeatureRepoConfig.from_settings(settings, project).event_log_dir)
+    if not await asyncio.to_thread(state.store.built):  # the state is a cache of the inputs: rebuilt when missing
+        await asyncio.to_thread(rebuild)
+    predictor = TimelinePredictor(state, model, simulations=settings.simulations, effort=effort,
+                                  milestone_model=milestone)
     publisher = KafkaPublisher(settings.kafka, registry)
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
-                            topics=TOPICS, group_id=GROUP, handler=TimelineHandler(predictor, publisher, alerter),
+                            topics=TOPICS, group_id=GROUP,
+                            batch_handler=TimelineHandler(predictor, state, publisher, RiskTracker(state, policy),
+                                                          rebuild),
                             dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
                             dead_letter=DeadLetterPolicy.from_settings(settings.bus),
                             options=RunnerOptions.from_settings(settings.bus))

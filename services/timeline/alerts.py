@@ -1,18 +1,40 @@
-"""Deadline-risk alerts with hysteresis: an alert fires once when P(miss) reaches `threshold`, and not
-again until P(miss) has fallen below `threshold - hysteresis` (which re-arms it). Whether an alert is
-active is kept per `dedup_key` in a store (Redis in the service), so a restarted service does not alert
-again for a risk it already reported."""
+"""What the service publishes about a project or milestone, decided from state kept exactly once:
+its forecast when it moved (or the deadline risk flipped), and a deadline-risk alert with hysteresis (it
+fires once when P(miss) reaches `AlertPolicy.threshold`, and not again until P(miss) has fallen below
+``threshold - hysteresis``, which re-arms it).
+
+The per-subject `RiskState` (last published forecast, how many were published, whether an alert is
+active and how many fired) lives in the timeline's aggregate store. The published outputs themselves are
+applied to it (reducers on ``timeline_prediction`` and ``alert``), so each is recorded once, by its id.
+A forecast's id derives from the input event that caused it (the batch's last event on the project), the
+model version, the subject and the count of forecasts published for it, so the same batch handled again
+after a crash before the record re-publishes the SAME ids (subscribers dedupe them), and a state rebuilt
+after a loss never reuses an id for a new forecast. An alert's id derives from its dedup key and the count
+of alerts fired for it only: it is the same whatever batch raised it, so a crossing is never alerted under
+two ids (after a state loss, a risk alerted before is not alerted again).
+"""
 
 from __future__ import annotations
 
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import ClassVar
 
 from sunday.ml.v1 import common_pb2, events_pb2
 
+from mesh.events import Envelope, derived_event_id, new_envelope
+from mesh.features import Ctx, EntityState, Reducers
+from services.timeline.state import INPUT_REDUCERS, TimelineState
+
 CAPABILITY = "timeline"
 KIND = "deadline_risk"
+PRODUCER = "timeline"
+MIN_CHANGE_HOURS = 1.0
+"""A project or milestone forecast is republished when its p50 moves by more than this ..."""
+MIN_CHANGE_P_MISS = 0.02
+"""... or its deadline-miss probability by more than this (or the alert state flips)."""
+_SUBJECT = {events_pb2.ENTITY_KIND_PROJECT: "project", events_pb2.ENTITY_KIND_MILESTONE: "milestone"}
 
 
 @dataclass(frozen=True)
@@ -30,68 +52,112 @@ class AlertPolicy:
         if not 0.0 < self.threshold <= 1.0 or not 0.0 <= self.hysteresis < self.threshold:
             raise ValueError(f"need 0 < threshold <= 1 and 0 <= hysteresis < threshold, got {self}")
 
-
-class AlertState(Protocol):
-    """Which alerts are active. ``activate`` is atomic: True for exactly one caller per activation."""
-
-    def activate(self, dedup_key: str) -> bool: ...
-
-    def clear(self, dedup_key: str) -> None: ...
+    def rearms(self, p_miss: float) -> bool:
+        return p_miss < self.threshold - self.hysteresis
 
 
-class InMemoryAlertState:
-    def __init__(self) -> None:
-        self.active: set[str] = set()
-
-    def activate(self, dedup_key: str) -> bool:
-        if dedup_key in self.active:
-            return False
-        self.active.add(dedup_key)
-        return True
-
-    def clear(self, dedup_key: str) -> None:
-        self.active.discard(dedup_key)
+DEFAULT_POLICY = AlertPolicy()
 
 
-class RedisAlertState:
-    """One key per active alert (SET NX: two replicas cannot both fire the same alert)."""
+class RiskState(EntityState):
+    """One project or milestone (entity id ``kind:id``): what was last published about it."""
 
-    def __init__(self, url: str, namespace: str = "timeline:alerts") -> None:
-        import redis
+    kind: ClassVar[str] = "timeline_risk"
 
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
-        self._ns = namespace
-
-    def activate(self, dedup_key: str) -> bool:
-        return bool(self._redis.set(f"{self._ns}:{dedup_key}", b"1", nx=True))
-
-    def clear(self, dedup_key: str) -> None:
-        self._redis.delete(f"{self._ns}:{dedup_key}")
+    published: int = 0
+    """forecasts published so far (the next one's id derives from this count)"""
+    p50: datetime | None = None
+    """completion p50 of the last published forecast"""
+    p_miss: float = 0.0
+    active: bool = False
+    """a deadline-risk alert fired and P(miss) has not fallen below threshold - hysteresis since"""
+    activations: int = 0
+    """alerts fired so far (the next one's id derives from this count)"""
 
 
 def dedup_key(tenant_id: str, subject_kind: str, subject_id: str) -> str:
     return f"{CAPABILITY}:{KIND}:{tenant_id}:{subject_kind}:{subject_id}"
 
 
-class DeadlineRiskAlerter:
-    """Turns a stream of P(miss) values per subject into at most one alert per crossing."""
+def subject_of(p: events_pb2.TimelinePrediction) -> str:
+    return f"{_SUBJECT[p.entity_kind]}:{p.entity_id}"
 
-    def __init__(self, state: AlertState, policy: AlertPolicy = AlertPolicy()) -> None:
+
+def output_reducers(policy: AlertPolicy) -> Reducers:
+    """The timeline table plus the records of its own outputs (one `RiskState` per subject)."""
+
+    def published(ctx: Ctx, env: Envelope) -> None:
+        p = env.timeline_prediction
+        if p.entity_kind not in _SUBJECT:
+            return  # task predictions are not tracked
+        state = ctx.txn.get(RiskState, ctx.tenant, subject_of(p))
+        state.published += 1  # once per output id: the store skips an id it has applied
+        if state.newer("last", ctx.stamp):
+            state.p50, state.p_miss = p.completion_p50.ToDatetime(tzinfo=ctx.at.tzinfo), p.deadline_miss_probability
+            if policy.rearms(p.deadline_miss_probability):
+                state.active = False
+        state.touch(ctx.at)
+        ctx.txn.put(state)
+
+    def alerted(ctx: Ctx, env: Envelope) -> None:
+        a = env.alert
+        state = ctx.txn.get(RiskState, ctx.tenant, f"{a.subject_kind}:{a.subject_id}")
+        state.activations += 1
+        state.active = True
+        state.touch(ctx.at)
+        ctx.txn.put(state)
+
+    table = {**INPUT_REDUCERS.table, "timeline_prediction": published, "alert": alerted}
+    return Reducers("timeline", table, INPUT_REDUCERS.prefetch)
+
+
+class RiskTracker:
+    """Turns a batch's project and milestone forecasts into the envelopes to publish (`outputs`), and
+    records them once published (`record`)."""
+
+    def __init__(self, state: TimelineState, policy: AlertPolicy = DEFAULT_POLICY) -> None:
         self._state = state
-        self._policy = policy
+        self.policy = policy
 
-    def observe(self, tenant_id: str, subject_kind: str, subject_id: str, p_miss: float,
-                provenance: common_pb2.Provenance | None = None) -> events_pb2.Alert | None:
-        """The alert to publish for this observation, or None."""
-        key = dedup_key(tenant_id, subject_kind, subject_id)
-        if p_miss < self._policy.threshold - self._policy.hysteresis:
-            self._state.clear(key)
-            return None
-        if p_miss < self._policy.threshold or not self._state.activate(key):
-            return None
-        severity = events_pb2.SEVERITY_CRITICAL if p_miss >= self._policy.critical else events_pb2.SEVERITY_WARNING
+    def outputs(self, tenant_id: str, predictions: Sequence[tuple[events_pb2.TimelinePrediction, str]],
+                at: datetime) -> list[Envelope]:
+        """Forecasts that moved (or flip the alert state) and the alerts that fire, with derived ids;
+        ``predictions``: (forecast, id of the input event that caused it)."""
+        subjects = [subject_of(p) for p, _ in predictions]
+        known = self._state.store.load_many(RiskState, tenant_id, subjects)
+        out: list[Envelope] = []
+        for (p, cause), subject, state in zip(predictions, subjects, known, strict=True):
+            last = state or RiskState(tenant_id=tenant_id, entity_id=subject)
+            fires = p.deadline_miss_probability >= self.policy.threshold and not last.active
+            rearms = last.active and self.policy.rearms(p.deadline_miss_probability)
+            if fires or rearms or _moved(last, p):
+                version = f"{p.provenance.model_name}:{p.provenance.model_version}"
+                out.append(new_envelope(tenant_id, p, producer=PRODUCER, occurred_at=at, event_id=derived_event_id(
+                    cause, "timeline_prediction", version, f"{subject}#{last.published}")))
+            if fires:
+                alert = self.alert(tenant_id, p, last.activations)
+                out.append(new_envelope(tenant_id, alert, producer=PRODUCER, occurred_at=at, event_id=alert.alert_id))
+        return out
+
+    def record(self, outputs: Sequence[Envelope]) -> None:
+        """Apply the published outputs to the risk states (once each, by id)."""
+        self._state.apply(outputs, require_built=True)
+
+    def alert(self, tenant_id: str, p: events_pb2.TimelinePrediction, activation: int) -> events_pb2.Alert:
+        """The alert of ``activation``-th crossing of the threshold by the subject of ``p``."""
+        kind, p_miss = _SUBJECT[p.entity_kind], p.deadline_miss_probability
+        key = dedup_key(tenant_id, kind, p.entity_id)
+        severity = events_pb2.SEVERITY_CRITICAL if p_miss >= self.policy.critical else events_pb2.SEVERITY_WARNING
         return events_pb2.Alert(
-            alert_id=str(uuid.uuid4()), capability=CAPABILITY, kind=KIND, severity=severity,
-            subject_kind=subject_kind, subject_id=subject_id, score=p_miss, dedup_key=key,
-            message=f"{subject_kind} {subject_id} will miss its deadline with probability {p_miss:.0%}",
-            provenance=provenance)
+            alert_id=derived_event_id(key, "alert", "", str(activation)), capability=CAPABILITY, kind=KIND,
+            severity=severity, subject_kind=kind, subject_id=p.entity_id, score=p_miss, dedup_key=key,
+            message=f"{kind} {p.entity_id} will miss its deadline with probability {p_miss:.0%}",
+            provenance=common_pb2.Provenance() if not p.HasField("provenance") else p.provenance)
+
+
+def _moved(last: RiskState, p: events_pb2.TimelinePrediction) -> bool:
+    if last.p50 is None:
+        return True
+    p50 = p.completion_p50.ToDatetime(tzinfo=last.p50.tzinfo)
+    return (abs((p50 - last.p50).total_seconds()) > MIN_CHANGE_HOURS * 3600.0
+            or abs(p.deadline_miss_probability - last.p_miss) > MIN_CHANGE_P_MISS)

@@ -99,21 +99,19 @@ def static_vector(task: TaskState, person: PersonState | None, project: ProjectS
 
 def task_inputs(store: TimelineStore, tenant_id: str, tasks: Sequence[TaskState], now: datetime,
                 effort: EffortPrior | None = None) -> TaskInputs:
-    """The model inputs of ``tasks`` (of one tenant) as of ``now``, read from ``store``."""
+    """The model inputs of ``tasks`` (of one tenant) as of ``now``, read from ``store`` in a few round trips
+    (all assignees at once, all dependencies at once, each project once), whatever the number of tasks."""
     points = (effort or ConstantPrior()).points([t.text for t in tasks])
     seqs: list[F32] = []
     statics: list[F32] = []
-    people: dict[str, PersonState | None] = {}
-    projects: dict[str, ProjectState | None] = {}
+    assignees = list(dict.fromkeys(t.assignee_id for t in tasks if t.assignee_id))
+    people: dict[str, PersonState | None] = dict(zip(assignees, store.people(tenant_id, assignees), strict=True))
+    projects = {pid: store.project(tenant_id, pid) for pid in dict.fromkeys(t.project_id for t in tasks)}
+    deps = {d.task_id: d for d in store.tasks(tenant_id, list(dict.fromkeys(d for t in tasks for d in t.depends_on)))}
     for task, effort_points in zip(tasks, points, strict=True):
-        if task.assignee_id not in people:
-            people[task.assignee_id] = store.person(tenant_id, task.assignee_id) if task.assignee_id else None
-        if task.project_id not in projects:
-            projects[task.project_id] = store.project(tenant_id, task.project_id)
-        deps = store.tasks(tenant_id, list(task.depends_on))
-        open_deps = sum(d.is_open for d in deps)
+        open_deps = sum(deps[d].is_open for d in task.depends_on if d in deps)
         seqs.append(sequence(task, now))
-        statics.append(static_vector(task, people[task.assignee_id], projects[task.project_id], open_deps, now,
+        statics.append(static_vector(task, people.get(task.assignee_id), projects[task.project_id], open_deps, now,
                                      float(effort_points)))
     events, mask = pad_sequences(seqs)
     static = np.stack(statics) if statics else np.zeros((0, N_STATIC), np.float32)

@@ -1,84 +1,170 @@
-"""Event handling: every task/project/user event updates the timeline state; a task event re-forecasts
-that task (published), then its project and open milestones are re-simulated and published when the
-forecast moved, with a deadline-risk alert when P(miss) crosses the policy's threshold."""
+"""Event handling, a batch at a time: the batch's task/project/user events update the timeline state (once
+each, atomically with their applied-marks); then everything the batch touched is forecast together — ONE
+model run over the open tasks involved and ONE Monte-Carlo simulation per project (per tenant), however
+many of the batch's events touched them — and published:
+
+- a `TimelinePrediction` of the task for every task event that does not close it (`predicts_task`), its
+  id derived from that input event (`new_envelope(caused_by=...)`): one per event, whatever the batching;
+- the forecast of each project the batch touched and of its open milestones, when it moved, with a
+  deadline-risk alert on ``ml.alerts`` when P(miss) crosses the policy's threshold (`alerts.RiskTracker`).
+
+The work one event can cause is bounded: at most one project forecast per project per batch, simulations
+capped per forecast (`predictor.simulations_for`).
+
+Exactly once, step by step (the runner marks and commits only after the handler returns and the publisher
+is flushed): a redelivered event is skipped by the state store; task predictions are recomputed and
+re-published under the SAME ids; project/milestone forecasts and alerts are published, flushed, and only
+then recorded in the state (their ids derive from the recorded counts, so a crash before the record
+re-publishes the same ids, see `alerts`). State that is missing (Redis lost it) is rebuilt when the handler can, else a
+transient failure (`StateMissing`, retried by the bus) — never a silent skip.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sunday.ml.v1 import events_pb2
 
-from mesh.bus import Publisher, TransientError
-from mesh.errors import NotFound, Unavailable
-from mesh.events import Envelope, new_envelope, occurred_at
+from mesh.bus import Publisher
+from mesh.errors import Unavailable
+from mesh.events import STATUS_DONE, Envelope, new_envelope, occurred_at
+from mesh.features import InMemoryAggregates, StateMissing
+from mesh.models import ModelSource
 from mesh.telemetry import current_trace_id
-from services.timeline.alerts import DeadlineRiskAlerter
-from services.timeline.predictor import TimelinePredictor
-from services.timeline.state import apply_event, check
+from services.timeline.alerts import DEFAULT_POLICY, PRODUCER, AlertPolicy, RiskTracker, output_reducers
+from services.timeline.predictor import DEFAULT_SIMULATIONS, Forecasts, TimelinePredictor
+from services.timeline.state import TimelineState, check, project_of
 
 log = logging.getLogger(__name__)
-PRODUCER = "timeline"
 TASK_EVENTS = frozenset({"task_created", "task_updated", "task_assigned", "task_status_changed", "task_completed"})
-MIN_CHANGE_HOURS = 1.0
-"""A project or milestone forecast is republished when its p50 moves by more than this ..."""
-MIN_CHANGE_P_MISS = 0.02
-"""... or its deadline-miss probability by more than this."""
-_SUBJECT = {events_pb2.ENTITY_KIND_PROJECT: "project", events_pb2.ENTITY_KIND_MILESTONE: "milestone"}
+FORECAST_EVENTS = TASK_EVENTS | {"project_updated", "milestone_created"}
+"""Events after which their project is forecast again."""
+
+
+def predicts_task(env: Envelope) -> bool:
+    """Whether ``env`` yields a prediction of its task: a task event that does not close it (read from the
+    event alone, so the count of predictions does not depend on how events were batched or redelivered)."""
+    if env.type not in TASK_EVENTS or env.type == "task_completed":
+        return False
+    return not (env.type == "task_status_changed" and env.task_status_changed.to_status == STATUS_DONE)
+
+
+@dataclass
+class _Work:
+    """What one tenant's part of a batch asks for."""
+
+    now: datetime
+    task_events: list[Envelope] = field(default_factory=list)
+    projects: dict[str, str] = field(default_factory=dict)
+    """the projects to forecast -> the id of the batch's last event on each (what caused its forecast)"""
+
+
+def plan(events: Sequence[Envelope]) -> dict[str, _Work]:
+    """Per tenant: the task events to answer, the projects to forecast, and the time to forecast at (the
+    newest event time: the state is as of the whole batch)."""
+    out: dict[str, _Work] = {}
+    for env in events:
+        project_id = project_of(env)
+        if project_id is None or env.type not in FORECAST_EVENTS:
+            continue
+        at = occurred_at(env)
+        work = out.setdefault(env.tenant_id, _Work(at))
+        work.now = max(work.now, at)
+        work.projects[project_id] = env.event_id
+        if predicts_task(env):
+            work.task_events.append(env)
+    return out
 
 
 class TimelineHandler:
-    """The consumer runner's handler (a ``Callable[[Envelope], None]``)."""
+    """The consumer runner's batch handler (a ``Callable[[Sequence[Envelope]], None]``)."""
 
-    def __init__(self, predictor: TimelinePredictor, publisher: Publisher, alerter: DeadlineRiskAlerter) -> None:
+    def __init__(self, predictor: TimelinePredictor, state: TimelineState, publisher: Publisher,
+                 risk: RiskTracker, rebuild: Callable[[], Any] | None = None) -> None:
+        """``state`` is the one the predictor reads; ``rebuild`` (when given) rebuilds it from the inputs
+        when it is found missing."""
         self._predictor = predictor
+        self._state = state
         self._publisher = publisher
-        self._alerter = alerter
-        self._last: dict[tuple[str, str], tuple[datetime, float]] = {}
+        self._risk = risk
+        self._rebuild = rebuild
 
-    def __call__(self, env: Envelope) -> None:
-        check(env)
-        project_id = apply_event(self._predictor.store, env)
-        if project_id is None or env.type not in TASK_EVENTS | {"project_updated", "milestone_created"}:
-            return
-        now = occurred_at(env)
+    @property
+    def predictor(self) -> TimelinePredictor:
+        return self._predictor
+
+    @property
+    def state(self) -> TimelineState:
+        return self._state
+
+    def __call__(self, events: Sequence[Envelope] | Envelope) -> None:
+        if isinstance(events, Envelope):
+            events = [events]  # one event (a per-event caller) is a batch of one
+        for env in events:
+            check(env)  # an invalid event fails the batch: the runner retries it event by event
+        self._apply(events)
         trace_id = current_trace_id() or None
+        recorded: list[Envelope] = []
+        for tenant_id, work in plan(events).items():
+            forecasts = self._predictor.forecast_batch(tenant_id, [getattr(e, e.type).task_id for e in
+                                                                   work.task_events], list(work.projects),
+                                                       work.now, trace_id)
+            self._tasks(tenant_id, work, forecasts)
+            recorded += self._projects(tenant_id, work, forecasts)
+        if recorded:
+            self._publisher.flush()  # delivered first: a crash before the record re-publishes the same ids
+            self._risk.record(recorded)
+
+    def _apply(self, events: Sequence[Envelope]) -> None:
         try:
-            if env.type in TASK_EVENTS:
-                self._task(env, now, trace_id)
-            self._project(env.tenant_id, project_id, now, trace_id)
-        except Unavailable as exc:  # the model is not loaded (yet): retried by the runner's policy
-            raise TransientError(str(exc)) from exc
+            self._state.apply(events, require_built=True)
+        except StateMissing:
+            if self._rebuild is None:
+                raise  # transient: retried until the state is rebuilt
+            log.warning("timeline state is missing (lost with a Redis restart?): rebuilding before forecasting")
+            self._rebuild()
+            self._state.apply(events, require_built=True)
 
-    def _task(self, env: Envelope, now: datetime, trace_id: str | None) -> None:
-        task_id = getattr(env, env.type).task_id
-        task = self._predictor.store.task(env.tenant_id, task_id)
-        if task is None or not task.is_open:
-            return
-        prediction = self._predictor.predict_task(env.tenant_id, task_id, now=now, trace_id=trace_id)
-        self._publish(env.tenant_id, prediction)
+    def _tasks(self, tenant_id: str, work: _Work, forecasts: Forecasts) -> None:
+        for env in work.task_events:
+            task_id = getattr(env, env.type).task_id
+            prediction = forecasts.tasks.get(task_id)
+            if prediction is None:
+                self._unknown(f"task {task_id!r}")
+                continue
+            self._publisher.publish(new_envelope(tenant_id, prediction, producer=PRODUCER, occurred_at=work.now,
+                                                 caused_by=env.event_id))
 
-    def _project(self, tenant_id: str, project_id: str, now: datetime, trace_id: str | None) -> None:
-        try:
-            forecast = self._predictor.predict_project(tenant_id, project_id, now=now, trace_id=trace_id)
-        except NotFound as exc:
-            log.info("no project forecast: %s", exc)
-            return
-        for prediction in (forecast.project, *forecast.milestones):
-            if self._changed(tenant_id, prediction):
-                self._publish(tenant_id, prediction)
-            alert = self._alerter.observe(tenant_id, _SUBJECT[prediction.entity_kind], prediction.entity_id,
-                                          prediction.deadline_miss_probability, prediction.provenance)
-            if alert is not None:
-                self._publisher.publish(new_envelope(tenant_id, alert, producer=PRODUCER))
+    def _projects(self, tenant_id: str, work: _Work, forecasts: Forecasts) -> list[Envelope]:
+        predictions: list[tuple[events_pb2.TimelinePrediction, str]] = []
+        for project_id, cause in work.projects.items():
+            forecast = forecasts.projects.get(project_id)
+            if forecast is None:
+                self._unknown(f"project {project_id!r}")
+                continue
+            predictions += [(p, cause) for p in (forecast.project, *forecast.milestones)]
+        outputs = self._risk.outputs(tenant_id, predictions, work.now)
+        for env in outputs:
+            self._publisher.publish(env)
+        return outputs
 
-    def _changed(self, tenant_id: str, p: events_pb2.TimelinePrediction) -> bool:
-        key = (tenant_id, f"{p.entity_kind}:{p.entity_id}")
-        now = (p.completion_p50.ToDatetime(), p.deadline_miss_probability)
-        before = self._last.get(key)
-        self._last[key] = now
-        return before is None or (abs((now[0] - before[0]).total_seconds()) > MIN_CHANGE_HOURS * 3600.0
-                                  or abs(now[1] - before[1]) > MIN_CHANGE_P_MISS)
+    def _unknown(self, what: str) -> None:
+        """Nothing to forecast: fine for an id the state never saw, a transient failure when it is lost."""
+        if not self._state.store.built():
+            raise Unavailable(f"timeline state is missing: cannot forecast {what}")
+        log.info("no forecast for %s: not known to the timeline state", what)
 
-    def _publish(self, tenant_id: str, prediction: events_pb2.TimelinePrediction) -> None:
-        self._publisher.publish(new_envelope(tenant_id, prediction, producer=PRODUCER))
+
+def in_memory_handler(model: ModelSource, publisher: Publisher, *, simulations: int = DEFAULT_SIMULATIONS,
+                      policy: AlertPolicy = DEFAULT_POLICY, milestone_model: ModelSource | None = None
+                      ) -> TimelineHandler:
+    """The service's handler on an empty in-memory state (tests, the gateway's e2e harness): its
+    ``predictor`` answers the gRPC calls from the same state."""
+    state = TimelineState(InMemoryAggregates(output_reducers(policy)))
+    state.store.mark_built()  # nothing to rebuild from: an empty world is complete
+    predictor = TimelinePredictor(state, model, simulations=simulations, milestone_model=milestone_model)
+    return TimelineHandler(predictor, state, publisher, RiskTracker(state, policy))

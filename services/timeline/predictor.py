@@ -22,7 +22,7 @@ from services.timeline.effort_slot import ConstantPrior, EffortPrior
 from services.timeline.features import FEATURE_SCHEMA, STATIC_NAMES, TaskInputs, task_inputs
 from services.timeline.milestone import milestone_inputs, milestone_meta_of, ordered, run_milestone
 from services.timeline.montecarlo import RemainingTask
-from services.timeline.projection import DEFAULT, ProjectParams, ScopeSnapshot, forecast_project, scope_snapshot
+from services.timeline.projection import DEFAULT, ProjectParams, ScopeSnapshot, forecast_targets, scope_snapshot
 from services.timeline.state import MilestoneState, ProjectState, TaskState, TimelineStore
 from services.timeline.tensors import TASK_OUTPUT, quantiles_from_passes, repeat_for_mc
 
@@ -85,6 +85,40 @@ class ProjectForecast:
     milestones: tuple[events_pb2.TimelinePrediction, ...]
 
 
+@dataclass(frozen=True)
+class Forecasts:
+    """What `TimelinePredictor.forecast_batch` computed for one tenant, by id."""
+
+    tasks: dict[str, events_pb2.TimelinePrediction]
+    projects: dict[str, ProjectForecast]
+
+
+MAX_DRAWS = 1_000_000
+"""Most task-duration draws (simulations x open tasks) of one project forecast: a project with more open
+tasks gets fewer simulations (never below `MIN_SIMULATIONS`), so one event's work is bounded."""
+MIN_SIMULATIONS = 200
+
+
+def simulations_for(requested: int, open_tasks: int) -> int:
+    """``requested`` simulations, capped so that simulations x open tasks stays within `MAX_DRAWS`."""
+    return min(requested, max(MIN_SIMULATIONS, MAX_DRAWS // max(open_tasks, 1)))
+
+
+@dataclass(frozen=True)
+class _Case:
+    """One project's Monte-Carlo inputs as of ``at``."""
+
+    project: ProjectState
+    tasks: list[TaskState]
+    remaining: list[RemainingTask]
+    scope: ScopeSnapshot
+    at: datetime
+
+
+Quantiles = dict[str, tuple[float, float, float]]
+"""Calibrated (p10, p50, p90) remaining hours by task id."""
+
+
 class TimelinePredictor:
     """Task and project forecasts from the state store and the loaded model."""
 
@@ -133,34 +167,25 @@ class TimelinePredictor:
         return task
 
     def forecast(self, tenant_id: str, tasks: Sequence[TaskState], now: datetime) -> HoursQuantiles:
-        """Remaining hours of open ``tasks`` (done ones get 0)."""
-        open_ix = [i for i, t in enumerate(tasks) if t.is_open]
-        out = [np.zeros(len(tasks)) for _ in range(3)]
-        if open_ix:
-            version = self._model.current
-            q = run_mc(version, task_inputs(self._store, tenant_id, [tasks[i] for i in open_ix], now,
-                                            self._prior(version)))
-            for arr, part in zip(out, (q.p10, q.p50, q.p90), strict=True):
-                arr[open_ix] = part
-        return HoursQuantiles(*out)
+        """Remaining hours of ``tasks`` (done ones get 0)."""
+        q = self._quantiles(self._model.current, tenant_id, tasks, now)
+        rows = np.asarray([q.get(t.task_id, (0.0, 0.0, 0.0)) for t in tasks], dtype=np.float64).reshape(-1, 3)
+        return HoursQuantiles(rows[:, 0], rows[:, 1], rows[:, 2])
+
+    def _quantiles(self, version: VersionedModel, tenant_id: str, tasks: Sequence[TaskState],
+                   now: datetime) -> Quantiles:
+        """The open ones among ``tasks`` (each once) through the model in ONE run."""
+        todo = list({t.task_id: t for t in tasks if t.is_open}.values())
+        if not todo:
+            return {}
+        q = run_mc(version, task_inputs(self._store, tenant_id, todo, now, self._prior(version)))
+        return {t.task_id: (float(q.p10[i]), float(q.p50[i]), float(q.p90[i])) for i, t in enumerate(todo)}
 
     def predict_task(self, tenant_id: str, task_id: str, now: datetime | None = None,
                      trace_id: str | None = None) -> events_pb2.TimelinePrediction:
         task = self.task(tenant_id, task_id)
-        at = now or self.now_for(task.as_of)
-        version = self._model.current
-        q = self.forecast(tenant_id, [task], at)
-        hours = (float(q.p10[0]), float(q.p50[0]), float(q.p90[0]))
-        miss = 0.0
-        if task.due_at is not None and task.is_open:
-            miss = _p_miss_lognormal(hours, (task.due_at - at).total_seconds() / 3600.0)
-        stamps = {"task_state": task.as_of}
-        person = self._store.person(tenant_id, task.assignee_id) if task.assignee_id else None
-        if person is not None:
-            stamps["person_state"] = person.as_of
-        base = at if task.is_open else (task.done_at or at)
-        return _prediction(EK.ENTITY_KIND_TASK, task.task_id, task.project_id, hours, base, miss,
-                           build_provenance(version.name, version.version, trace_id, stamps))
+        at = now or self.now_for(task.timestamp())
+        return self.forecast_batch(tenant_id, [task_id], [], at, trace_id).tasks[task_id]
 
     def project(self, tenant_id: str, project_id: str) -> ProjectState:
         if not tenant_id or not project_id:
@@ -175,48 +200,89 @@ class TimelinePredictor:
         """The project, its open tasks, their forecasts as Monte-Carlo inputs, its scope so far, and now."""
         project = self.project(tenant_id, project_id)
         known = self._store.tasks(tenant_id, list(project.task_ids))
-        tasks = [t for t in known if t.is_open]
-        at = now or self.now_for(project.as_of, *(t.as_of for t in tasks))
-        q = self.forecast(tenant_id, tasks, at)
-        remaining = [RemainingTask(t.task_id, None, t.depends_on, _positive(q.p10[i], q.p50[i], q.p90[i]))
-                     for i, t in enumerate(tasks)]
-        scope = scope_snapshot(project.start, project.planned_deadline or project.deadline,
-                               [t.created_at for t in known],
-                               [(t.created_at, t.done_at) for t in known if t.done_at is not None],
-                               [t.created_at for t in tasks], at)
-        return project, tasks, remaining, scope, at
+        at = now or self.now_for(project.timestamp(), *(t.timestamp() for t in known if t.is_open))
+        c = _case(project, known, self._quantiles(self._model.current, tenant_id, known, at), at)
+        return c.project, c.tasks, c.remaining, c.scope, c.at
 
     def predict_project(self, tenant_id: str, project_id: str, now: datetime | None = None,
                         simulations: int = 0, trace_id: str | None = None) -> ProjectForecast:
         """Completion of the project (its open tasks and the scope still to come, see `projection`) and of
         each open milestone (its open tasks), by Monte-Carlo."""
+        project = self.project(tenant_id, project_id)
+        if now is None:
+            known = self._store.tasks(tenant_id, list(project.task_ids))
+            now = self.now_for(project.timestamp(), *(t.timestamp() for t in known if t.is_open))
+        return self.forecast_batch(tenant_id, [], [project_id], now, trace_id, simulations).projects[project_id]
+
+    def forecast_batch(self, tenant_id: str, task_ids: Sequence[str], project_ids: Sequence[str], now: datetime,
+                       trace_id: str | None = None, simulations: int = 0) -> Forecasts:
+        """Predictions of the tasks ``task_ids`` and forecasts of the projects ``project_ids`` as of ``now``
+        (unknown ids are left out): ONE model run over every open task involved, ONE Monte-Carlo simulation
+        per project (its milestones read the same runs), one milestone-model run for all their milestones.
+        What a batch of events touches is forecast together this way."""
         if simulations < 0 or simulations > MAX_SIMULATIONS:
             raise InvalidArgument(f"simulations must be within 0..{MAX_SIMULATIONS}")
-        project, tasks, remaining, scope, at = self.project_case(tenant_id, project_id, now)
+        projects = [p for p in (self._store.project(tenant_id, pid) for pid in dict.fromkeys(project_ids))
+                    if p is not None]
+        wanted = list(dict.fromkeys([*task_ids, *(t for p in projects for t in p.task_ids)]))
+        known = {t.task_id: t for t in self._store.tasks(tenant_id, wanted)}
         version = self._model.current
+        q = self._quantiles(version, tenant_id, list(known.values()), now)
+        tasks = {tid: self._task_prediction(tenant_id, known[tid], q, now, version, trace_id)
+                 for tid in dict.fromkeys(task_ids) if tid in known}
+        cases = [_case(p, [known[t] for t in p.task_ids if t in known], q, now) for p in projects]
+        out = self._project_forecasts(tenant_id, cases, version, trace_id, simulations or self._simulations)
+        return Forecasts(tasks, out)
+
+    def _task_prediction(self, tenant_id: str, task: TaskState, q: Quantiles, at: datetime, version: VersionedModel,
+                         trace_id: str | None) -> events_pb2.TimelinePrediction:
+        hours = q.get(task.task_id, (0.0, 0.0, 0.0))
+        miss = 0.0
+        if task.due_at is not None and task.is_open:
+            miss = _p_miss_lognormal(hours, (task.due_at - at).total_seconds() / 3600.0)
+        stamps = {"task_state": task.timestamp()}
+        person = self._store.person(tenant_id, task.assignee_id) if task.assignee_id else None
+        if person is not None:
+            stamps["person_state"] = person.timestamp()
+        base = at if task.is_open else (task.done_at or at)
+        return _prediction(EK.ENTITY_KIND_TASK, task.task_id, task.project_id, hours, base, miss,
+                           build_provenance(version.name, version.version, trace_id, stamps))
+
+    def _project_forecasts(self, tenant_id: str, cases: Sequence[_Case], version: VersionedModel,
+                           trace_id: str | None, n: int) -> dict[str, ProjectForecast]:
         params = self.project_params(version)
-        stamps = {"project_state": project.as_of, **({"task_state": max(t.as_of for t in tasks)} if tasks else {})}
-        provenance = build_provenance(version.name, version.version, trace_id, stamps)
-        n = simulations or self._simulations
-        whole = self._simulate(remaining, scope, None, project.deadline, at, n, params)
-        out = _prediction(EK.ENTITY_KIND_PROJECT, project.project_id, project.project_id, whole[0], at, whole[1],
-                          provenance)
-        open_ms = [(m, ordered(t for t in tasks if t.milestone_id == m.milestone_id)) for m in project.milestones
-                   if not m.completed]
-        open_ms = [(m, ts) for m, ts in open_ms if ts]
-        served = self._milestone_days(tenant_id, open_ms, at)
-        milestones = []
-        for i, (m, targets) in enumerate(open_ms):
-            hours, miss = self._simulate(remaining, None, [t.task_id for t in targets], m.due_at, at, n, params)
-            source = provenance
-            if served is not None:
-                # the model's p50 (it beat Monte-Carlo on validation); Monte-Carlo's interval and P(miss)
-                p50 = float(served[1][i]) * 24.0
-                hours = (min(hours[0], p50), p50, max(hours[2], p50))
-                source = build_provenance(served[0].name, served[0].version, trace_id, stamps)
-            milestones.append(_prediction(EK.ENTITY_KIND_MILESTONE, m.milestone_id, project.project_id, hours, at,
-                                          miss, source))
-        return ProjectForecast(out, tuple(milestones))
+        open_ms = [[(m, ts) for m, ts in ((m, ordered(t for t in c.tasks if t.milestone_id == m.milestone_id))
+                                          for m in c.project.milestones if not m.completed) if ts] for c in cases]
+        served = self._milestone_days(tenant_id, [pair for ms in open_ms for pair in ms], cases[0].at if cases
+                                      else datetime.now(UTC))
+        out: dict[str, ProjectForecast] = {}
+        k = 0  # index into the milestone model's answers (all projects' open milestones in one run)
+        for c, milestones in zip(cases, open_ms, strict=True):
+            stamps = {"project_state": c.project.timestamp(),
+                      **({"task_state": max(t.timestamp() for t in c.tasks)} if c.tasks else {})}
+            provenance = build_provenance(version.name, version.version, trace_id, stamps)
+            groups: list[tuple[Sequence[str] | None, datetime | None]] = [
+                (None, c.project.deadline), *(([t.task_id for t in ts], m.due_at) for m, ts in milestones)]
+            runs = forecast_targets(c.remaining, c.scope, params, simulations_for(n, len(c.remaining)),
+                                    [(targets, _days(due, c.at)) for targets, due in groups], seed=self._seed)
+            whole = runs[0]
+            out_ms = []
+            for (m, _), f in zip(milestones, runs[1:], strict=True):
+                hours = (f.p10 * 24.0, f.p50 * 24.0, f.p90 * 24.0)
+                source = provenance
+                if served is not None:
+                    # the model's p50 (it beat Monte-Carlo on validation); Monte-Carlo's interval and P(miss)
+                    p50 = float(served[1][k]) * 24.0
+                    hours = (min(hours[0], p50), p50, max(hours[2], p50))
+                    source = build_provenance(served[0].name, served[0].version, trace_id, stamps)
+                k += 1
+                out_ms.append(_prediction(EK.ENTITY_KIND_MILESTONE, m.milestone_id, c.project.project_id, hours,
+                                          c.at, float(f.p_miss_deadline or 0.0), source))
+            project = _prediction(EK.ENTITY_KIND_PROJECT, c.project.project_id, c.project.project_id,
+                                  (whole.p10 * 24.0, whole.p50 * 24.0, whole.p90 * 24.0), c.at,
+                                  float(whole.p_miss_deadline or 0.0), provenance)
+            out[c.project.project_id] = ProjectForecast(project, tuple(out_ms))
+        return out
 
     def _milestone_version(self) -> VersionedModel | None:
         """The milestone model when one is loaded and its schema matches; else None (logged once)."""
@@ -247,12 +313,20 @@ class TimelinePredictor:
             return None
         return version, days
 
-    def _simulate(self, tasks: list[RemainingTask], scope: ScopeSnapshot | None, targets: list[str] | None,
-                  deadline: datetime | None, now: datetime, n: int, params: ProjectParams
-                  ) -> tuple[tuple[float, float, float], float]:
-        days = None if deadline is None else (deadline - now).total_seconds() / 86400.0
-        f = forecast_project(tasks, scope, params, n, deadline_days=days, seed=self._seed, targets=targets)
-        return (f.p10 * 24.0, f.p50 * 24.0, f.p90 * 24.0), float(f.p_miss_deadline or 0.0)
+
+def _case(project: ProjectState, known: Sequence[TaskState], q: Quantiles, at: datetime) -> _Case:
+    """``project``'s Monte-Carlo inputs from its known tasks (in its task order) and their forecasts."""
+    tasks = [t for t in known if t.is_open]
+    remaining = [RemainingTask(t.task_id, None, t.depends_on, _positive(*q[t.task_id])) for t in tasks]
+    scope = scope_snapshot(project.start, project.planned_deadline or project.deadline,
+                           [t.created_at for t in known],
+                           [(t.created_at, t.done_at) for t in known if t.done_at is not None],
+                           [t.created_at for t in tasks], at)
+    return _Case(project, tasks, remaining, scope, at)
+
+
+def _days(until: datetime | None, now: datetime) -> float | None:
+    return None if until is None else (until - now).total_seconds() / 86400.0
 
 
 def _positive(p10: float, p50: float, p90: float) -> tuple[float, float, float]:

@@ -106,20 +106,25 @@ def future_finish(scope: ScopeSnapshot, open_finish: FloatArray, fraction: float
     """[n] latest finish (days from now) of the tasks not created yet in each run (0 when none)."""
     n = open_finish.shape[0]
     left = scope.creation_days_left(fraction)
-    if left <= 0.0:
-        return np.zeros(n)
-    pool = np.concatenate([np.broadcast_to(scope.done_days, (n, scope.done_days.size)),
-                           scope.open_age_days[None, :] + open_finish], axis=1)
-    if pool.shape[1] == 0:
+    done, opened = scope.done_days.size, scope.open_age_days.size
+    if left <= 0.0 or done + opened == 0:
         return np.zeros(n)
     rate = rng.gamma(scope.n_created + 0.5, 1.0 / max(scope.elapsed_days, MIN_RATE_DAYS), size=n)
     count = np.minimum(rng.poisson(rate * left), MAX_FUTURE_TASKS)
     k = int(count.max())
     if k == 0:
         return np.zeros(n)
-    created = rng.uniform(0.0, left, size=(n, k))
-    durations = np.take_along_axis(pool, rng.integers(0, pool.shape[1], size=(n, k)), axis=1)
-    finish = np.where(np.arange(k)[None, :] < count[:, None], created + durations, 0.0)
+    finish = rng.uniform(0.0, left, size=(n, k))  # creation times, then + durations, in place
+    pick = rng.integers(0, done + opened, size=(n, k))
+    if opened == 0:
+        finish += scope.done_days[pick]
+    else:
+        # each run's pool of durations: the done tasks' as they were, the open ones' age + simulated remaining
+        pool = np.empty((n, done + opened))
+        pool[:, :done] = scope.done_days
+        np.add(open_finish, scope.open_age_days, out=pool[:, done:])
+        finish += np.take_along_axis(pool, pick, axis=1)
+    finish *= np.arange(k)[None, :] < count[:, None]  # runs with fewer new tasks: the rest count as 0
     return np.asarray(finish.max(axis=1), dtype=np.float64)
 
 

@@ -60,16 +60,13 @@ def _webhooks(tmp: Path) -> Iterator[Handler]:
 def _timeline(tmp: Path) -> Iterator[Handler]:
     from mesh.config import ModelSettings
     from mesh.models import OnnxModel, StaticModel, VersionedModel
-    from services.timeline.alerts import DeadlineRiskAlerter, InMemoryAlertState
     from services.timeline.export import export_untrained
-    from services.timeline.handlers import TimelineHandler
-    from services.timeline.predictor import MODEL_NAME, TimelinePredictor
-    from services.timeline.state import InMemoryTimelineStore
+    from services.timeline.handlers import in_memory_handler
+    from services.timeline.predictor import MODEL_NAME
 
     model = StaticModel(VersionedModel(MODEL_NAME, "0", OnnxModel.load(export_untrained(tmp), ModelSettings())))
     publisher = Publisher(InMemoryBroker().producer(), REGISTRY)
-    yield TimelineHandler(TimelinePredictor(InMemoryTimelineStore(), model, simulations=100), publisher,
-                          DeadlineRiskAlerter(InMemoryAlertState()))
+    yield in_memory_handler(model, publisher, simulations=100)
 
 
 @functools.cache

@@ -14,12 +14,10 @@ from mesh.config import MeshSettings, ModelSettings
 from mesh.events import TopicRegistry
 from mesh.models import OnnxModel, StaticModel, VersionedModel
 from mesh.serving import build_server
-from services.timeline.alerts import DeadlineRiskAlerter, InMemoryAlertState
 from services.timeline.export import export_untrained
-from services.timeline.handlers import TimelineHandler
-from services.timeline.predictor import MODEL_NAME, TimelinePredictor
+from services.timeline.handlers import in_memory_handler
+from services.timeline.predictor import MODEL_NAME
 from services.timeline.server import binding
-from services.timeline.state import InMemoryTimelineStore
 from simulator import SimConfig, Simulation
 
 pytestmark = pytest.mark.integration
@@ -28,9 +26,8 @@ pytestmark = pytest.mark.integration
 async def test_timeline_routes_answer_from_the_real_service(tmp_path: Path,
                                                             span_exporter: InMemorySpanExporter) -> None:
     model = StaticModel(VersionedModel(MODEL_NAME, "1", OnnxModel.load(export_untrained(tmp_path), ModelSettings())))
-    predictor = TimelinePredictor(InMemoryTimelineStore(), model, simulations=200)
-    handler = TimelineHandler(predictor, Publisher(InMemoryBroker().producer(), TopicRegistry()),
-                              DeadlineRiskAlerter(InMemoryAlertState()))
+    handler = in_memory_handler(model, Publisher(InMemoryBroker().producer(), TopicRegistry()), simulations=200)
+    predictor = handler.predictor
     events = list(Simulation(SimConfig(tenants=1, users_per_tenant=10, weeks=1, seed=11)).events())
     for env in events:
         if env.type in {"user_joined", "project_created", "milestone_created", "task_created", "task_assigned",

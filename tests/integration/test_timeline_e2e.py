@@ -1,5 +1,6 @@
 """End to end on the real broker and Redis: simulator events in -> TimelinePrediction events out (one per
-event on an open task, with provenance) within a bounded wait; a malformed event goes to the DLQ."""
+task creation, with provenance and the id derived from the creation) within a bounded wait, the state in
+the mesh's Redis aggregate store; a malformed event goes to the DLQ."""
 
 from __future__ import annotations
 
@@ -9,17 +10,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sunday.ml.v1 import events_pb2
 
 from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, Message, RunnerOptions, ensure_topics
 from mesh.config import MeshSettings, ModelSettings
-from mesh.events import Envelope, TopicRegistry, decode
+from mesh.events import Envelope, TopicRegistry, decode, derived_event_id
+from mesh.features import RedisAggregates
 from mesh.models import OnnxModel, StaticModel, VersionedModel
-from services.timeline.alerts import DeadlineRiskAlerter, RedisAlertState
+from services.timeline.alerts import DEFAULT_POLICY, RiskTracker, output_reducers
 from services.timeline.export import export_untrained
 from services.timeline.handlers import TASK_EVENTS, TimelineHandler
 from services.timeline.predictor import MODEL_NAME, TimelinePredictor
-from services.timeline.state import RedisTimelineStore
+from services.timeline.state import TimelineState
 from tests.support import drain
 
 pytestmark = pytest.mark.integration
@@ -38,11 +41,15 @@ def service(settings: MeshSettings, model: StaticModel) -> Iterator[tuple[KafkaP
     registry = TopicRegistry(settings.kafka.topic_prefix)
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.timeline", "alerts", "dlq"])
     publisher = KafkaPublisher(settings.kafka, registry)
-    ns = f"test-{uuid.uuid4().hex[:8]}"
-    predictor = TimelinePredictor(RedisTimelineStore(settings.redis.url, ns), model, simulations=200)
-    handler = TimelineHandler(predictor, publisher, DeadlineRiskAlerter(RedisAlertState(settings.redis.url, ns)))
+    client = redis.Redis.from_url(settings.redis.url)
+    aggregates = RedisAggregates(client, f"test-{uuid.uuid4().hex[:8]}:timeline",
+                                 reducers=output_reducers(DEFAULT_POLICY))
+    state = TimelineState(aggregates)
+    state.store.mark_built()  # a new namespace: nothing to rebuild
+    predictor = TimelinePredictor(state, model, simulations=200)
+    handler = TimelineHandler(predictor, state, publisher, RiskTracker(state))
     runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, "timeline"), publisher=publisher,
-                            topics=TOPICS, group_id="timeline", handler=handler,
+                            topics=TOPICS, group_id="timeline", batch_handler=handler,
                             options=RunnerOptions(poll_timeout_s=0.2))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
@@ -50,6 +57,8 @@ def service(settings: MeshSettings, model: StaticModel) -> Iterator[tuple[KafkaP
     runner.stop()
     thread.join(30)
     publisher.close()
+    aggregates.clear()
+    client.close()
 
 
 def simulated_tasks() -> list[Envelope]:
@@ -75,10 +84,14 @@ def test_simulated_events_in_timeline_predictions_out(service: tuple[KafkaPublis
         return want <= {p.entity_id for p in (decode(m.value).timeline_prediction for m in messages)
                         if p.entity_kind == events_pb2.ENTITY_KIND_TASK}
 
-    out = [decode(m.value).timeline_prediction for m in
-           drain(settings.kafka, registry.physical("predictions.timeline"), 10 * len(created), all_tasks_predicted)]
+    envelopes = [decode(m.value) for m in drain(settings.kafka, registry.physical("predictions.timeline"),
+                                                10 * len(created), all_tasks_predicted)]
+    out = [env.timeline_prediction for env in envelopes]
     tasks = [p.entity_id for p in out if p.entity_kind == events_pb2.ENTITY_KIND_TASK]
     assert created and sorted(tasks) == sorted(want)
+    assert {env.event_id for env in envelopes if env.timeline_prediction.entity_kind == events_pb2.ENTITY_KIND_TASK} \
+        == {derived_event_id(ev.event_id, "timeline_prediction", f"{MODEL_NAME}:1", ev.task_created.task_id)
+            for ev in created}
     for p in out:
         assert p.provenance.model_name == MODEL_NAME and len(p.provenance.trace_id) == 32
         assert 0 <= p.remaining_hours_p10 <= p.remaining_hours_p50 <= p.remaining_hours_p90

@@ -54,8 +54,9 @@ def test_pooled_model_learns_from_the_text_and_is_cached(tmp_path: Path) -> None
 
 
 def test_the_feature_is_log1p_of_the_points() -> None:
-    task = TaskState("t", "p", created_at=datetime(2026, 1, 5, tzinfo=UTC), statuses=("todo",),
-                     status_times=(datetime(2026, 1, 5, tzinfo=UTC),))
+    created = datetime(2026, 1, 5, tzinfo=UTC)
+    task = TaskState(tenant_id="x", entity_id="t", project_id="p", created=True, created_at=created,
+                     history=[(created, "e1", "todo")])
     now = datetime(2026, 1, 6, tzinfo=UTC)
     i = STATIC_NAMES.index("effort_points")
     assert static_vector(task, None, None, 0, now, 8.0)[i] == pytest.approx(np.log1p(8.0))
