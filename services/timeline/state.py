@@ -21,6 +21,7 @@ Sums over those maps are taken in key order when read, so they are exact whateve
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,13 +86,14 @@ class TaskState(EntityState):
     def done_at(self) -> datetime | None:
         """Start of the trailing run of 'done' (statuses and the completion, in time order); None when the
         latest status is not done (never finished, or reopened)."""
-        marks = [(t, i, s == DONE) for t, i, s in self.history]
+        marks = [(t, i, s == DONE) for t, i, s in self.history]  # sorted already
         if self.completion is not None:
-            marks.append((self.completion.at, self.completion.event_id, True))
-        marks.sort()
+            bisect.insort(marks, (self.completion.at, self.completion.event_id, True))
         start: datetime | None = None
-        for t, _, done in marks:
-            start = (start or t) if done else None
+        for t, _, done in reversed(marks):  # back from the latest while it is done
+            if not done:
+                break
+            start = t
         return start
 
     @property

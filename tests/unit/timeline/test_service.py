@@ -172,6 +172,34 @@ def test_live_state_with_batches_and_redeliveries_equals_a_replay(seeded: Static
     assert live and live == _state(replay)
 
 
+def _interleaved(events: list[Envelope], rng: random.Random) -> list[Envelope]:
+    """The events as a consumer of several partitions may see them: each key's events in order (a task's,
+    a project's, a person's), the keys interleaved at random."""
+    queues: dict[str, list[Envelope]] = {}
+    for ev in events:
+        payload = getattr(ev, ev.type)
+        key = next(str(getattr(payload, f)) for f in ("task_id", "project_id", "user_id") if hasattr(payload, f))
+        queues.setdefault(key, []).append(ev)
+    out: list[Envelope] = []
+    while queues:
+        key = rng.choice(sorted(queues))
+        out.append(queues[key].pop(0))
+        if not queues[key]:
+            del queues[key]
+    return out
+
+
+def test_state_does_not_depend_on_how_partitions_interleave(events: list[Envelope]) -> None:
+    in_order = InMemoryTimelineStore()
+    for ev in events:
+        apply_event(in_order, ev)
+    for seed in range(3):
+        shuffled = InMemoryTimelineStore()
+        for ev in _interleaved(events, random.Random(seed)):
+            apply_event(shuffled, ev)
+        assert _state(shuffled) == _state(in_order)
+
+
 class Outputs(Publisher):
     """A publisher that also keeps what was published, in order (read in slices with `new`)."""
 
