@@ -492,6 +492,18 @@ class TimelineState:
     def project(self, tenant_id: str, project_id: str) -> ProjectState | None:
         return self.store.load(ProjectState, tenant_id, project_id)
 
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """Every task, person and project row by key, as plain data (maps compare regardless of the order
+        they were built in): what "the live state equals a replay" compares."""
+        out: dict[str, dict[str, Any]] = {}
+        for kind in (TaskState, PersonState, ProjectState):
+            for key in self.store.keys(kind.kind):
+                _, tenant_id, entity_id = key.split(":", 2)
+                row = self.store.load(kind, tenant_id, entity_id)
+                if row is not None:
+                    out[key] = row.model_dump()
+        return out
+
 
 class InMemoryTimelineStore(TimelineState):
     """The state in memory (tests, the offline replay that builds the training set)."""
