@@ -13,11 +13,12 @@ from mesh.features._aggregates import (
     read_view,
 )
 from mesh.features._client import FeastFeatureClient, FeatureClient, InMemoryFeatureClient
+from mesh.features._consumer import CONSUMER_BATCH_SIZE, ingestor_runner, input_topics
 from mesh.features._eventlog import Coords, EventLog, LoggedEvent
 from mesh.features._ingest import CONSUMER, FeatureIngestor, IngestStats, build_ingestor, open_aggregates
 from mesh.features._offline import OfflineBuild, build_offline_tables, training_frame
 from mesh.features._project import PROJECT_VIEW, ProjectFeatures, ProjectState
-from mesh.features._rebuild import Rebuilt, rebuild, rebuild_from_inputs
+from mesh.features._rebuild import Rebuilder, Rebuilt, apply_rebuilding, rebuild, rebuild_from_inputs
 from mesh.features._reduce import ENTITY_REDUCERS
 from mesh.features._replay import ReplayStats, TopicReader, replay, replay_log, replay_topic
 from mesh.features._repo import DEFAULT_PROJECT, FeatureRepo, FeatureRepoConfig
@@ -30,6 +31,7 @@ from mesh.features._views import DEFAULT_VIEWS
 
 __all__ = [
     "CONSUMER",
+    "CONSUMER_BATCH_SIZE",
     "DEFAULT_PROJECT",
     "DEFAULT_VIEWS",
     "ENTITY_REDUCERS",
@@ -57,6 +59,7 @@ __all__ = [
     "OfflineBuild",
     "ProjectFeatures",
     "ProjectState",
+    "Rebuilder",
     "Rebuilt",
     "RedisAggregates",
     "Reducer",
@@ -73,9 +76,12 @@ __all__ = [
     "UserFeatures",
     "UserState",
     "ViewSpec",
+    "apply_rebuilding",
     "build_ingestor",
     "build_offline_tables",
     "entity_key",
+    "ingestor_runner",
+    "input_topics",
     "open_aggregates",
     "read_view",
     "rebuild",

@@ -194,6 +194,10 @@ def _unavailable(what: str) -> translate_infra_errors:
     return translate_infra_errors(what)
 
 
+_MARK_SEEN = "for i = 1, #KEYS do redis.call('SET', KEYS[i], 1, 'EX', ARGV[1]) end"
+"""Applied-marks for many events in one command (each with its own expiry)."""
+
+
 class RedisAggregates:
     """Aggregates in Redis under `namespace`; one optimistic transaction per batch."""
 
@@ -245,11 +249,18 @@ class RedisAggregates:
         txn = BufferTxn(loader)
         fresh = _run(txn, events, already, self.reducers)
         pipe.multi()
-        for key, state in txn.dirty.items():
-            pipe.set(self._k(key), state.model_dump_json())
-            pipe.sadd(f"{self._ns}:index:{state.kind}", key)
-        for env in fresh:
-            pipe.set(self._seen(env.event_id), 1, ex=self._ttl)
+        # A few commands per batch, not a few per event: parsing one reply per command in redis-py was ~10%
+        # of the feature ingestor's time.
+        if txn.dirty:
+            pipe.mset({self._k(key): state.model_dump_json() for key, state in txn.dirty.items()})
+            by_kind: dict[str, list[str]] = {}
+            for key, state in txn.dirty.items():
+                by_kind.setdefault(state.kind, []).append(key)
+            for kind, keys in by_kind.items():
+                pipe.sadd(f"{self._ns}:index:{kind}", *keys)
+        if fresh:
+            seen = [self._seen(env.event_id) for env in fresh]
+            pipe.eval(_MARK_SEEN, len(seen), *seen, self._ttl)
         return Applied(len(fresh), len(events) - len(fresh), tuple(txn.dirty.values()))
 
     def load(self, state_type: type[S], tenant_id: str, entity_id: str) -> S | None:

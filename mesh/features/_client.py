@@ -7,6 +7,7 @@ from typing import Any, Protocol, TypeVar
 
 from mesh.features._frame import records_to_frame
 from mesh.features._online import ViewReader
+from mesh.features._push import ViewWriter
 from mesh.features._repo import FeatureRepo
 from mesh.features._schema import FeatureRecord, ViewSpec
 
@@ -30,13 +31,15 @@ class FeastFeatureClient:
 
     Reads go straight to the provider's `online_read` with the view's Feast objects and decoders resolved
     on first use (see `mesh.features._online`); they equal `get_online_features` + `to_dict`, at a fraction
-    of the cost. A view's definition is read from the registry once per client: re-applying a changed view
-    needs a new client (a restart), as it already needs new service code.
+    of the cost. Pushes likewise go to the provider's `online_write_batch` (see `mesh.features._push`) and
+    store what `FeatureStore.push` would. A view's definition is read from the registry once per client:
+    re-applying a changed view needs a new client (a restart), as it already needs new service code.
     """
 
     def __init__(self, repo: FeatureRepo) -> None:
         self._repo = repo
         self._readers: dict[str, ViewReader[Any]] = {}
+        self._writers: dict[str, ViewWriter[Any]] = {}
 
     def _reader(self, view: ViewSpec[Any, R]) -> ViewReader[R]:
         store = self._repo.store()
@@ -58,7 +61,19 @@ class FeastFeatureClient:
             return []
         return await self._reader(view).read_async(entity_keys)
 
+    def _writer(self, view: ViewSpec[Any, R]) -> ViewWriter[R]:
+        store = self._repo.store()
+        writer = self._writers.get(view.name)
+        if writer is None or writer.store is not store or (writer.view is not view and writer.view != view):
+            writer = self._writers[view.name] = ViewWriter(store, view)
+        return writer
+
     def push(self, view: ViewSpec[Any, R], records: Sequence[FeatureRecord[R]]) -> None:
+        if records:
+            self._writer(view).write(records)
+
+    def push_with_feast(self, view: ViewSpec[Any, R], records: Sequence[FeatureRecord[R]]) -> None:
+        """The same write through Feast's public `FeatureStore.push` (the reference the fast path equals)."""
         if not records:
             return
         from feast.data_source import PushMode

@@ -45,6 +45,10 @@ class FeatureIngestor:
         """The bus handler: one event (already decoded and validated)."""
         self.handle_batch([LoggedEvent(env)])
 
+    def handle_envelopes(self, envs: Sequence[Envelope]) -> None:
+        """The bus batch handler (the live consumer, :func:`mesh.features.ingestor_runner`)."""
+        self.handle_batch([LoggedEvent(env) for env in envs])
+
     def handle_batch(self, events: Sequence[LoggedEvent], *, log: bool = True) -> IngestStats:
         """Many events at once: one log file, one aggregate transaction, one push per view."""
         if not events:

@@ -37,14 +37,16 @@ class _Contribution:
     project_id: str
     is_open: bool
     estimate: float
-    completion: Completion | None
+    completion: tuple[str, float, float] | None
+    """(task type, actual hours, estimate hours) of a done task; a plain tuple: this is built twice per task
+    event, and a pydantic Completion here was the ingestor's largest single cost."""
 
 
 def _contribution(t: TaskState) -> _Contribution:
-    completion = Completion(task_type=t.task_type, actual_hours=t.actual_hours, estimate_hours=t.estimate_hours)
-    done_by = t.completed_by or t.assignee_id
-    return _Contribution(t.assignee_id, done_by if not t.is_open else "", t.project_id, t.is_open,
-                         t.estimate_hours, completion if not t.is_open else None)
+    if t.is_open:
+        return _Contribution(t.assignee_id, "", t.project_id, True, t.estimate_hours, None)
+    return _Contribution(t.assignee_id, t.completed_by or t.assignee_id, t.project_id, False, t.estimate_hours,
+                         (t.task_type, t.actual_hours, t.estimate_hours))
 
 
 def _update_task(ctx: Ctx, task_id: str, change: Callable[[TaskState], None], project_id: str = "") -> None:
@@ -57,6 +59,10 @@ def _update_task(ctx: Ctx, task_id: str, change: Callable[[TaskState], None], pr
     after = _contribution(task)
     if after != before:
         _move(ctx, task_id, before, after)
+    elif task.project_id:
+        # The project's row time is the newest event of any of its tasks, whether or not this one moved a
+        # count: which events move a count depends on arrival order, a maximum over all of them does not.
+        _save(ctx, ctx.txn.get(ProjectState, ctx.tenant, task.project_id))
 
 
 def _move(ctx: Ctx, task_id: str, before: _Contribution, after: _Contribution) -> None:
@@ -71,7 +77,9 @@ def _move(ctx: Ctx, task_id: str, before: _Contribution, after: _Contribution) -
             user = ctx.txn.get(UserState, ctx.tenant, part.completed_by)
             user.completed.pop(task_id, None)
             if add and part.completion is not None:
-                user.completed[task_id] = part.completion
+                task_type, actual, estimate = part.completion
+                user.completed[task_id] = Completion(task_type=task_type, actual_hours=actual,
+                                                     estimate_hours=estimate)
             _save(ctx, user)
         if part.project_id:
             project = ctx.txn.get(ProjectState, ctx.tenant, part.project_id)
@@ -107,7 +115,8 @@ def _task_created(ctx: Ctx, env: Envelope) -> None:
     def change(t: TaskState) -> None:
         if t.newer("created", ctx.stamp):
             t.project_id, t.milestone_id, t.created_at = p.project_id, p.milestone_id, ctx.at
-            t.task_type, t.due_at = p.task_type, _ts(p.due_at)
+            t.task_type = p.task_type
+        _set(t, ctx, "due_at", _ts(p.due_at))  # task_updated sets it too: one stamp for both, or order leaks in
         _set(t, ctx, "priority", int(p.priority))
         _set(t, ctx, "required_skills", list(p.required_skills))
         _set(t, ctx, "estimate_hours", p.estimate_hours)
@@ -188,7 +197,9 @@ def _project(ctx: Ctx, project_id: str) -> ProjectState:
 def _project_created(ctx: Ctx, env: Envelope) -> None:
     p, project = env.project_created, _project(ctx, env.project_created.project_id)
     if project.newer("name", ctx.stamp):
-        project.name, project.owner_id = p.name, p.owner_id
+        project.name = p.name
+    if project.newer("owner", ctx.stamp):  # not under "name": a newer rename must not drop the owner
+        project.owner_id = p.owner_id
     if project.newer("deadline", ctx.stamp):
         project.deadline = _ts(p.deadline)
     if project.newer("members", ctx.stamp):
@@ -261,16 +272,28 @@ REDUCERS: dict[str, Reducer] = {
 """Event types not listed (automations, meetings, the mesh's own outputs) only go to the event log."""
 
 
+_PEOPLE = ("user_id", "created_by", "updated_by", "assigned_by", "assignee_id", "actor_id", "author_id", "owner_id")
+"""Payload fields naming a person whose state a reducer reads (the actor's activity, the assignee's load)."""
+
+
 def _prefetch(env: Envelope) -> list[tuple[type[EntityState], str]]:
-    # What the reducers will most likely read, fetched in one round trip; anything else loads lazily.
-    field = env.WhichOneof("payload") or ""
-    payload: Any = getattr(env, field) if field else None
-    out: list[tuple[type[EntityState], str]] = []
-    if payload is not None and hasattr(payload, "task_id"):
-        out.append((TaskState, state_key("task", env.tenant_id, payload.task_id)))
+    # What the reducers will most likely read, fetched in one round trip per batch; anything else (a task's
+    # previous assignee) loads lazily, one round trip each: measured at ~40% of apply time before people
+    # and the tenant were prefetched too.
+    if env.type not in REDUCERS:
+        return []
+    payload: Any = getattr(env, env.type)
+    tenant = env.tenant_id
+    out: list[tuple[type[EntityState], str]] = [(TenantState, state_key("tenant", tenant, ""))]
+    if hasattr(payload, "task_id"):
+        out.append((TaskState, state_key("task", tenant, payload.task_id)))
     project_id = str(getattr(payload, "project_id", "") or "")
     if project_id:
-        out.append((ProjectState, state_key("project", env.tenant_id, project_id)))
+        out.append((ProjectState, state_key("project", tenant, project_id)))
+    for name in _PEOPLE:
+        user_id = getattr(payload, name, "")
+        if user_id:
+            out.append((UserState, state_key("user", tenant, user_id)))
     return out
 
 
