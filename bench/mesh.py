@@ -50,7 +50,7 @@ TASK_EVENTS = ("task_created", "task_updated", "task_assigned", "task_status_cha
 SETUP_EVENTS = ("user_joined", "user_skills_updated", "project_created", "project_updated", "milestone_created")
 OUTPUTS = {"assignment": "predictions.assignment", "timeline": "predictions.timeline"}
 EVENT_COLUMNS = ["service", "offered_tasks_s", "tasks", "p50_ms", "p95_ms", "p99_ms", "predictions_s", "lag_end",
-                 "lost", "cpu_cores", "gc_p99_ms", "gc_per_min"]
+                 "lost", "cpu_cores", "handler_busy", "gc_p99_ms", "gc_per_min"]
 WARM_TASKS = 100
 REQUEST_COLUMNS = ["path", "offered_rps", "sent", "ok", "errors", "achieved_rps", "p50_ms", "p95_ms", "p99_ms"]
 
@@ -181,16 +181,30 @@ class Probe:
     gc0: tuple[float, dict[float, float]] = (0.0, {})
     wall0: float = 0.0
 
+    handler0: float = 0.0
+
     def begin(self) -> None:
-        self.cpu0, self.gc0, self.wall0 = self._cpu(), self._gc(), time.monotonic()
+        self.cpu0, self.wall0 = self._cpu(), time.monotonic()
+        self.gc0, self.handler0 = self._gc(), self._handler_s()
 
     def end(self) -> dict[str, float]:
         wall = time.monotonic() - self.wall0
+        busy = (self._handler_s() - self.handler0) / wall
         (count1, buckets1), (count0, buckets0) = self._gc(), self.gc0
         n = count1 - count0
         delta = {le: buckets1.get(le, 0.0) - buckets0.get(le, 0.0) for le in buckets1}
         p99 = next((le * 1000.0 for le in sorted(delta) if n and delta[le] >= 0.99 * n), float("nan"))
-        return {"cpu_cores": (self._cpu() - self.cpu0) / wall, "gc_p99_ms": p99, "gc_per_min": n / wall * 60.0}
+        return {"cpu_cores": (self._cpu() - self.cpu0) / wall, "gc_p99_ms": p99, "gc_per_min": n / wall * 60.0,
+                "handler_busy": busy}
+
+    def _metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as reply:
+            return str(reply.read().decode())
+
+    def _handler_s(self) -> float:
+        """Seconds spent in the event handler so far (``mesh_handler_seconds``, every topic)."""
+        return sum(float(m[1]) for m in re.finditer(r"^mesh_handler_seconds_sum\{.*\} (\S+)$", self._metrics(),
+                                                    re.MULTILINE))
 
     def _cpu(self) -> float:
         times = psutil.Process(self.pid).cpu_times()
@@ -198,7 +212,7 @@ class Probe:
 
     def _gc(self) -> tuple[float, dict[float, float]]:
         """(collections, cumulative count per bucket upper bound) summed over generations."""
-        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        text = self._metrics()
         buckets: dict[float, float] = {}
         count = 0.0
         for line in text.splitlines():
@@ -255,6 +269,9 @@ def register_models(root: Path, quick: bool) -> Registry:
     from simulator import SimConfig
 
     registry = Registry(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts")
+    if (root / "mlflow.db").exists():
+        return registry  # registered by an earlier run (--models DIR)
+    root.mkdir(parents=True, exist_ok=True)
     models = ModelRegistry(registry.settings())
     trained = train_all(simulated_events(SimConfig(tenants=2, users_per_tenant=50, weeks=4, seed=11)), root / "a",
                         NetOptions(epochs=2 if quick else 8), LambdaMartOptions(n_estimators=150))
@@ -326,7 +343,8 @@ class Phase:
                 "predictions_s": len(got) / max(last - first, 1e-9), "lag_end": self.lags[service],
                 "lost": len(self.due) - len(got), "cpu_cores": sum(u["cpu_cores"] for u in mine),
                 "gc_p99_ms": max((u["gc_p99_ms"] for u in mine), default=float("nan")),
-                "gc_per_min": sum(u["gc_per_min"] for u in mine)})
+                "gc_per_min": sum(u["gc_per_min"] for u in mine),
+                "handler_busy": sum(u["handler_busy"] for u in mine)})
         return out
 
 
@@ -447,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", type=int, default=300, help="people of the simulated tenant")
     parser.add_argument("--shared-broker", action="store_true",
                         help="use the local stack's Kafka and Redis instead of private ones")
+    parser.add_argument("--models", type=Path, default=None,
+                        help="registry folder to reuse (trained and registered there when empty)")
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--no-requests", action="store_true")
     args = parser.parse_args(argv)
@@ -455,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[mesh] work dir {root}", flush=True)
     started = time.monotonic()
     stream = simulated(args.users, plan.weeks, seed=7)
-    registry = register_models(root / "models", args.quick)
+    registry = register_models(args.models or root / "models", args.quick)
     print(f"[mesh] models registered ({time.monotonic() - started:.0f}s)", flush=True)
     with ExitStack() as stack:
         # Redis: the local stack's (AOF, fsync every second, as deployed; keys under this run's namespace).
