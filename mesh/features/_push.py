@@ -46,6 +46,11 @@ def _encoders(value: Any, null_timestamp: int) -> dict[FeastType, Encoder]:
     }
 
 
+_CACHE_MAX = 50_000
+"""Encoded values kept per view: rows repeat most values (zero counts, roles, ids), and the stores only
+serialize the protos, never change them, so one proto can serve every row that holds the value."""
+
+
 class ViewWriter(Generic[R]):
     """Online writes of one view through one Feast store; the view's Feast objects are resolved once."""
 
@@ -61,16 +66,26 @@ class ViewWriter(Generic[R]):
         self._value = Value
         self._join_keys = [view.join_key]
         encoders = _encoders(Value, int(NULL_TIMESTAMP_INT_VALUE))
-        self._fields = [(name, encoders[kind]) for name, kind in view.fields()]
+        self._fields = [(name, kind, encoders[kind]) for name, kind in view.fields()]
+        self._cache: dict[tuple[str, object], Any] = {}
 
     def rows(self, records: Sequence[FeatureRecord[R]]) -> list[tuple[Any, dict[str, Any], datetime, None]]:
         """Records -> the `(entity key, feature name -> ValueProto, event time, created time)` rows
         `online_write_batch` takes."""
         ek, value, join_keys, fields = self._entity_key, self._value, self._join_keys, self._fields
+        if len(self._cache) > _CACHE_MAX:
+            self._cache.clear()
+        cache = self._cache
         out: list[tuple[Any, dict[str, Any], datetime, None]] = []
         for rec in records:
             row = rec.features
-            values = {name: encode(getattr(row, name)) for name, encode in fields}
+            values: dict[str, Any] = {}
+            for name, kind, encode in fields:
+                v = getattr(row, name)
+                proto = cache.get((kind, v))
+                if proto is None:
+                    proto = cache[(kind, v)] = encode(v)
+                values[name] = proto
             key = ek(join_keys=join_keys, entity_values=[value(string_val=rec.entity_key)])
             out.append((key, values, rec.event_timestamp, None))
         return out
