@@ -23,7 +23,7 @@ from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import ConsumerDied, run_service
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.assignment.handlers import AssignmentHandler, JsonlLabelSink
-from services.assignment.online import TOPICS, OnlineFeatures, Rebuilder, open_state
+from services.assignment.online import TOPICS, OnlineFeatures, open_state, rebuilder
 from services.assignment.ranker import MODEL_NAME, SCHEMA, AssignmentRanker
 from services.assignment.server import binding
 
@@ -46,7 +46,7 @@ async def run(settings: AssignmentSettings) -> None:
     await model.start()
     state = open_state(settings)
     project = DEFAULT_PROJECT if settings.namespace == "mesh" else settings.namespace
-    rebuild = Rebuilder(state, settings, FeatureRepoConfig.from_settings(settings, project).event_log_dir)
+    rebuild = rebuilder(state, settings, FeatureRepoConfig.from_settings(settings, project).event_log_dir)
     await asyncio.to_thread(rebuild.ensure_built)  # the state is a cache of the inputs: rebuilt when missing
     ranker = AssignmentRanker(state, OnlineFeatures(state), model)
     publisher = KafkaPublisher(settings.kafka, registry)

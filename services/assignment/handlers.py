@@ -25,7 +25,7 @@ from sunday.ml.v1 import events_pb2
 from mesh.bus import Publisher
 from mesh.errors import NotFound, Unavailable
 from mesh.events import Envelope, InvalidEvent, new_envelope
-from mesh.features import StateMissing
+from mesh.features import apply_rebuilding
 from mesh.telemetry import current_trace_id
 from services.assignment.ranker import AssignmentRanker
 from services.assignment.state import Label, StateStore, labels_of
@@ -118,22 +118,12 @@ class AssignmentHandler:
         for env in events:
             check(env)  # an invalid event fails the batch: the runner retries it event by event
         for to_apply, created in segments(events):
-            self._apply(to_apply)
+            apply_rebuilding(self._state.store, to_apply, self._rebuild)  # StateMissing: retried
             if self._labels is not None:
                 self._labels.append_many(labels_of(self._state, to_apply))
             for env, prediction in self._predict(created):
                 self._publisher.publish(new_envelope(env.tenant_id, prediction, producer=PRODUCER,
                                                      caused_by=env.event_id))
-
-    def _apply(self, events: Sequence[Envelope]) -> None:
-        try:
-            self._state.apply(events, require_built=True)
-        except StateMissing:
-            if self._rebuild is None:
-                raise  # transient: retried until someone rebuilds the state
-            log.warning("assignment state is missing (lost with a Redis restart?): rebuilding before predicting")
-            self._rebuild()
-            self._state.apply(events, require_built=True)
 
     def _predict(self, created: Sequence[Envelope]) -> list[tuple[Envelope, events_pb2.AssignmentPrediction]]:
         """Rank a segment's new tasks, one ``rank_many`` per tenant (one read of the union of candidates,

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mesh.events import TopicRegistry
-from mesh.features import Rebuilt, RedisAggregates, rebuild_from_inputs
+from mesh.features import Rebuilder, RedisAggregates
 from services.assignment.features import PersonFeatures, TaskFeatures
 from services.assignment.state import ASSIGNMENT_REDUCERS, StateStore
 
@@ -60,20 +59,7 @@ def open_state(settings: MeshSettings) -> StateStore:
     return StateStore(RedisAggregates(client, state_namespace(settings), reducers=ASSIGNMENT_REDUCERS))
 
 
-class Rebuilder:
-    """Rebuilds the state from the offline event log and the retained input topics (the state's source
-    of truth), then marks it built; the service calls it at start and whenever the state is found lost."""
-
-    def __init__(self, state: StateStore, settings: MeshSettings, event_log_dir: Path | None = None) -> None:
-        registry = TopicRegistry(settings.kafka.topic_prefix)
-        self._state = state
-        self._kafka = settings.kafka
-        self._topics = [registry.physical(t) for t in TOPICS]
-        self._log_dir = event_log_dir
-
-    def __call__(self) -> Rebuilt:
-        return rebuild_from_inputs(self._state.store, self._kafka, self._topics, self._log_dir)
-
-    def ensure_built(self) -> Rebuilt | None:
-        """Rebuild unless the state is built; returns what a rebuild did (None: nothing to do)."""
-        return None if self._state.store.built() else self()
+def rebuilder(state: StateStore, settings: MeshSettings, event_log_dir: Path | None = None) -> Rebuilder:
+    """Rebuilds the state from the offline event log and the retained input topics (the state's source of
+    truth), then marks it built; the service calls it at start and whenever the state is found lost."""
+    return Rebuilder.of(state.store, settings, TOPICS, event_log_dir)

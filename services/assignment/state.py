@@ -271,7 +271,7 @@ def person_features(s: PersonState) -> PersonFeatures:
     """The ranker's row of a person (sums over the derived maps)."""
     done: dict[str, int] = {}
     hours: dict[str, float] = {}
-    for completion in s.completed.values():
+    for _, completion in sorted(s.completed.items()):  # one summation order, whatever the arrival order
         done[completion.task_type] = done.get(completion.task_type, 0) + 1
         hours[completion.task_type] = hours.get(completion.task_type, 0.0) + completion.actual_hours
     by_project: dict[str, int] = {}
@@ -279,7 +279,8 @@ def person_features(s: PersonState) -> PersonFeatures:
         by_project[project] = by_project.get(project, 0) + 1
     return PersonFeatures(
         user_id=s.entity_id, skills=dict(sorted(s.skills.items())), seniority=s.seniority, role=s.role,
-        capacity_hours=s.capacity_hours, open_tasks=len(s.open_tasks), open_hours=sum(s.open_tasks.values()),
+        capacity_hours=s.capacity_hours, open_tasks=len(s.open_tasks),
+        open_hours=sum(h for _, h in sorted(s.open_tasks.items())),
         done_by_type=done, hours_by_type=hours, assigned_by_project=by_project, assigned_total=len(s.assigned),
         projects=frozenset(s.projects), active=s.active, as_of=s.timestamp())
 

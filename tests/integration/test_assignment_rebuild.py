@@ -15,7 +15,7 @@ from mesh.bus import KafkaPublisher, ensure_topics
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry, occurred_at
 from mesh.features import InMemoryAggregates, RedisAggregates
-from services.assignment.online import TOPICS, Rebuilder
+from services.assignment.online import TOPICS, rebuilder
 from services.assignment.state import ASSIGNMENT_REDUCERS, EVENT_TYPES, StateStore
 from simulator import SimConfig, Simulation
 
@@ -45,11 +45,11 @@ def test_a_month_rebuilt_from_the_topics_equals_the_replay(settings: MeshSetting
 
     assert not state.store.built()
     started = time.perf_counter()
-    done = Rebuilder(state, settings).ensure_built()
+    done = rebuilder(state, settings).ensure_built()
     seconds = time.perf_counter() - started
     print(f"rebuilt a simulated month: {len(events)} events ({done and done.applied} applied) in {seconds:.1f}s")
     assert done is not None and state.store.built()
-    assert Rebuilder(state, settings).ensure_built() is None  # built: nothing to do
+    assert rebuilder(state, settings).ensure_built() is None  # built: nothing to do
 
     replay = StateStore(InMemoryAggregates(ASSIGNMENT_REDUCERS))
     for ev in sorted(events, key=occurred_at):
