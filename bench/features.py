@@ -6,6 +6,8 @@ the rebuild of a simulated month from the event log, and online read latency (ba
   FeatureIngestor -> aggregates in Redis -> online rows through Feast's online store, + the parquet event
   log) and, before and after it, by a bare confluent-kafka consumer that only counts and commits. The ratio
   is ingestion events/s over the mean of the two raw runs: the same messages, the same broker, minutes apart.
+  Both are timed from their first delivered batch (a group join is not throughput). The CPU time per event of
+  each (process time, all threads) is reported too: on a shared machine the wall rates move with the load.
 - Rebuild: the state is dropped and rebuilt from the event log the ingestion wrote (what a service does when
   Redis lost it), through the same ingestor; the rebuilt rows must equal the live ones.
 - Reads: the client's `get_online` next to Feast's public `get_online_features` + `to_dict` on the same keys.
@@ -39,8 +41,11 @@ def _events(users: int, weeks: int, seed: int) -> tuple[list[Envelope], str]:
     return list(sim.events()), f"simulator: 1 tenant, {users} users, {weeks} week(s), seed {seed}"
 
 
-def _rate(n: int, seconds: float) -> dict[str, float]:
-    return {"events": n, "seconds": round(seconds, 3), "events_per_s": round(n / seconds, 1)}
+def _rate(n: int, seconds: float, cpu_s: float) -> dict[str, float]:
+    """Wall rate, and the process's CPU time per event (all its threads): on a shared machine the wall rate
+    of a CPU-bound consumer drops with the load, its CPU per event does not."""
+    return {"events": n, "seconds": round(seconds, 3), "events_per_s": round(n / seconds, 1),
+            "cpu_us_per_event": round(cpu_s / n * 1e6, 2)}
 
 
 # ----------------------------------------------------------------------------------------- ingestion
@@ -59,7 +64,7 @@ def _publish(settings: MeshSettings, events: Sequence[Envelope]) -> list[str]:
     return [registry.physical(t) for t in logical]
 
 
-def _raw_consume(settings: MeshSettings, topics: list[str], n: int) -> float:
+def _raw_consume(settings: MeshSettings, topics: list[str], n: int) -> tuple[float, float]:
     """Seconds for a bare confluent-kafka consumer to read (and commit) all n messages, from the first
     delivered batch on (the consumer group's join is not counted, here or for the features consumer)."""
     from confluent_kafka import Consumer
@@ -67,19 +72,19 @@ def _raw_consume(settings: MeshSettings, topics: list[str], n: int) -> float:
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"raw-{uuid.uuid4()}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe(topics)
-    got, started, deadline = 0, 0.0, time.monotonic() + 120
+    got, started, cpu, deadline = 0, 0.0, 0.0, time.monotonic() + 120
     while got < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"raw consumer read {got} of {n}")
         msgs = consumer.consume(500, 1.0)
         if msgs and not started:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
         got += sum(1 for m in msgs if m.error() is None)
         if msgs:
             consumer.commit(asynchronous=False)
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     consumer.close()
-    return seconds
+    return seconds, cpu
 
 
 class _FirstBatch:
@@ -88,14 +93,15 @@ class _FirstBatch:
     def __init__(self, handle: Callable[[Sequence[Envelope]], None]) -> None:
         self._handle = handle
         self.at = 0.0
+        self.cpu = 0.0
 
     def __call__(self, envs: Sequence[Envelope]) -> None:
         if not self.at:
-            self.at = time.perf_counter()
+            self.at, self.cpu = time.perf_counter(), time.process_time()
         self._handle(envs)
 
 
-def _ingest(settings: MeshSettings, ingestor: Any, n: int, batch: int, profile: Path | None) -> float:
+def _ingest(settings: MeshSettings, ingestor: Any, n: int, batch: int, profile: Path | None) -> tuple[float, float]:
     """Seconds for the features consumer to ingest all n messages, from its first batch on (fails unless
     every message was handled)."""
     from mesh.bus import RunnerOptions
@@ -112,11 +118,11 @@ def _ingest(settings: MeshSettings, ingestor: Any, n: int, batch: int, profile: 
         prof.dump_stats(profile)
     else:
         stats = runner.run()
-    seconds = time.perf_counter() - first.at
+    seconds, cpu = time.perf_counter() - first.at, time.process_time() - first.cpu
     if stats.handled != n or stats.dead_lettered:
         raise RuntimeError(f"features consumer handled {stats.handled} of {n} ({stats.dead_lettered} dead-lettered: "
                            f"{stats.dlq_reasons[:3]})")
-    return seconds
+    return seconds, cpu
 
 
 def ingestion(settings: MeshSettings, ingestor: Any, events: Sequence[Envelope], batch: int,
@@ -127,10 +133,11 @@ def ingestion(settings: MeshSettings, ingestor: Any, events: Sequence[Envelope],
     raw_before = _raw_consume(settings, topics, n)
     ingest = _ingest(settings, ingestor, n, batch, profile)
     raw_after = _raw_consume(settings, topics, n)
-    raw = n / statistics.fmean([raw_before, raw_after])
-    return {"topics": len(topics), "batch_size": batch, "ingest": _rate(n, ingest),
-            "raw_before": _rate(n, raw_before), "raw_after": _rate(n, raw_after), "raw_events_per_s": round(raw, 1),
-            "ratio_to_raw": round(n / ingest / raw, 3)}
+    raw = n / statistics.fmean([raw_before[0], raw_after[0]])
+    raw_cpu = statistics.fmean([raw_before[1], raw_after[1]])
+    return {"topics": len(topics), "batch_size": batch, "ingest": _rate(n, *ingest),
+            "raw_before": _rate(n, *raw_before), "raw_after": _rate(n, *raw_after), "raw_events_per_s": round(raw, 1),
+            "ratio_to_raw": round(n / ingest[0] / raw, 3), "cpu_ratio_to_raw": round(raw_cpu / ingest[1], 3)}
 
 
 # ------------------------------------------------------------------------------------------ rebuild
@@ -258,6 +265,8 @@ def _table(ingest: dict[str, Any], rebuilt: dict[str, Any], lat: dict[str, dict[
         {"measure": "ingestion (features consumer)", "value": f"{ingest['ingest']['events_per_s']:.0f} ev/s"},
         {"measure": "raw confluent-kafka consume", "value": f"{ingest['raw_events_per_s']:.0f} ev/s"},
         {"measure": "ingestion / raw", "value": f"{ingest['ratio_to_raw']:.3f}"},
+        {"measure": "CPU per event: ingestion, raw", "value": f"{ingest['ingest']['cpu_us_per_event']:.0f} us, "
+                                                             f"{ingest['raw_before']['cpu_us_per_event']:.0f} us"},
         {"measure": f"rebuild {rebuilt['events']} events from the event log",
          "value": f"{rebuilt['seconds']:.1f}s ({rebuilt['events_per_s']:.0f} ev/s)"},
     ]

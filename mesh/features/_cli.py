@@ -1,4 +1,5 @@
-"""The features CLI: apply the repo, replay/backfill into it, rebuild offline tables, show stats."""
+"""The features CLI: apply the repo, run the live features consumer, replay/backfill into it, rebuild
+offline tables, show stats."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry, UnknownTopic
+from mesh.features._consumer import ingestor_runner
 from mesh.features._eventlog import EventLog
 from mesh.features._ingest import build_ingestor
 from mesh.features._offline import build_offline_tables
@@ -21,6 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default=DEFAULT_PROJECT, help="Feast project / Redis namespace")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("apply", help="generate and register the Feast repo")
+    sub.add_parser("consume", help="run the features consumer on the input topics until SIGTERM/SIGINT")
     r = sub.add_parser("replay", help="rebuild online features from the event log or a Kafka topic")
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--from-log", type=Path, metavar="DIR", help="event log directory")
@@ -39,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "apply":
         repo.apply()
         print(f"applied project {args.project}: {', '.join(repo.views)} -> {repo.config.project_dir}")
+    elif args.command == "consume":
+        repo.apply()
+        runner = ingestor_runner(settings, build_ingestor(repo))
+        runner.install_signal_handlers()
+        run = runner.run()
+        print(f"features consumer stopped: {run.handled} events handled, {run.dead_lettered} dead-lettered")
     elif args.command == "replay":
         repo.apply()
         ingestor = build_ingestor(repo)
