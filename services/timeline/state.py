@@ -61,6 +61,8 @@ class TaskState(EntityState):
     assignee_id: str = ""
     assigned: datetime | None = None
     """when the current assignee got the task: the task's place in their queue"""
+    assigned_hours: float = 0.0
+    """the estimate when they got it: what the task weighs in their queue (a task's events arrive in order)"""
     created: bool = False
     """a task_created was applied (only then is the task known to the service)"""
     created_at: datetime = EPOCH
@@ -249,7 +251,7 @@ class _Contribution:
 def _contribution(t: TaskState) -> _Contribution:
     queued = None
     if t.assignee_id and t.assigned is not None and t.created and t.is_open:
-        queued = (t.assigned, t.estimate_hours)
+        queued = (t.assigned, t.assigned_hours)
     finisher, finished = "", None
     if t.completion is not None:
         finisher = t.completion.user_id or t.assignee_id
@@ -344,7 +346,7 @@ def _task_assigned(ctx: Ctx, env: Envelope) -> None:
 
     def change(t: TaskState) -> None:
         if t.newer("assignee_id", ctx.stamp):
-            t.assignee_id, t.assigned = e.assignee_id, ctx.at
+            t.assignee_id, t.assigned, t.assigned_hours = e.assignee_id, ctx.at, t.estimate_hours
 
     _update_task(ctx, e.task_id, e.project_id, change)
 
