@@ -158,11 +158,18 @@ class AssignmentRanker:
         return [o if o is not None else NotFound("not ranked") for o in outcomes]
 
     def _read_tasks(self, jobs: list[_Job], outcomes: list[Ranked | None]) -> None:
+        """The task rows asked for by id: one read per tenant."""
+        by_tenant: dict[str, list[_Job]] = {}
         for job in jobs:
-            task = job.request.task
-            job.task = task if isinstance(task, TaskFeatures) else self._online.task(job.request.tenant_id, task)
-            if job.task is None:
-                outcomes[job.at] = NotFound(_unknown_task(job.request.tenant_id, str(task)))
+            if isinstance(job.request.task, TaskFeatures):
+                job.task = job.request.task
+            else:
+                by_tenant.setdefault(job.request.tenant_id, []).append(job)
+        for tenant, mine in by_tenant.items():
+            for job, row in zip(mine, self._state.tasks(tenant, [str(j.request.task) for j in mine]), strict=True):
+                job.task = row
+                if row is None:
+                    outcomes[job.at] = NotFound(_unknown_task(tenant, str(job.request.task)))
 
     def _choose_candidates(self, jobs: list[_Job]) -> None:
         """Each job's candidate keys: its own list or the tenant's active people, cut to the shortlist by

@@ -33,7 +33,7 @@ from services.assignment.features import (
 from services.assignment.online import OnlineFeatures
 from services.assignment.ranker import AssignmentRanker, RankRequest
 from services.assignment.server import SERVICE_NAME, AssignmentServicer
-from services.assignment.state import PersonState
+from services.assignment.state import PersonState, TaskState
 from tests.unit.assignment.helpers import CountingStore, Service, World, build_service
 
 TENANT = "tenant-000"
@@ -142,8 +142,13 @@ def test_rank_many_ranks_like_one_by_one_in_two_model_runs(world: World) -> None
     tasks = _tasks(world)[-6:]
     one_by_one = [ranker.rank_assignees(TENANT, t, k=3) for t in tasks]
     model.runs.clear()
+    store = service.state.store
+    assert isinstance(store, CountingStore)
+    store.reads.clear()
     many = ranker.rank_many(TENANT, [*tasks[:3], "no-such-task", *tasks[3:]], k=3)
     assert len(model.runs) == 2  # every row of every task, then the occluded rows of every top 3
+    assert [kind for kind, _ in store.reads].count(PersonState.kind) == 1  # the union of candidates: one read
+    assert (TaskState.kind, len(tasks) + 1) in store.reads  # the task rows: one read
     assert isinstance(many[3], NotFound)
     for single, batched in zip(one_by_one, [*many[:3], *many[4:]], strict=True):
         assert not isinstance(batched, Exception)
