@@ -68,13 +68,14 @@ def plan(events: Sequence[Envelope]) -> dict[str, _Work]:
     newest event time: the state is as of the whole batch)."""
     out: dict[str, _Work] = {}
     for env in events:
-        project_id = project_of(env)
-        if project_id is None or env.type not in FORECAST_EVENTS:
+        if env.type not in FORECAST_EVENTS:
             continue
         at = occurred_at(env)
         work = out.setdefault(env.tenant_id, _Work(at))
         work.now = max(work.now, at)
-        work.projects[project_id] = env.event_id
+        project_id = project_of(env)
+        if project_id is not None:
+            work.projects[project_id] = env.event_id
         if predicts_task(env):
             work.task_events.append(env)
     return out

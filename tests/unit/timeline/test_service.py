@@ -319,3 +319,17 @@ async def test_unknown_ids_are_not_found(stub, which: str) -> None:  # type: ign
         else:
             await stub.PredictTask(timeline_pb2.PredictTaskRequest(tenant_id=tenant, task_id="nope"))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_task_event_without_its_project_id_still_gets_its_prediction(model: StaticModel,
+                                                                       events: list[Envelope]) -> None:
+    outputs = Outputs(InMemoryBroker())
+    handler = in_memory_handler(model, outputs, simulations=100)
+    created = next(ev for ev in events if ev.type == "task_created")
+    handler([ev for ev in events if ev.type not in TASK_EVENTS] + [created])
+    update = new_envelope(created.tenant_id, events_pb2.TaskUpdated(task_id=created.task_created.task_id, priority=2),
+                          producer="test")  # no project_id: the task's state knows it
+    outputs.new()
+    handler([update])
+    tasks = [e for e in outputs.new() if e.timeline_prediction.entity_kind == events_pb2.ENTITY_KIND_TASK]
+    assert [e.timeline_prediction.entity_id for e in tasks] == [created.task_created.task_id]
