@@ -64,9 +64,10 @@ def _publish(settings: MeshSettings, events: Sequence[Envelope]) -> list[str]:
     return [registry.physical(t) for t in logical]
 
 
-def _raw_consume(settings: MeshSettings, topics: list[str], n: int) -> tuple[float, float]:
-    """Seconds for a bare confluent-kafka consumer to read (and commit) all n messages, from the first
-    delivered batch on (the consumer group's join is not counted, here or for the features consumer)."""
+def _raw_consume(settings: MeshSettings, topics: list[str], n: int, batch: int) -> tuple[float, float]:
+    """Seconds (and CPU seconds) for a bare confluent-kafka consumer to read all n messages, committing every
+    `batch` as the features consumer does, from the first delivered batch on (a consumer group's join is not
+    counted, here or for the features consumer)."""
     from confluent_kafka import Consumer
 
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"raw-{uuid.uuid4()}",
@@ -76,7 +77,7 @@ def _raw_consume(settings: MeshSettings, topics: list[str], n: int) -> tuple[flo
     while got < n:
         if time.monotonic() > deadline:
             raise TimeoutError(f"raw consumer read {got} of {n}")
-        msgs = consumer.consume(500, 1.0)
+        msgs = consumer.consume(batch, 1.0)
         if msgs and not started:
             started, cpu = time.perf_counter(), time.process_time()
         got += sum(1 for m in msgs if m.error() is None)
@@ -130,9 +131,9 @@ def ingestion(settings: MeshSettings, ingestor: Any, events: Sequence[Envelope],
     """Raw consume, the features consumer, raw consume again: the same messages."""
     n = len(events)
     topics = _publish(settings, events)
-    raw_before = _raw_consume(settings, topics, n)
+    raw_before = _raw_consume(settings, topics, n, batch)
     ingest = _ingest(settings, ingestor, n, batch, profile)
-    raw_after = _raw_consume(settings, topics, n)
+    raw_after = _raw_consume(settings, topics, n, batch)
     raw = n / statistics.fmean([raw_before[0], raw_after[0]])
     raw_cpu = statistics.fmean([raw_before[1], raw_after[1]])
     return {"topics": len(topics), "batch_size": batch, "ingest": _rate(n, *ingest),
