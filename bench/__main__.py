@@ -15,7 +15,7 @@ from typing import cast
 # name -> one-line description; the module is `bench.<name>`.
 BENCHMARKS: dict[str, str] = {
     "assignment": "assignment ranking quality (NDCG/MRR vs baselines), latency in-process/gRPC, ONNX speedup",
-    "features": "online feature read latency (batch 1/64, Redis) and replay time of a simulated week",
+    "features": "feature ingestion (features consumer) vs raw Kafka consume, rebuild of a month, online reads",
     "gateway": "gateway latency p50/p95/p99 + throughput vs direct gRPC (loopback)",
     "mesh": "real assignment + timeline processes, open loop: event path task -> prediction p50/p99 per rate, lag, "
             "CPU, GC, RSS, lost, 1 vs 2 replicas; RankAssignees (300 candidates) direct and via the gateway",
