@@ -16,7 +16,7 @@ from mesh.bus._kafka import KafkaConsumerTransport, KafkaProducerTransport, chec
 from mesh.bus._memory import InMemoryBroker, InMemoryConsumer, InMemoryProducer
 from mesh.bus._policy import DeadLetterPolicy, RetryPolicy
 from mesh.bus._publisher import KafkaPublisher, Publisher
-from mesh.bus._runner import BatchHandler, ConsumerRunner, Handler, RunnerOptions, RunStats
+from mesh.bus._runner import BatchHandler, ConsumerRunner, Handler, RunnerOptions, RunStats, producer_context
 from mesh.bus._transport import ConsumerTransport, Message, ProducerTransport
 
 __all__ = [
@@ -52,4 +52,5 @@ __all__ = [
     "classify",
     "ensure_topics",
     "make_faust_app",
+    "producer_context",
 ]

@@ -18,7 +18,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
@@ -53,6 +54,16 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], None]
 BatchHandler = Callable[[Sequence[Envelope]], None]
+
+_PRODUCER_CONTEXTS: ContextVar[Mapping[str, otel_context.Context] | None] = ContextVar("mesh_producer_contexts",
+                                                                                      default=None)
+
+
+def producer_context(env: Envelope) -> otel_context.Context | None:
+    """Inside a batch handler: the trace context ``env`` was published in (None elsewhere), so that each
+    output can continue its own input's trace (the batch's span only links to them)."""
+    contexts = _PRODUCER_CONTEXTS.get()
+    return None if contexts is None else contexts.get(env.event_id)
 
 
 @dataclass
@@ -321,13 +332,21 @@ class ConsumerRunner:
                  (trace.get_current_span(context_from_headers(work.items[i][0].headers)) for i in fresh[:64])
                  if s.get_span_context().is_valid]
         handler = self._batch_handler
+        # a batch of one continues its producer's trace, as the per-event path does; larger ones link to theirs,
+        # and the handler finds each event's own context with producer_context(env)
+        parent = context_from_headers(first.headers) if len(envs) == 1 else None
+        contexts = {work.items[i][1].event_id: context_from_headers(work.items[i][0].headers)  # type: ignore[union-attr]
+                    for i in fresh}
+        token = _PRODUCER_CONTEXTS.set(contexts)
         try:
-            stats.retries += self._with_retries(first, f"batch of {len(envs)}", lambda: handler(envs), None,  # type: ignore[arg-type]
+            stats.retries += self._with_retries(first, f"batch of {len(envs)}", lambda: handler(envs), parent,  # type: ignore[arg-type]
                                                 links, {"messaging.batch.message_count": len(envs)}, attempts)
         except InvalidEvent:
             for env in envs:
                 done.discard(env.event_id)  # type: ignore[union-attr]
             return False
+        finally:
+            _PRODUCER_CONTEXTS.reset(token)
         for i in fresh:
             msg, env = work.items[i]
             work.finished.add(i)

@@ -20,9 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from opentelemetry import context as otel_context
 from sunday.ml.v1 import events_pb2
 
-from mesh.bus import Publisher
+from mesh.bus import Publisher, producer_context
 from mesh.errors import NotFound, Unavailable
 from mesh.events import Envelope, InvalidEvent, new_envelope
 from mesh.features import apply_rebuilding
@@ -122,8 +123,20 @@ class AssignmentHandler:
             if self._labels is not None:
                 self._labels.append_many(labels_of(self._state, to_apply))
             for env, prediction in self._predict(created):
-                self._publisher.publish(new_envelope(env.tenant_id, prediction, producer=PRODUCER,
-                                                     caused_by=env.event_id))
+                self._publish(env, prediction)
+
+    def _publish(self, cause: Envelope, prediction: events_pb2.AssignmentPrediction) -> None:
+        """Publish in the trace of the input it answers (a batch's span only links to its inputs), so one
+        trace runs from the backend's event to the subscriber's webhook."""
+        context = producer_context(cause)
+        token = otel_context.attach(context) if context is not None else None
+        try:
+            prediction.provenance.trace_id = current_trace_id() or prediction.provenance.trace_id
+            self._publisher.publish(new_envelope(cause.tenant_id, prediction, producer=PRODUCER,
+                                                 caused_by=cause.event_id))
+        finally:
+            if token is not None:
+                otel_context.detach(token)
 
     def _predict(self, created: Sequence[Envelope]) -> list[tuple[Envelope, events_pb2.AssignmentPrediction]]:
         """Rank a segment's new tasks, one ``rank_many`` per tenant (one read of the union of candidates,

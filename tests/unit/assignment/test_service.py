@@ -123,3 +123,33 @@ def test_ranking_reads_the_rows_in_one_batch_and_stamps_their_event_times(world:
     stamps = prediction.provenance.feature_timestamps
     assert stamps["person_features"].ToDatetime(UTC) == max(r.as_of for r in rows)
     assert task is not None and stamps["task_features"].ToDatetime(UTC) == task.as_of
+
+
+def test_each_prediction_continues_its_own_inputs_trace_in_a_batch(world: World,
+                                                                   span_exporter: InMemorySpanExporter) -> None:
+    from opentelemetry import trace
+
+    broker, registry = InMemoryBroker(), TopicRegistry("unit.")
+    publisher = Publisher(broker.producer(), registry)
+    events = [ev for ev in world.events if ev.type in {t for n in TOPICS for t in registry.spec(n).event_types}]
+    first_task = next(i for i, ev in enumerate(events) if ev.type == "task_created")
+    setup = [ev for ev in events[:first_task] if ev.type not in registry.spec("tasks").event_types]
+    tasks = [ev for ev in events[first_task:] if ev.type == "task_created" and ev.tenant_id == "tenant-000"][:3]
+    handler = build_service(world.static_model()).handler(publisher)
+    for ev in setup:
+        publisher.publish(ev)
+    ConsumerRunner(consumer=broker.consumer("assignment"), publisher=publisher, topics=TOPICS, group_id="assignment",
+                   batch_handler=handler, options=RunnerOptions(max_messages=len(setup), poll_timeout_s=0.05)).run()
+    traces = {}
+    for ev in tasks:  # three backend requests, three traces, consumed in one batch
+        with trace.get_tracer("sunday.backend").start_as_current_span("backend.create_task") as root:
+            publisher.publish(ev)
+        traces[ev.task_created.task_id] = format(root.get_span_context().trace_id, "032x")
+    ConsumerRunner(consumer=broker.consumer("assignment"), publisher=publisher, topics=TOPICS, group_id="assignment",
+                   batch_handler=handler, options=RunnerOptions(max_messages=len(tasks), poll_timeout_s=0.05)).run()
+    out = broker.messages(registry.physical("predictions.assignment"))
+    assert len(out) == len(tasks) == len(set(traces.values()))
+    for message in out:
+        prediction = decode(message.value).assignment_prediction
+        parent = dict(message.headers)["traceparent"].decode().split("-")[1]
+        assert parent == prediction.provenance.trace_id == traces[prediction.task_id]
