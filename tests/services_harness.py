@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from mesh.config import ModelSettings
+from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 STACK_SH = REPO / "deploy" / "local" / "stack.sh"
@@ -37,19 +38,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait(check: object, what: str, timeout_s: float, interval_s: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if check():  # type: ignore[operator]
-                return
-        except Exception:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(interval_s)
 
 
 # ------------------------------------------------------------------------------------------ models
@@ -116,7 +104,7 @@ class PrivateRedis:
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.root),
              "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--logfile", str(self.root / "log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait(self._ping, f"redis on port {self.port}", 30)
+        wait_until(self._ping, f"redis on port {self.port}", 30, ignore=(Exception,))
 
     def _ping(self) -> bool:
         import redis
@@ -181,7 +169,7 @@ class PrivateBroker:
         pid_file = self.root / "pids" / "kafka.pid"
         pid = int(pid_file.read_text())
         os.kill(pid, signal.SIGTERM)
-        _wait(lambda: not _alive(pid), "the broker to stop", 60, 0.25)
+        wait_until(lambda: not _alive(pid), "the broker to stop", 60)
         pid_file.unlink(missing_ok=True)
         self._stack("start")
 
