@@ -66,14 +66,12 @@ def whole_seconds(ts: datetime | None) -> int:
     return (ts - _EPOCH) // _SECOND
 
 
-class ViewReader(Generic[R]):
-    """Online reads of one view through one Feast store; everything that does not depend on the keys is
-    resolved here, once."""
+class ViewIO(Generic[R]):
+    """What online reads and writes of one view share: the Feast objects, resolved once per view."""
 
     def __init__(self, store: Any, view: ViewSpec[Any, R]) -> None:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
-        from feast.type_map import NULL_TIMESTAMP_INT_VALUE, feast_value_type_to_python_type
 
         self.view = view
         self.store = store
@@ -81,6 +79,16 @@ class ViewReader(Generic[R]):
         self._entity_key = EntityKey
         self._value = Value
         self._join_keys = [view.join_key]
+
+
+class ViewReader(ViewIO[R]):
+    """Online reads of one view through one Feast store; everything that does not depend on the keys is
+    resolved here, once."""
+
+    def __init__(self, store: Any, view: ViewSpec[Any, R]) -> None:
+        from feast.type_map import NULL_TIMESTAMP_INT_VALUE, feast_value_type_to_python_type
+
+        super().__init__(store, view)
         self._names = [name for name, _ in view.fields()]
         self._generic = feast_value_type_to_python_type
         fast = fast_decoders(int(NULL_TIMESTAMP_INT_VALUE))

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from mesh.features._online import ViewIO
 from mesh.features._schema import FeastType, FeatureRecord, ViewSpec
 
 R = TypeVar("R")
@@ -51,21 +52,14 @@ _CACHE_MAX = 50_000
 serialize the protos, never change them, so one proto can serve every row that holds the value."""
 
 
-class ViewWriter(Generic[R]):
+class ViewWriter(ViewIO[R]):
     """Online writes of one view through one Feast store; the view's Feast objects are resolved once."""
 
     def __init__(self, store: Any, view: ViewSpec[Any, R]) -> None:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
         from feast.type_map import NULL_TIMESTAMP_INT_VALUE
 
-        self.view = view
-        self.store = store
-        self._table = store.get_feature_view(view.name)
-        self._entity_key = EntityKey
-        self._value = Value
-        self._join_keys = [view.join_key]
-        encoders = _encoders(Value, int(NULL_TIMESTAMP_INT_VALUE))
+        super().__init__(store, view)
+        encoders = _encoders(self._value, int(NULL_TIMESTAMP_INT_VALUE))
         self._fields = [(name, kind, encoders[kind]) for name, kind in view.fields()]
         self._cache: dict[tuple[str, object], Any] = {}
 
