@@ -30,12 +30,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 
 from mesh.bus._classify import Failure, classify
-from mesh.bus._dedupe import DedupeStore
+from mesh.bus._dedupe import DedupeStore, RedisDedupe
 from mesh.bus._errors import DeadLetterCapExceeded
+from mesh.bus._kafka import KafkaConsumerTransport
 from mesh.bus._policy import DeadLetterPolicy, RetryPolicy
 from mesh.bus._publisher import Publisher
 from mesh.bus._transport import ConsumerTransport, Message, TopicPartition
-from mesh.config import BusSettings
+from mesh.config import BusSettings, MeshSettings
 from mesh.events import Envelope, InvalidEvent, decode
 from mesh.telemetry import (
     CONSUMER_BACKPRESSURE,
@@ -204,6 +205,17 @@ class ConsumerRunner:
         self._paused: set[TopicPartition] = set()
         self._backpressure: tuple[str, str] | None = None
         self._last_hold_log = float("-inf")
+
+    @classmethod
+    def for_service(cls, settings: MeshSettings, group_id: str, topics: Sequence[str], publisher: Publisher, *,
+                    handler: Handler | None = None, batch_handler: BatchHandler | None = None) -> ConsumerRunner:
+        """The runner every service uses: Kafka consumer of ``group_id``, Redis dedupe in the deployment's
+        namespace, DLQ cap and batching from ``settings.bus``."""
+        return cls(consumer=KafkaConsumerTransport(settings.kafka, group_id), publisher=publisher, topics=topics,
+                   group_id=group_id, handler=handler, batch_handler=batch_handler,
+                   dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
+                   dead_letter=DeadLetterPolicy.from_settings(settings.bus),
+                   options=RunnerOptions.from_settings(settings.bus))
 
     def _metrics(self, topic: str) -> _TopicMetrics:
         """The hot-path metric children of one topic (labels() per message costs ~10% of the loop)."""

@@ -5,7 +5,7 @@ from mesh.serving._client import DEFAULT_RETRY, RetryPolicy, call_with_retry, ch
 from mesh.serving._gc import GcMonitor, GcStats, gc_stats, tune_gc
 from mesh.serving._interceptor import INTERNAL_MESSAGE, STATUS_CODES, ErrorMappingInterceptor, status_for
 from mesh.serving._server import DEFAULT_GRACE_S, MeshServer, ServiceBinding, bind, build_server, serve
-from mesh.serving._service import ConsumerDied, run_service
+from mesh.serving._service import ConsumerDied, run_service, service_main
 
 __all__ = [
     "DEFAULT_GRACE_S",
@@ -27,6 +27,7 @@ __all__ = [
     "gc_stats",
     "run_service",
     "serve",
+    "service_main",
     "status_for",
     "tune_gc",
 ]

@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
-from typing import ClassVar, Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from mesh.config import MeshSettings
 from mesh.serving._gc import tune_gc
 from mesh.serving._server import ServiceBinding, serve
 
 log = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=MeshSettings)
 
 
 class Runner(Protocol):
@@ -76,3 +78,15 @@ async def run_service(name: str, runner: Runner, bindings: Sequence[ServiceBindi
         await asyncio.to_thread(consumer.join)
     if death:
         raise death[0]
+
+
+def service_main(name: str, settings_type: type[S], run: Callable[[S], Coroutine[Any, Any, None]]) -> None:
+    """A service's ``main``: logging, settings from the environment (named ``name`` in traces and metrics),
+    ``asyncio.run(run(settings))``, and exit :attr:`ConsumerDied.exit_code` when the consumer died."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_type()  # type: ignore[call-arg]  # pydantic-settings reads the environment
+    settings.telemetry.service_name = name
+    try:
+        asyncio.run(run(settings))
+    except ConsumerDied as exc:  # logged where it died; exit non-zero so the orchestrator restarts us
+        raise SystemExit(exc.exit_code) from exc

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from pydantic import Field
 
-from mesh.bus import (
-    ConsumerRunner,
-    DeadLetterPolicy,
-    KafkaConsumerTransport,
-    KafkaPublisher,
-    RedisDedupe,
-    RunnerOptions,
-    ensure_topics,
-)
+from mesh.bus import ConsumerRunner, KafkaPublisher, ensure_topics
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry
 from mesh.features import DEFAULT_PROJECT, FeatureRepoConfig
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
-from mesh.serving import ConsumerDied, run_service
+from mesh.serving import run_service, service_main
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.assignment.handlers import AssignmentHandler, JsonlLabelSink
 from services.assignment.online import TOPICS, OnlineFeatures, open_state, rebuilder
@@ -52,11 +43,7 @@ async def run(settings: AssignmentSettings) -> None:
     publisher = KafkaPublisher(settings.kafka, registry)
     labels = JsonlLabelSink(settings.features.offline_dir / settings.namespace / "assignment" / "labels.jsonl")
     handler = AssignmentHandler(state, ranker, publisher, labels, rebuild)
-    runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
-                            topics=TOPICS, group_id=GROUP, batch_handler=handler,
-                            dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
-                            dead_letter=DeadLetterPolicy.from_settings(settings.bus),
-                            options=RunnerOptions.from_settings(settings.bus))
+    runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)
     try:
         await run_service("assignment", runner, [binding(ranker)], settings)
     finally:
@@ -65,13 +52,7 @@ async def run(settings: AssignmentSettings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = AssignmentSettings()  # type: ignore[call-arg]  # pydantic-settings reads the environment
-    settings.telemetry.service_name = "assignment"
-    try:
-        asyncio.run(run(settings))
-    except ConsumerDied as exc:  # logged where it died; exit non-zero so the orchestrator restarts us
-        raise SystemExit(exc.exit_code) from exc
+    service_main("assignment", AssignmentSettings, run)
 
 
 if __name__ == "__main__":

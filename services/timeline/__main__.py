@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from pydantic import Field
 
-from mesh.bus import (
-    ConsumerRunner,
-    DeadLetterPolicy,
-    KafkaConsumerTransport,
-    KafkaPublisher,
-    RedisDedupe,
-    RunnerOptions,
-    ensure_topics,
-)
+from mesh.bus import ConsumerRunner, KafkaPublisher, ensure_topics
 from mesh.config import MeshSettings, ServingSettings
 from mesh.events import TopicRegistry
 from mesh.features import DEFAULT_PROJECT, FeatureRepoConfig
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
-from mesh.serving import ConsumerDied, run_service
+from mesh.serving import run_service, service_main
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.timeline.alerts import AlertPolicy, RiskTracker
 from services.timeline.effort_slot import EffortPrior
@@ -69,13 +60,8 @@ async def run(settings: TimelineSettings) -> None:
     predictor = TimelinePredictor(state, model, simulations=settings.simulations, effort=effort,
                                   milestone_model=milestone)
     publisher = KafkaPublisher(settings.kafka, registry)
-    runner = ConsumerRunner(consumer=KafkaConsumerTransport(settings.kafka, GROUP), publisher=publisher,
-                            topics=TOPICS, group_id=GROUP,
-                            batch_handler=TimelineHandler(predictor, state, publisher, RiskTracker(state, policy),
-                                                          rebuild),
-                            dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
-                            dead_letter=DeadLetterPolicy.from_settings(settings.bus),
-                            options=RunnerOptions.from_settings(settings.bus))
+    handler = TimelineHandler(predictor, state, publisher, RiskTracker(state, policy), rebuild)
+    runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)
     try:
         await run_service("timeline", runner, [binding(predictor)], settings)
     finally:
@@ -92,13 +78,7 @@ def _effort_prior() -> EffortPrior:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = TimelineSettings()  # type: ignore[call-arg]  # pydantic-settings reads the environment
-    settings.telemetry.service_name = "timeline"
-    try:
-        asyncio.run(run(settings))
-    except ConsumerDied as exc:  # logged where it died; exit non-zero so the orchestrator restarts us
-        raise SystemExit(exc.exit_code) from exc
+    service_main("timeline", TimelineSettings, run)
 
 
 if __name__ == "__main__":
