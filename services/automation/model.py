@@ -1,0 +1,54 @@
+"""Serving side of the next-action model: its exported ONNX graph (no torch), with its vocabulary in the
+graph's metadata, scoring what comes next after a prefix of tokens."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mesh.config import ModelSettings
+from mesh.models import OnnxModel, stamp_metadata
+from services.automation.process_log import N_TIME_FEATURES, Vocabulary, pad
+
+VOCAB_KEY = "automation.vocabulary"
+
+
+def save_vocabulary(path: Path, vocab: Vocabulary) -> None:
+    """Write the vocabulary into the ONNX file's metadata (the model and its tokens travel together)."""
+    stamp_metadata(path, {VOCAB_KEY: json.dumps(list(vocab.tokens))})
+
+
+class NextActionModel:
+    """Next-token probabilities over token prefixes, through ONNX Runtime."""
+
+    def __init__(self, onnx: OnnxModel) -> None:
+        raw = onnx.metadata.get(VOCAB_KEY)
+        if raw is None:
+            raise ValueError(f"{onnx.path}: no {VOCAB_KEY} metadata (not a next-action model)")
+        self.onnx = onnx
+        self.vocab = Vocabulary(tuple(json.loads(raw)))
+
+    @classmethod
+    def load(cls, path: Path, settings: ModelSettings | None = None) -> NextActionModel:
+        return cls(OnnxModel.load(path, settings or ModelSettings.model_validate({})))
+
+    def probabilities(self, prefixes: Sequence[Sequence[str]]) -> np.ndarray[Any, Any]:
+        """[len(prefixes), vocab] next-token probabilities (time features zero: action sequences)."""
+        items = [([self.vocab.id(t) for t in p], np.zeros((len(p), N_TIME_FEATURES), np.float32), 0)
+                 for p in prefixes]
+        batch = pad(items)
+        logits = self.onnx.run({"activities": batch.activities, "times": batch.times})["next_logits"]
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.asarray(z / z.sum(axis=1, keepdims=True))
+
+    def rank_of(self, prefix: Sequence[str], token: str) -> int:
+        """1-based rank of ``token`` among the predictions after ``prefix`` (vocab size + 1 if unknown)."""
+        idx = self.vocab.id(token)
+        if idx == 0:
+            return self.vocab.size + 1
+        probs = self.probabilities([prefix])[0]
+        return int((probs > probs[idx]).sum()) + 1
