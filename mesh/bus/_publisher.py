@@ -1,6 +1,16 @@
-"""Publishing envelopes: topic from the registry, key per entity, trace context in headers."""
+"""Publishing envelopes: topic from the registry, key per entity, trace context in headers.
+
+A :class:`Publisher` may be flushed from one thread while another publishes (the consumer runner settles
+batch N in the background while it handles batch N+1): a flush covers exactly what was queued before it
+began. Records published while it runs are held back in the publisher and queued when it ends, so a
+delivery failure is always reported by the flush that covers the failed record, never by a later publish
+or a flush made for other records.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import threading
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -20,6 +30,10 @@ class Publisher:
         self._transport = transport
         self.registry = registry
         self._tracer = trace.get_tracer("mesh.bus")
+        self._lock = threading.Condition()
+        self._flushing = False
+        self._held: list[tuple[str, bytes, bytes | None, list[Header]]] = []
+        self._failed: Exception | None = None
 
     def publish(self, env: Envelope) -> None:
         """Encode (validating) and queue the envelope; :meth:`flush` waits for delivery."""
@@ -35,18 +49,55 @@ class Publisher:
                 (n.HEADER_EVENT_TYPE, env.type.encode()),
                 (n.HEADER_EVENT_ID, env.event_id.encode()),
             ]
-            self._transport.produce(topic, encode(env), partition_key(env), inject_headers(headers))
+            self._produce(topic, encode(env), partition_key(env), inject_headers(headers))
         EVENTS_PUBLISHED.labels(topic).inc()
 
     def publish_raw(self, logical_topic: str, value: bytes, key: bytes | None, headers: list[Header]) -> None:
         """Queue bytes as they are (the dead-letter path, which must not re-validate)."""
-        self._transport.produce(self.registry.physical(logical_topic), value, key, headers)
+        self._produce(self.registry.physical(logical_topic), value, key, headers)
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None, headers: list[Header]) -> None:
+        with self._lock:
+            if self._flushing:  # another thread's flush is running: queued when it ends (see the module doc)
+                self._held.append((topic, value, key, headers))
+                return
+            self._release()  # what a flush held comes first (order per key)
+            self._transport.produce(topic, value, key, headers)
+
+    def _release(self) -> None:
+        """Queue the held records in order (lock held); those not queued stay held, and the failure is
+        reported by the next flush (it covers them)."""
+        while self._held:
+            try:
+                self._transport.produce(*self._held[0])
+            except Exception as exc:
+                self._failed = exc
+                raise
+            self._held.pop(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        """Wait until everything queued is delivered; raise PublishError otherwise."""
+        """Wait until everything queued before this call is delivered; raise PublishError otherwise.
+
+        Thread-safe: a flush that finds another one running waits for it first; records published during a
+        flush are queued when it ends (delivered by the next flush)."""
         from mesh.bus._errors import PublishError
 
-        remaining = self._transport.flush(timeout_s)
+        with self._lock:
+            while self._flushing:
+                self._lock.wait()
+            failed, self._failed = self._failed, None
+            self._release()
+            self._flushing = True
+        try:
+            remaining = self._transport.flush(timeout_s)
+        finally:
+            with self._lock:
+                self._flushing = False
+                self._lock.notify_all()
+                with contextlib.suppress(Exception):  # kept in _failed: the next flush (it covers them) raises
+                    self._release()
+        if failed is not None:
+            raise PublishError(f"records queued after an earlier flush failed to queue ({failed})", retryable=True)
         if remaining:
             # A timeout, not a rejection: the broker is slow or away (the runner holds the batch and retries).
             raise PublishError(f"{remaining} record(s) still undelivered after {timeout_s:.0f}s", retryable=True)

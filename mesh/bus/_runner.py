@@ -10,6 +10,16 @@ Three outcomes for a message besides success (:mod:`mesh.bus._classify` decides 
   The runner's own Redis calls (dedupe) and the flush/commit are classified the same way;
 - duplicate (event id already handled by the group): skipped.
 Offsets are committed last, after the handler's effects and the DLQ records are flushed and the ids marked.
+
+Settling overlaps the next batch (``RunnerOptions.overlap_settle``): once batch N is handled, its flush,
+marks and commit run on a background thread while batch N+1 is polled and handled. The order of the
+guarantees is the same: N's offsets are committed only after N's outputs are delivered (the publisher's
+flush covers exactly what was queued before it; what N+1 publishes meanwhile waits for the next flush)
+and N's ids are marked; N+1 is settled only after N is (so a commit never covers an unsettled record);
+N's ids count as seen for N+1 until they are marked. A settle that fails is finished in the foreground
+with the usual retries and holds (a failed flush handles N's records again). A revoke waits for the
+settle in flight, so the partitions leave with their offsets committed; stop() and the end of
+:meth:`ConsumerRunner.run` wait for it too.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,6 +111,9 @@ class RunnerOptions:
     """How often the consumer-lag gauge is refreshed."""
     backpressure_log_interval_s: float = 10.0
     """While a batch is held, at most one WARNING per this interval (the gauge says it all along)."""
+    overlap_settle: bool = True
+    """Flush, mark and commit a handled batch in the background while the next one is polled and handled
+    (see the module doc); False settles each batch before polling the next."""
 
     @classmethod
     def from_settings(cls, bus: BusSettings) -> RunnerOptions:
@@ -205,6 +219,12 @@ class ConsumerRunner:
         self._paused: set[TopicPartition] = set()
         self._backpressure: tuple[str, str] | None = None
         self._last_hold_log = float("-inf")
+        self._settler: ThreadPoolExecutor | None = None
+        self._inflight: tuple[_Work, Future[None]] | None = None
+        """The handled batch being settled in the background (at most one)."""
+        self._unmarked: set[str] = set()
+        """Ids applied by the batch in flight: seen, though not marked yet."""
+        self._stats = RunStats()
 
     @classmethod
     def for_service(cls, settings: MeshSettings, group_id: str, topics: Sequence[str], publisher: Publisher, *,
@@ -240,10 +260,12 @@ class ConsumerRunner:
         signal.signal(signal.SIGINT, _on_signal)
 
     def run(self) -> RunStats:
-        stats = RunStats()
+        stats = self._stats = RunStats()
         opts = self._options
-        self._consumer.subscribe(list(self._allowed), on_revoke=self._revoked.update)
+        self._consumer.subscribe(list(self._allowed), on_revoke=self._on_revoke)
         last_record, last_lag = time.monotonic(), 0.0
+        if opts.overlap_settle:
+            self._settler = ThreadPoolExecutor(1, thread_name_prefix=f"settle-{self._group}")
         try:
             while not self._stop.is_set():
                 want = opts.batch_size
@@ -256,29 +278,57 @@ class ConsumerRunner:
                 if batch:
                     self._process_batch(batch, stats)
                     last_record = now
-                elif opts.idle_timeout_s is not None and now - last_record >= opts.idle_timeout_s:
-                    break
+                else:
+                    if self._inflight is not None and self._inflight[1].done():
+                        self._drain()  # quiet topic: a failed settle is finished now, not at the next batch
+                    if opts.idle_timeout_s is not None and now - last_record >= opts.idle_timeout_s:
+                        break
                 if now - last_lag >= opts.lag_interval_s:
                     self._report_lag()
                     last_lag = now
+            self._drain()  # the batch settling in the background is committed before we leave
         except _Stopping:
             log.warning("stopped while holding a batch (a dependency is still failing); its uncommitted records "
                         "will be read again")
         finally:
+            if self._inflight is not None:  # leaving on an error: let the settle in flight end, commit nothing more
+                self._wait_inflight()
+                self._inflight, self._unmarked = None, set()
+            if self._settler is not None:
+                self._settler.shutdown(wait=True)
+                self._settler = None
             self._set_backpressure(None)
             self._consumer.close()
         return stats
 
     # ------------------------------------------------------------------------------------------ one batch
     def _process_batch(self, batch: list[Message], stats: RunStats) -> None:
-        """Handle and commit ``batch``; a transient failure holds it (retried until done or stopped)."""
+        """Handle and commit ``batch``; a transient failure holds it (retried until done or stopped). With
+        ``overlap_settle``, a batch handled at the first pass is settled in the background."""
         self._revoked.clear()
         work = _Work([(msg, self._decode(msg)) for msg in batch])
+        if self._complete(work, stats, defer=self._settler is not None):
+            assert self._settler is not None
+            self._drain()  # the batch before settles first: a commit never covers an unsettled record
+            self._unmarked = set(work.applied)
+            self._inflight = (work, self._settler.submit(self._deliver_and_commit, work, len(work.items)))
+        stats.batches += 1
+
+    def _complete(self, work: _Work, stats: RunStats, *, defer: bool = False, failed: Failure | None = None) -> bool:
+        """Handle and settle what is left of ``work`` in the foreground, holding it through transient failures.
+        ``defer``: when the first pass handles everything, return True at once, the settle left to the caller.
+        ``failed``: the transient failure of a background settle of ``work`` (held first, as any failure)."""
         holds = 0
         try:
+            if failed is not None:
+                holds = 1
+                stats.holds += 1
+                self._hold(work, failed, holds)
             while work.start < len(work.items):
                 try:
-                    self._attempt(work, stats, self._retry.max_attempts if holds == 0 else 1)
+                    if self._attempt(work, stats, self._retry.max_attempts if holds == 0 else 1,
+                                     defer=defer and holds == 0):
+                        return True
                 except _Stopping:
                     raise
                 except Exception as exc:
@@ -291,18 +341,19 @@ class ConsumerRunner:
         finally:
             if holds:
                 self._release()
-        stats.batches += 1
+        return False
 
-    def _attempt(self, work: _Work, stats: RunStats, attempts: int) -> None:
-        """One pass over what is left of ``work``; raises on a failure (progress made is kept in ``work``)."""
+    def _attempt(self, work: _Work, stats: RunStats, attempts: int, defer: bool = False) -> bool:
+        """One pass over what is left of ``work``; raises on a failure (progress made is kept in ``work``).
+        ``defer``: a pass that handles everything returns True without settling (the caller settles)."""
         if work.delivered is not None:  # outputs delivered before: only the marks and the commit are left
-            self._mark_and_commit(work)
+            self._settle(work, work.delivered)
         todo = [i for i in range(work.start, len(work.items)) if i not in work.finished]
         ids = [env.event_id for env in (work.items[i][1] for i in todo) if isinstance(env, Envelope)]
         done = self._dedupe.seen_many(self._group, ids) if self._dedupe is not None and ids else set()
+        done |= self._unmarked.intersection(ids)
         if self._batch_handler is not None and self._handle_bulk(work, todo, done, stats, attempts):
-            self._settle(work, len(work.items))
-            return
+            return defer or self._settle(work, len(work.items))
         for i in todo:
             if i in work.finished:  # dead-lettered or skipped by the bulk attempt already
                 continue
@@ -311,7 +362,7 @@ class ConsumerRunner:
             except (_Blocked, _Stopping, DeadLetterCapExceeded):
                 self._settle_before_raising(work, i)  # what went through before this event is committed
                 raise
-        self._settle(work, len(work.items))
+        return defer or self._settle(work, len(work.items))
 
     def _handle_bulk(self, work: _Work, todo: list[int], done: set[str], stats: RunStats, attempts: int) -> bool:
         """The whole batch through the batch handler in one call (invalid ones dead-lettered first).
@@ -438,8 +489,15 @@ class ConsumerRunner:
             attempt += 1
 
     # ------------------------------------------------------------------------------------------ commit
-    def _settle(self, work: _Work, upto: int) -> None:
-        """Deliver the outputs and DLQ records of ``work.items[start:upto]``, mark their ids, commit them."""
+    def _settle(self, work: _Work, upto: int) -> bool:
+        """Deliver the outputs and DLQ records of ``work.items[start:upto]``, mark their ids, commit them
+        (after the batch settling in the background, if any). Returns False (not deferred)."""
+        self._drain()
+        self._deliver_and_commit(work, upto)
+        return False
+
+    def _deliver_and_commit(self, work: _Work, upto: int) -> None:
+        """:meth:`_settle` itself (also the background settle of a batch)."""
         if work.delivered is None:
             try:
                 self._publisher.flush()
@@ -448,6 +506,35 @@ class ConsumerRunner:
                 raise
             work.delivered = upto
         self._mark_and_commit(work)
+
+    # ------------------------------------------------------------------------------------------ overlap
+    def _drain(self) -> None:
+        """Wait for the batch settling in the background; finish it in the foreground if that failed."""
+        if self._inflight is None:
+            return
+        work, future = self._inflight
+        error = future.exception()
+        self._inflight, self._unmarked = None, set()
+        if error is None:
+            return
+        failure = error.failure if isinstance(error, _Blocked) else classify(error)
+        if not failure.transient:
+            raise error
+        log.info("consumer %s: settling a batch failed (%s); finishing it in the foreground", self._group,
+                 failure.reason)
+        self._complete(work, self._stats, failed=failure)
+
+    def _wait_inflight(self) -> None:
+        if self._inflight is not None:
+            try:
+                self._inflight[1].exception(timeout=60.0)
+            except TimeoutError:
+                log.warning("consumer %s: the background settle did not end within 60 s", self._group)
+
+    def _on_revoke(self, partitions: list[TopicPartition]) -> None:
+        """A rebalance takes ``partitions``: the settle in flight commits before they go (called inside poll)."""
+        self._revoked.update(partitions)
+        self._wait_inflight()
 
     def _mark_and_commit(self, work: _Work) -> None:
         assert work.delivered is not None
