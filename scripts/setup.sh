@@ -26,15 +26,20 @@ fi
 # Generated code is rebuilt whenever a .proto is newer than the output.
 if [ ! -f gen/.stamp ] || [ -n "$(find proto -name '*.proto' -newer gen/.stamp)" ]; then
   say "generating protobuf/gRPC code into gen/"
-  rm -rf gen && mkdir -p gen
+  # generated beside gen/ and swapped in: a process importing gen/ meanwhile never sees it half-written
+  tmp="$(mktemp -d "$ROOT/.gen.XXXXXX")"
   if ! PATH="$ROOT/.venv/bin:$PATH" .venv/bin/python -m grpc_tools.protoc -Iproto \
-      --python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen \
-      $(find proto -name "*.proto" | sort) >gen/.protoc.log 2>&1; then
-    cat gen/.protoc.log >&2; echo "[setup] ERROR: protoc failed" >&2; exit 1
+      --python_out="$tmp" --grpc_python_out="$tmp" --mypy_out="$tmp" --mypy_grpc_out="$tmp" \
+      $(find proto -name "*.proto" | sort) >"$tmp/.protoc.log" 2>&1; then
+    cat "$tmp/.protoc.log" >&2; rm -rf "$tmp"; echo "[setup] ERROR: protoc failed" >&2; exit 1
   fi
-  find gen -type d -exec touch {}/__init__.py \;
-  rm -f gen/__init__.py
-  touch gen/.stamp
+  find "$tmp" -type d -exec touch {}/__init__.py \;
+  rm -f "$tmp/__init__.py"
+  touch "$tmp/.stamp"
+  old="$ROOT/.gen.old.$$"
+  [ -d gen ] && mv gen "$old"
+  mv "$tmp" gen
+  rm -rf "$old"
 fi
 
 deploy/local/stack.sh jars
