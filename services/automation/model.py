@@ -45,10 +45,6 @@ class NextActionModel:
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         return np.asarray(z / z.sum(axis=1, keepdims=True))
 
-    def rank_of(self, prefix: Sequence[str], token: str) -> int:
-        """1-based rank of ``token`` among the predictions after ``prefix`` (vocab size + 1 if unknown)."""
-        idx = self.vocab.id(token)
-        if idx == 0:
-            return self.vocab.size + 1
-        probs = self.probabilities([prefix])[0]
-        return int((probs > probs[idx]).sum()) + 1
+    def token_id(self, token: str) -> int:
+        """The token's id (0 when the model never saw it)."""
+        return self.vocab.id(token)
