@@ -1,0 +1,150 @@
+"""Trained parts of the policy, exported as plain numpy arrays (serving imports no training library):
+
+- ALS factors on implicit feedback (views, weighted by dwell; clicks on recommendations), trained with
+  ``implicit`` (Hu, Koren, Volinsky, "Collaborative Filtering for Implicit Feedback Datasets", ICDM 2008);
+- people segments: k-means over behaviour features (what types of task a person looks at, how much),
+  the bandit's arm (one LinUCB model per segment) and the cold start of people ALS has not seen.
+
+``PolicyModel.save``/``load`` write and read one ``.npz`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from mesh.events import TASK_TYPE_SLOTS, task_type_slot
+from services.personalization.state import PersonState
+
+Array = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Interaction:
+    user_id: str
+    item_id: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class AlsFactors:
+    user_ids: tuple[str, ...]
+    item_ids: tuple[str, ...]
+    users: Array
+    items: Array
+    _u: dict[str, int] = field(init=False, repr=False, compare=False)
+    _i: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_u", {u: i for i, u in enumerate(self.user_ids)})
+        object.__setattr__(self, "_i", {t: i for i, t in enumerate(self.item_ids)})
+
+    def user_vector(self, user_id: str) -> Array | None:
+        row = self._u.get(user_id)
+        return None if row is None else self.users[row]
+
+    def scores(self, user: Array | None, item_ids: Sequence[str]) -> Array:
+        """user . item for each item (0 for items or a user ALS has not seen)."""
+        out = np.zeros(len(item_ids))
+        if user is None:
+            return out
+        index = self._i
+        rows = [(j, index[t]) for j, t in enumerate(item_ids) if t in index]
+        if rows:
+            js, ks = zip(*rows, strict=True)
+            out[list(js)] = self.items[list(ks)] @ user
+        return out
+
+
+def train_als(interactions: Iterable[Interaction], factors: int = 32, iterations: int = 15,
+              regularization: float = 0.05, alpha: float = 10.0, seed: int = 0) -> AlsFactors | None:
+    """ALS on the summed weights per (user, item); None when there is nothing to learn from."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit warns (and slows down) otherwise
+    from implicit.cpu.als import AlternatingLeastSquares  # type: ignore[import-untyped]
+    from scipy import sparse  # type: ignore[import-untyped]
+
+    totals: dict[tuple[str, str], float] = {}
+    for x in interactions:
+        totals[(x.user_id, x.item_id)] = totals.get((x.user_id, x.item_id), 0.0) + x.weight
+    if not totals:
+        return None
+    users = tuple(sorted({u for u, _ in totals}))
+    items = tuple(sorted({i for _, i in totals}))
+    ui, ii = {u: k for k, u in enumerate(users)}, {t: k for k, t in enumerate(items)}
+    rows = [ui[u] for u, _ in totals]
+    cols = [ii[t] for _, t in totals]
+    matrix = sparse.csr_matrix((alpha * np.fromiter(totals.values(), float), (rows, cols)),
+                               shape=(len(users), len(items)), dtype=np.float32)
+    model = AlternatingLeastSquares(factors=factors, iterations=iterations, regularization=regularization,
+                                    random_state=seed, num_threads=1)
+    model.fit(matrix, show_progress=False)
+    return AlsFactors(users, items, np.asarray(model.user_factors, dtype=np.float64),
+                      np.asarray(model.item_factors, dtype=np.float64))
+
+
+def behaviour(person: PersonState) -> Array:
+    """Behaviour features of a person: share of views per task type, log views, click rate."""
+    total = sum(person.type_views.values())
+    shares = np.zeros(len(TASK_TYPE_SLOTS))
+    for task_type, n in person.type_views.items():
+        shares[TASK_TYPE_SLOTS.index(task_type_slot(task_type))] += n / total
+    click_rate = person.clicks / person.feedback if person.feedback else 0.0
+    return np.concatenate([shares, [np.log1p(sum(person.task_views.values())) / 5.0, click_rate]])
+
+
+@dataclass(frozen=True)
+class Segments:
+    centroids: Array
+
+    def of(self, features: Array) -> int:
+        return int(np.argmin(((self.centroids - features) ** 2).sum(axis=1)))
+
+
+def fit_segments(people: Sequence[PersonState], k: int = 4, seed: int = 0) -> Segments:
+    """k-means over the behaviour of ``people`` (fewer segments when there are fewer people)."""
+    from sklearn.cluster import KMeans
+
+    if not people:
+        return Segments(np.zeros((1, len(TASK_TYPE_SLOTS) + 2)))
+    x = np.stack([behaviour(p) for p in people])
+    k = max(1, min(k, len({tuple(r) for r in x.round(6)})))
+    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
+    return Segments(np.asarray(model.cluster_centers_, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class PolicyModel:
+    """What a policy version serves with besides its bandit statistics."""
+
+    version: str
+    als: AlsFactors | None
+    segments: Segments
+
+    def segment_user_vector(self, segment: int, people: Sequence[tuple[str, int]]) -> Array | None:
+        """Cold start: the mean ALS vector of the known people of a segment."""
+        if self.als is None:
+            return None
+        vecs = [v for u, s in people if s == segment and (v := self.als.user_vector(u)) is not None]
+        return np.mean(vecs, axis=0) if vecs else None
+
+    def save(self, path: Path) -> Path:
+        als = self.als
+        np.savez(path, version=np.array(self.version), centroids=self.segments.centroids,
+                 user_ids=np.array(als.user_ids if als else (), dtype=str),
+                 item_ids=np.array(als.item_ids if als else (), dtype=str),
+                 users=als.users if als else np.zeros((0, 0)), items=als.items if als else np.zeros((0, 0)))
+        return path
+
+    @staticmethod
+    def load(path: Path) -> PolicyModel:
+        with np.load(path, allow_pickle=False) as z:
+            als = None
+            if z["users"].size:
+                als = AlsFactors(tuple(str(u) for u in z["user_ids"]), tuple(str(i) for i in z["item_ids"]),
+                                 z["users"].astype(np.float64), z["items"].astype(np.float64))
+            return PolicyModel(str(z["version"]), als, Segments(z["centroids"].astype(np.float64)))
