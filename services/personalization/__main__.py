@@ -1,0 +1,61 @@
+"""`python -m services.personalization`: wiring only (settings, telemetry, state, consumer, gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pydantic import Field
+
+from mesh.bus import ConsumerRunner, KafkaPublisher, ensure_topics
+from mesh.config import MeshSettings
+from mesh.config._settings import CACHE_DIR, ServingSettings
+from mesh.events import TopicRegistry
+from mesh.features import DEFAULT_PROJECT, FeatureRepoConfig
+from mesh.serving import run_service, service_main
+from mesh.telemetry import serve_metrics, setup_tracing
+from services.personalization.handlers import PersonalizationHandler
+from services.personalization.linucb import LinUCBConfig
+from services.personalization.online import TOPICS, load_model, open_store, rebuilder
+from services.personalization.recommend import Recommender
+from services.personalization.server import binding
+
+GROUP = "personalization"
+PORT = 50055
+
+
+class PersonalizationSettings(MeshSettings):
+    serving: ServingSettings = Field(default_factory=lambda: ServingSettings(port=PORT))  # type: ignore[call-arg]
+    model_path: Path = Field(CACHE_DIR / "personalization" / "policy.npz",
+                             description="policy model (ALS factors, segments) from the training job")
+    alpha: float = Field(0.3, gt=0, description="LinUCB confidence width")
+    epsilon: float = Field(0.05, gt=0, le=1, description="share of random slates (propensity floor epsilon/n)")
+    max_candidates: int = Field(200, ge=1, description="newest visible tasks scored per request")
+
+
+async def run(settings: PersonalizationSettings) -> None:
+    setup_tracing(settings.telemetry)
+    serve_metrics(settings.telemetry.metrics_port)
+    registry = TopicRegistry(settings.kafka.topic_prefix)
+    ensure_topics(settings.kafka, registry, [*TOPICS, "dlq"])
+    store = open_store(settings)
+    project = DEFAULT_PROJECT if settings.namespace == "mesh" else settings.namespace
+    rebuild = rebuilder(store, settings, FeatureRepoConfig.from_settings(settings, project).event_log_dir)
+    await asyncio.to_thread(rebuild.ensure_built)  # the state is a cache of the inputs: rebuilt when missing
+    recommender = Recommender(store, load_model(settings.model_path), max_candidates=settings.max_candidates,
+                              config=LinUCBConfig(alpha=settings.alpha, epsilon=settings.epsilon))
+    publisher = KafkaPublisher(settings.kafka, registry)
+    handler = PersonalizationHandler(store, rebuild)
+    runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)
+    try:
+        await run_service("personalization", runner, [binding(recommender, publisher)], settings)
+    finally:
+        publisher.close()
+
+
+def main() -> None:
+    service_main("personalization", PersonalizationSettings, run)
+
+
+if __name__ == "__main__":
+    main()
