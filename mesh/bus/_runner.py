@@ -24,6 +24,7 @@ settle in flight, so the partitions leave with their offsets committed; stop() a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -158,6 +159,24 @@ class _Work:
                 self.finished.add(i)
 
 
+@dataclass
+class _Inflight:
+    """A handled batch settling in the background."""
+
+    work: _Work
+    future: Future[None] = field(default_factory=Future)
+    delivered: threading.Event = field(default_factory=threading.Event)
+    """Set once its flush and marks are done (or failed)."""
+    ready: bool = False
+    """Its flush and marks went through: only the commit is left."""
+    claimed: bool = False
+    """A revoke took its commit over (made on the polling thread)."""
+    committing: bool = False
+    """The background thread sent its commit."""
+    revoked: set[TopicPartition] = field(default_factory=set)
+    """Partitions taken from us while it settled."""
+
+
 class _Blocked(Exception):
     """A transient failure outlived the attempts of this pass: the batch is held and retried."""
 
@@ -220,8 +239,9 @@ class ConsumerRunner:
         self._backpressure: tuple[str, str] | None = None
         self._last_hold_log = float("-inf")
         self._settler: ThreadPoolExecutor | None = None
-        self._inflight: tuple[_Work, Future[None]] | None = None
+        self._inflight: _Inflight | None = None
         """The handled batch being settled in the background (at most one)."""
+        self._claim = threading.Lock()
         self._unmarked: set[str] = set()
         """Ids applied by the batch in flight: seen, though not marked yet."""
         self._stats = RunStats()
@@ -279,7 +299,7 @@ class ConsumerRunner:
                     self._process_batch(batch, stats)
                     last_record = now
                 else:
-                    if self._inflight is not None and self._inflight[1].done():
+                    if self._inflight is not None and self._inflight.future.done():
                         self._drain()  # quiet topic: a failed settle is finished now, not at the next batch
                     if opts.idle_timeout_s is not None and now - last_record >= opts.idle_timeout_s:
                         break
@@ -292,7 +312,8 @@ class ConsumerRunner:
                         "will be read again")
         finally:
             if self._inflight is not None:  # leaving on an error: let the settle in flight end, commit nothing more
-                self._wait_inflight()
+                with contextlib.suppress(Exception):
+                    self._inflight.future.exception(timeout=60.0)
                 self._inflight, self._unmarked = None, set()
             if self._settler is not None:
                 self._settler.shutdown(wait=True)
@@ -311,7 +332,9 @@ class ConsumerRunner:
             assert self._settler is not None
             self._drain()  # the batch before settles first: a commit never covers an unsettled record
             self._unmarked = set(work.applied)
-            self._inflight = (work, self._settler.submit(self._deliver_and_commit, work, len(work.items)))
+            flight = _Inflight(work)
+            flight.future = self._settler.submit(self._deliver_and_commit, work, len(work.items), flight)
+            self._inflight = flight
         stats.batches += 1
 
     def _complete(self, work: _Work, stats: RunStats, *, defer: bool = False, failed: Failure | None = None) -> bool:
@@ -496,24 +519,44 @@ class ConsumerRunner:
         self._deliver_and_commit(work, upto)
         return False
 
-    def _deliver_and_commit(self, work: _Work, upto: int) -> None:
-        """:meth:`_settle` itself (also the background settle of a batch)."""
-        if work.delivered is None:
-            try:
-                self._publisher.flush()
-            except Exception:
-                work.reopen(upto)  # outputs may be lost: handle those events again (at least once)
-                raise
-            work.delivered = upto
-        self._mark_and_commit(work)
+    def _deliver_and_commit(self, work: _Work, upto: int, flight: _Inflight | None = None) -> None:
+        """:meth:`_settle` itself; ``flight``: this is the background settle of that batch (a revoke may
+        take its commit over, see :meth:`_on_revoke`)."""
+        try:
+            if work.delivered is None:
+                try:
+                    self._publisher.flush()
+                except Exception:
+                    work.reopen(upto)  # outputs may be lost: handle those events again (at least once)
+                    raise
+                work.delivered = upto
+            if self._dedupe is not None and work.applied:
+                self._dedupe.mark_many(self._group, work.applied)
+                work.applied = []
+            if flight is not None:
+                flight.ready = True
+        finally:
+            if flight is not None:
+                flight.delivered.set()
+        if flight is not None:
+            with self._claim:
+                if flight.claimed:
+                    return  # a revoke committed it from inside poll
+                flight.committing = True
+        self._commit(work)
+
+    def _commit(self, work: _Work) -> None:
+        assert work.delivered is not None
+        self._consumer.commit(work.offsets(work.start, work.delivered))
+        work.start, work.delivered = work.delivered, None
 
     # ------------------------------------------------------------------------------------------ overlap
     def _drain(self) -> None:
         """Wait for the batch settling in the background; finish it in the foreground if that failed."""
-        if self._inflight is None:
+        flight = self._inflight
+        if flight is None:
             return
-        work, future = self._inflight
-        error = future.exception()
+        error = flight.future.exception()
         self._inflight, self._unmarked = None, set()
         if error is None:
             return
@@ -522,26 +565,34 @@ class ConsumerRunner:
             raise error
         log.info("consumer %s: settling a batch failed (%s); finishing it in the foreground", self._group,
                  failure.reason)
-        self._complete(work, self._stats, failed=failure)
-
-    def _wait_inflight(self) -> None:
-        if self._inflight is not None:
-            try:
-                self._inflight[1].exception(timeout=60.0)
-            except TimeoutError:
-                log.warning("consumer %s: the background settle did not end within 60 s", self._group)
+        if flight.revoked:
+            flight.work.drop(flight.revoked)  # taken by a rebalance meanwhile: their new owner reads them
+        self._complete(flight.work, self._stats, failed=failure)
 
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
-        """A rebalance takes ``partitions``: the settle in flight commits before they go (called inside poll)."""
+        """A rebalance takes ``partitions`` (called inside poll, on the polling thread). The batch settling
+        in the background is committed before they go: its outputs are delivered and its ids marked by
+        then (we wait for that), and its commit is made here, on this thread, unless the background thread
+        already sent it (a commit from another thread would wait for the rebalance, which waits for us)."""
         self._revoked.update(partitions)
-        self._wait_inflight()
-
-    def _mark_and_commit(self, work: _Work) -> None:
-        assert work.delivered is not None
-        if self._dedupe is not None and work.applied:
-            self._dedupe.mark_many(self._group, work.applied)
-        self._consumer.commit(work.offsets(work.start, work.delivered))
-        work.start, work.delivered, work.applied = work.delivered, None, []
+        flight = self._inflight
+        if flight is None:
+            return
+        flight.revoked.update(partitions)
+        with self._claim:
+            if flight.committing:  # sent before the rebalance began; if it fails, the drain drops these
+                return
+            flight.claimed = True
+        if not flight.delivered.wait(60.0):
+            log.warning("consumer %s: the background flush did not end within 60 s of a revoke; its records "
+                        "are left to the partitions' new owner", self._group)
+            return
+        if not flight.ready:  # the flush or the marks failed: nothing to commit, the new owner reads them
+            return
+        try:
+            self._commit(flight.work)
+        except Exception as exc:  # left uncommitted: read again by their new owner (marked: skipped there)
+            log.warning("consumer %s: could not commit before a revoke (%s)", self._group, classify(exc).reason)
 
     def _settle_before_raising(self, work: _Work, upto: int) -> None:
         try:

@@ -21,7 +21,7 @@ from mesh.bus import (
     RetryPolicy,
     RunnerOptions,
 )
-from mesh.bus._transport import Header, TopicPartition
+from mesh.bus._transport import Header, Message, OnRevoke, TopicPartition
 from mesh.events import Envelope, TopicRegistry, decode, new_envelope
 
 FAST = RetryPolicy(max_attempts=2, initial_backoff_s=0.001, max_backoff_s=0.01)
@@ -71,6 +71,7 @@ class CheckingConsumer(InMemoryConsumer):
         super().__init__(broker, group)
         self._out, self._in, self._dedupe = outputs, inputs, dedupe
         self.commits: list[dict[TopicPartition, int]] = []
+        self.threads: list[str] = []
         self.violations: list[str] = []
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -85,7 +86,30 @@ class CheckingConsumer(InMemoryConsumer):
                 if not self._dedupe.seen_many(self._group, [env.event_id]):
                     self.violations.append(f"{env.task_created.task_id}: committed before its mark")
         self.commits.append(dict(offsets))
+        self.threads.append(threading.current_thread().name)
         super().commit(offsets)
+
+
+class RevokingConsumer(CheckingConsumer):
+    """Plays a rebalance at the second poll: ``on_revoke`` with every partition, inside poll."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.on_revoke: OnRevoke | None = None
+        self.polls = 0
+        self.commits_in_revoke: list[dict[TopicPartition, int]] = []
+
+    def subscribe(self, topics: list[str], on_revoke: OnRevoke | None = None) -> None:
+        super().subscribe(topics, on_revoke)
+        self.on_revoke = on_revoke
+
+    def poll(self, max_messages: int, timeout_s: float, linger_s: float = 0.0) -> list[Message]:
+        self.polls += 1
+        if self.polls == 2 and self.on_revoke is not None:
+            before = len(self.commits)
+            self.on_revoke(sorted(self.assignment()))
+            self.commits_in_revoke = self.commits[before:]
+        return super().poll(max_messages, timeout_s, linger_s)
 
 
 def _task(name: str) -> Envelope:
@@ -242,3 +266,29 @@ def test_both_settling_modes_deliver_and_commit_everything(unique: str, overlap:
     committed = {tp: o for c in consumer.commits for tp, o in c.items()}
     assert committed == {(inputs.registry.physical("tasks"), p): end for p, end in
                          enumerate(broker.end_offsets(inputs.registry.physical("tasks"))) if end}
+
+
+def test_a_revoke_commits_the_batch_settling_on_the_polling_thread_before_the_partitions_go(unique: str) -> None:
+    broker, inputs, out, producer = _world(unique)
+    producer.wait_s = 0.3  # the first flush is slow: the revoke comes while it runs
+    sent = [_task(f"r{i}") for i in range(6)]
+    for env in sent:
+        inputs.publish(env)
+    group = f"ovr-{unique}"
+    dedupe = InMemoryDedupe()
+    consumer = RevokingConsumer(broker, group, out.registry.physical("predictions.assignment"), dedupe,
+                                inputs.registry.physical("tasks"))
+    def handler(envs: Sequence[Envelope]) -> None:
+        for env in envs:
+            _answer(out, env)
+
+    stats = ConsumerRunner(consumer=consumer, publisher=out, topics=["tasks"], group_id=group,
+                           batch_handler=handler, dedupe=dedupe,
+                           retry=FAST, options=RunnerOptions(poll_timeout_s=0.05, idle_timeout_s=0.5)).run()
+    assert stats.handled == 6 and consumer.violations == []
+    topic = inputs.registry.physical("tasks")
+    ends = {(topic, p): end for p, end in enumerate(broker.end_offsets(topic)) if end}
+    # committed inside the revoke, by the polling thread (a commit from the settling thread would wait for the
+    # rebalance to end, which waits for the revoke callback), and only once
+    assert consumer.commits_in_revoke == [ends]
+    assert consumer.threads == [threading.main_thread().name]
