@@ -51,6 +51,8 @@ _INPUTS: tuple[TopicSpec, ...] = (
               ("features",), description="automation rules and their runs"),
     TopicSpec("meetings", "sunday.meetings", ("meeting_transcript",), _BACKEND, ("features",),
               description="meeting transcripts"),
+    TopicSpec("tenants", "sunday.tenants", ("tenant_erased",), ("sunday.backend",), ("nlp",),
+              partitions=1, retention_ms=30 * DAY_MS, description="tenant lifecycle: erasure requests"),
     TopicSpec("feedback", "sunday.feedback", ("suggestion_feedback",), ("sunday.frontend", "simulator"),
               ("features",), description="accept/reject/click on the mesh's suggestions"),
 )

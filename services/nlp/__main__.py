@@ -1,0 +1,78 @@
+"""`python -m services.nlp`: wiring only (settings, telemetry, vector database, embedder, consumer, gRPC)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from mesh.bus import ConsumerRunner, KafkaPublisher, ensure_topics
+from mesh.config import MeshSettings, ServingSettings
+from mesh.events import TopicRegistry
+from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
+from mesh.serving import run_service, service_main
+from mesh.telemetry import serve_metrics, setup_tracing
+from services.nlp.embedder import DIM, MODEL_NAME, TRAIN_COMMAND, Embedder
+from services.nlp.handlers import NlpHandler
+from services.nlp.search import HybridSearcher
+from services.nlp.server import binding
+from services.nlp.vectors import VectorIndex
+
+GROUP = "nlp"
+TOPICS = ("tasks", "comments", "meetings", "tenants")
+
+
+class NlpOptions(BaseModel):
+    """Where the nlp service keeps its vectors."""
+
+    vector_uri: str = Field("", description="Milvus URI: empty = an embedded Milvus Lite file under data_dir; "
+                            "http://host:19530 = a Milvus server or cluster (the same client code)")
+    data_dir: Path | None = Field(None, description="where the Milvus Lite file lives, one file per namespace "
+                                  "(default: nlp/ beside the offline store)")
+
+
+class NlpSettings(MeshSettings):
+    # Locally the gateway expects nlp on 50053 (assignment 50051, timeline 50052); MESH_SERVING__PORT overrides.
+    serving: ServingSettings = Field(default_factory=lambda: ServingSettings.model_validate({"port": 50053}))
+    nlp: NlpOptions = Field(default_factory=NlpOptions)  # type: ignore[arg-type]
+    model_alias: str = Field(CHAMPION, description="registry alias of the embedder the service serves and follows")
+
+
+def vector_uri(settings: NlpSettings) -> str:
+    if settings.nlp.vector_uri:
+        return settings.nlp.vector_uri
+    data_dir = settings.nlp.data_dir or settings.features.offline_dir.parent / "nlp"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return str(data_dir / f"{settings.namespace}.milvus.db")
+
+
+async def run(settings: NlpSettings) -> None:
+    setup_tracing(settings.telemetry)
+    serve_metrics(settings.telemetry.metrics_port)
+    registry = TopicRegistry(settings.kafka.topic_prefix)
+    ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.nlp", "dlq"])
+    # starts without a champion too: Unavailable (retried) until `python -m services.nlp.export` registers one
+    model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models,
+                           train_hint=TRAIN_COMMAND)
+    await model.start()
+    index = await asyncio.to_thread(VectorIndex, vector_uri(settings), dim=DIM)
+    embedder = Embedder(model)
+    searcher = HybridSearcher(index, embedder)
+    publisher = KafkaPublisher(settings.kafka, registry)
+    handler = NlpHandler(index, searcher, publisher)
+    runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)
+    try:
+        await run_service("nlp", runner, [binding(searcher, embedder)], settings)
+    finally:
+        publisher.close()
+        await model.aclose()
+        index.close()
+
+
+def main() -> None:
+    service_main("nlp", NlpSettings, run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Duplicate detection on gitbugs-format data: loading, scoring, and the calibration of the served
+search (fusion weight, duplicate threshold) on TRAIN pairs only.
+
+A gitbugs folder holds ``<project>_bugs.csv`` (``Summary, Issue id, ..., Description``) and pair files
+``*-train.csv`` / ``*-test.csv`` / ``*-combined.csv`` (``Issue id, Duplicate id``; a duplicate id cell may
+list several ids). A query is a bug of a pair; the relevant documents are its listed duplicates, searched
+among all bugs (the query itself left out).
+
+The duplicate threshold is set for precision: every bug is a query (as every created task is), the top
+candidate of each is flagged when its fused score reaches the threshold, and the threshold is the lowest
+at which the flagged candidates of the calibration queries are at least :data:`TARGET_PRECISION` true
+duplicates. Calibration queries: the train pairs' bugs and a fixed 80% of the bugs without any pair; the
+test pairs' bugs and the other 20% are held out for the benchmark.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mesh.config import ModelSettings
+from services.nlp.fusion import Bm25, Scores, choose_weight, first_relevant_ranks, fuse, quality
+
+log = logging.getLogger(__name__)
+
+TARGET_PRECISION = 0.8
+MIN_FLAGGED = 5
+HELD_OUT_SHARE = 0.2
+"""Share of the pairless bugs kept out of the threshold calibration (by a hash of the id: fixed)."""
+
+
+@dataclass(frozen=True)
+class Bugs:
+    ids: list[str]
+    texts: list[str]
+
+    def position(self) -> dict[str, int]:
+        return {b: i for i, b in enumerate(self.ids)}
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Query bug -> its duplicates, positions into :class:`Bugs` (pairs with an unknown id are dropped)."""
+
+    queries: list[int]
+    relevant: list[list[int]]
+    dropped: int
+
+
+def bugs_file(folder: Path) -> Path:
+    found = [p for p in folder.glob("*_bugs.csv") if not p.stem.endswith(("-train", "-test", "-combined"))]
+    if len(found) != 1:
+        raise FileNotFoundError(f"{folder}: expected one <project>_bugs.csv, found {[p.name for p in found]}")
+    return found[0]
+
+
+def pairs_file(folder: Path, split: str) -> Path:
+    found = sorted(folder.glob(f"*-{split}.csv"))
+    if not found:
+        raise FileNotFoundError(f"{folder}: no *-{split}.csv pair file")
+    return found[0]
+
+
+def load_bugs(folder: Path) -> Bugs:
+    csv.field_size_limit(sys.maxsize)
+    ids, texts = [], []
+    with bugs_file(folder).open(encoding="utf-8", errors="replace", newline="") as f:
+        for row in csv.DictReader(f):
+            bug = (row.get("Issue id") or "").strip()
+            if bug:
+                ids.append(bug)
+                texts.append(f"{row.get('Summary') or ''}\n{row.get('Description') or ''}".strip())
+    return Bugs(ids, texts)
+
+
+def load_pairs(path: Path, bugs: Bugs) -> Pairs:
+    at = bugs.position()
+    merged: dict[int, list[int]] = {}
+    dropped = 0
+    with path.open(encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            query = at.get((row.get("Issue id") or "").strip())
+            masters = [at.get(m.strip()) for m in (row.get("Duplicate id") or "").split(",") if m.strip()]
+            known = [m for m in masters if m is not None and m != query]
+            if query is None or not known:
+                dropped += 1
+                continue
+            merged.setdefault(query, [])
+            merged[query].extend(m for m in known if m not in merged[query])
+    return Pairs(list(merged), list(merged.values()), dropped)
+
+
+def lexical_rows(bm25: Bm25, bugs: Bugs, queries: Sequence[int]) -> npt.NDArray[np.float64]:
+    """BM25 score of every bug for each query bug's text, the query's own score zeroed (it is left out of
+    its ranking, and the service normalises by the best OTHER item)."""
+    rows = np.zeros((len(queries), len(bugs.ids)))
+    for r, q in enumerate(queries):
+        rows[r] = bm25.scores(bugs.texts[q])
+        rows[r, q] = 0.0
+    return rows
+
+
+def dense_rows(vectors: npt.NDArray[np.float32], queries: Sequence[int]) -> npt.NDArray[np.float64]:
+    return np.asarray(vectors[list(queries)] @ vectors.T, dtype=np.float64)
+
+
+def fused_rows(dense: npt.NDArray[np.float64], lexical: npt.NDArray[np.float64], weight: float) -> list[Scores]:
+    return [fuse(d, x, weight) for d, x in zip(dense, lexical, strict=True)]
+
+
+def hybrid_mrr(dense: npt.NDArray[np.float64], lexical: npt.NDArray[np.float64], pairs: Pairs,
+               weight: float) -> float:
+    ranks = first_relevant_ranks(fused_rows(dense, lexical, weight), pairs.relevant, pairs.queries)
+    return quality(ranks).mrr
+
+
+def held_out(bug_id: str) -> bool:
+    """Whether a pairless bug is in the held-out share (fixed by its id)."""
+    return int(hashlib.sha256(bug_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < HELD_OUT_SHARE
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """Top-1 candidates of some queries: their fused scores and whether each is a true duplicate."""
+
+    scores: npt.NDArray[np.float64]
+    correct: npt.NDArray[np.bool_]
+
+    def at(self, threshold: float) -> dict[str, float]:
+        flagged = self.scores >= threshold
+        hits = int(np.sum(flagged & self.correct))
+        return {"flagged": float(np.sum(flagged)), "precision": hits / max(int(np.sum(flagged)), 1),
+                "recall": hits / max(int(np.sum(self.correct)), 1)}
+
+
+def top1(fused: Sequence[Scores], queries: Sequence[int], duplicates: dict[int, set[int]]) -> Flagged:
+    scores, correct = [], []
+    for row, q in zip(fused, queries, strict=True):
+        row = row.copy()
+        row[q] = -np.inf
+        best = int(np.argmax(row))
+        scores.append(float(row[best]))
+        correct.append(best in duplicates.get(q, set()))
+    return Flagged(np.asarray(scores), np.asarray(correct, dtype=bool))
+
+
+def calibrate_threshold(flagged: Flagged, target: float = TARGET_PRECISION, min_flagged: int = MIN_FLAGGED
+                        ) -> float:
+    """The lowest top-1 score at which the flagged candidates reach ``target`` precision (at least
+    ``min_flagged`` of them); when no threshold does, the one with the best precision."""
+    order = np.argsort(-flagged.scores, kind="stable")
+    hits = np.cumsum(flagged.correct[order])
+    count = np.arange(1, len(order) + 1)
+    precision = hits / count
+    ok = np.flatnonzero((precision >= target) & (count >= min_flagged))
+    j = int(ok[-1]) if ok.size else int(np.argmax(np.where(count >= min_flagged, precision, -1.0)))
+    return float(flagged.scores[order[j]])
+
+
+def symmetric(*pairs: Pairs) -> dict[int, set[int]]:
+    """Every listed duplicate relation in both directions."""
+    out: dict[int, set[int]] = {}
+    for p in pairs:
+        for q, rel in zip(p.queries, p.relevant, strict=True):
+            for r in rel:
+                out.setdefault(q, set()).add(r)
+                out.setdefault(r, set()).add(q)
+    return out
+
+
+def calibration_queries(bugs: Bugs, train: Pairs, test: Pairs, combined: Pairs) -> tuple[list[int], list[int]]:
+    """(calibration queries, held-out queries) for the threshold: see the module docstring."""
+    with_pairs = set(symmetric(combined, train, test))
+    test_side = set(symmetric(test)) - set(symmetric(train))
+    pairless = [i for i in range(len(bugs.ids)) if i not in with_pairs]
+    calib = sorted(set(symmetric(train)) | {i for i in pairless if not held_out(bugs.ids[i])})
+    hold = sorted(test_side | {i for i in pairless if held_out(bugs.ids[i])})
+    return calib, hold
+
+
+def calibrate_model(path: Path, settings: ModelSettings, folder: Path) -> dict[str, Any]:
+    """Fusion weight (MRR of the train pairs) and duplicate threshold (precision on calibration queries)
+    of the ONNX embedder at ``path``, on a gitbugs folder: the metadata the service reads."""
+    from mesh.models import OnnxModel, StaticModel, VersionedModel
+    from services.nlp.embedder import MODEL_NAME, Embedder
+
+    bugs = load_bugs(folder)
+    train = load_pairs(pairs_file(folder, "train"), bugs)
+    test = load_pairs(pairs_file(folder, "test"), bugs)
+    combined = load_pairs(pairs_file(folder, "combined"), bugs)
+    log.info("calibrating on %s: %d bugs, %d train queries; embedding...", folder, len(bugs.ids), len(train.queries))
+    embedder = Embedder(StaticModel(VersionedModel(MODEL_NAME, "calibration", OnnxModel.load(path, settings))))
+    vectors = embedder.embed(bugs.texts).vectors
+    bm25 = Bm25(bugs.texts)
+    dense, lexical = dense_rows(vectors, train.queries), lexical_rows(bm25, bugs, train.queries)
+    weight = choose_weight(lambda w: hybrid_mrr(dense, lexical, train, w))
+    calib, _ = calibration_queries(bugs, train, test, combined)
+    flagged = top1(fused_rows(dense_rows(vectors, calib), lexical_rows(bm25, bugs, calib), weight), calib,
+                   symmetric(train))
+    threshold = calibrate_threshold(flagged)
+    at = flagged.at(threshold)
+    log.info("fusion weight %.2f, duplicate threshold %.4f (train precision %.2f, recall %.2f)", weight, threshold,
+             at["precision"], at["recall"])
+    return {"fusion_weight": weight, "duplicate_threshold": round(threshold, 6), "calibrated_on": folder.name,
+            "target_precision": TARGET_PRECISION, "train_hybrid_mrr": hybrid_mrr(dense, lexical, train, weight),
+            "train_duplicate_precision": at["precision"], "train_duplicate_recall": at["recall"]}
