@@ -14,6 +14,7 @@ from mesh.events import TopicRegistry
 from mesh.features import DEFAULT_PROJECT, FeatureRepoConfig
 from mesh.serving import run_service, service_main
 from mesh.telemetry import serve_metrics, setup_tracing
+from services.personalization.embeddings import NlpEmbedder
 from services.personalization.handlers import PersonalizationHandler
 from services.personalization.linucb import LinUCBConfig
 from services.personalization.online import TOPICS, load_model, open_store, rebuilder
@@ -31,6 +32,8 @@ class PersonalizationSettings(MeshSettings):
     alpha: float = Field(0.3, gt=0, description="LinUCB confidence width")
     epsilon: float = Field(0.05, gt=0, le=1, description="share of random slates (propensity floor epsilon/n)")
     max_candidates: int = Field(200, ge=1, description="newest visible tasks scored per request")
+    nlp_target: str = Field("", description="host:port of the nlp service's gRPC (Embed) for the text-similarity "
+                                            "column; empty = off (the column is 0, as when nlp is unreachable)")
 
 
 async def run(settings: PersonalizationSettings) -> None:
@@ -42,8 +45,9 @@ async def run(settings: PersonalizationSettings) -> None:
     project = DEFAULT_PROJECT if settings.namespace == "mesh" else settings.namespace
     rebuild = rebuilder(store, settings, FeatureRepoConfig.from_settings(settings, project).event_log_dir)
     await asyncio.to_thread(rebuild.ensure_built)  # the state is a cache of the inputs: rebuilt when missing
+    embedder = NlpEmbedder(settings.nlp_target) if settings.nlp_target else None
     recommender = Recommender(store, load_model(settings.model_path), max_candidates=settings.max_candidates,
-                              config=LinUCBConfig(alpha=settings.alpha, epsilon=settings.epsilon))
+                              config=LinUCBConfig(alpha=settings.alpha, epsilon=settings.epsilon), embedder=embedder)
     publisher = KafkaPublisher(settings.kafka, registry)
     handler = PersonalizationHandler(store, rebuild)
     runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)

@@ -105,16 +105,31 @@ class Segments:
         return int(np.argmin(((self.centroids - features) ** 2).sum(axis=1)))
 
 
-def fit_segments(people: Sequence[PersonState], k: int = 4, seed: int = 0) -> Segments:
-    """k-means over the behaviour of ``people`` (fewer segments when there are fewer people)."""
-    from sklearn.cluster import KMeans
+def kmeans(x: Array, k: int, seed: int = 0, iterations: int = 50) -> Array:
+    """Lloyd's k-means with k-means++ seeding (numpy only: small inputs, no thread pool to contend for)."""
+    rng = np.random.default_rng(seed)
+    centroids = [x[int(rng.integers(len(x)))]]
+    for _ in range(1, k):
+        d = np.min([((x - c) ** 2).sum(axis=1) for c in centroids], axis=0)
+        total = float(d.sum())
+        centroids.append(x[int(rng.choice(len(x), p=d / total))] if total > 0 else x[int(rng.integers(len(x)))])
+    c = np.stack(centroids)
+    for _ in range(iterations):
+        labels = ((x[:, None, :] - c[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
+        moved = np.stack([x[labels == j].mean(axis=0) if np.any(labels == j) else c[j] for j in range(k)])
+        if np.allclose(moved, c):
+            break
+        c = moved
+    return c
 
+
+def fit_segments(people: Sequence[PersonState], k: int = 4, seed: int = 0) -> Segments:
+    """k-means over the behaviour of ``people`` (fewer segments when there are fewer distinct people)."""
     if not people:
         return Segments(np.zeros((1, len(TASK_TYPE_SLOTS) + 2)))
     x = np.stack([behaviour(p) for p in people])
     k = max(1, min(k, len({tuple(r) for r in x.round(6)})))
-    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(x)
-    return Segments(np.asarray(model.cluster_centers_, dtype=np.float64))
+    return Segments(kmeans(x, k, seed))
 
 
 @dataclass(frozen=True)

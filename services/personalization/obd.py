@@ -47,9 +47,12 @@ class ObdLog:
     """(n, n_user_features) one-hot of the user's categorical features."""
     timestamps: npt.NDArray[np.int64]
     n_actions: int
+    affinity: Array
+    """(n, n_actions) the logged user-item affinity of the round's user to every item."""
 
     def take(self, rows: IntArray) -> ObdLog:
-        return ObdLog(self.log.take(rows), self.users[rows], self.timestamps[rows], self.n_actions)
+        return ObdLog(self.log.take(rows), self.users[rows], self.timestamps[rows], self.n_actions,
+                      self.affinity[rows])
 
 
 def load(data_dir: Path, policy: str,
@@ -68,7 +71,8 @@ def load(data_dir: Path, policy: str,
     log = BanditLog(df["item_id"].to_numpy(np.int64), df["position"].to_numpy(np.int64) - 1,
                     df["click"].to_numpy(np.float64), df["propensity_score"].to_numpy(np.float64))
     ts = pd.to_datetime(df["timestamp"]).astype("int64").to_numpy()
-    return ObdLog(log, np.hstack(blocks), ts, n_items), vocab
+    affinity = df[[f"user-item_affinity_{a}" for a in range(n_items)]].to_numpy(np.float64)
+    return ObdLog(log, np.hstack(blocks), ts, n_items, affinity), vocab
 
 
 def bts_action_dist(bts: ObdLog) -> Array:
@@ -85,11 +89,14 @@ def bts_action_dist(bts: ObdLog) -> Array:
 
 
 class RewardModel:
-    """Logistic regression of the click on [user one-hot, item one-hot, slot one-hot]; q for every (a, k)."""
+    """Logistic regression of the click on [user one-hot, item one-hot, slot one-hot(, the user's affinity to
+    the item)]; q for every (a, k)."""
 
-    def __init__(self, n_actions: int, c: float) -> None:
+    def __init__(self, n_actions: int, c: float, use_affinity: bool = False) -> None:
         self.n_actions = n_actions
         self.c = c
+        self.use_affinity = use_affinity
+        self._w_aff = 0.0
         self._w_user: Array = np.zeros(0)
         self._w_item: Array = np.zeros(n_actions)
         self._w_pos: Array = np.zeros(N_POSITIONS)
@@ -101,7 +108,10 @@ class RewardModel:
         n = len(data.log)
         item = sparse.csr_matrix((np.ones(n), (np.arange(n), data.log.actions)), shape=(n, self.n_actions))
         pos = sparse.csr_matrix((np.ones(n), (np.arange(n), data.log.positions)), shape=(n, N_POSITIONS))
-        return sparse.hstack([sparse.csr_matrix(data.users), item, pos]).tocsr()
+        blocks = [sparse.csr_matrix(data.users), item, pos]
+        if self.use_affinity:
+            blocks.append(sparse.csr_matrix(data.affinity[np.arange(n), data.log.actions][:, None]))
+        return sparse.hstack(blocks).tocsr()
 
     def fit(self, data: ObdLog) -> RewardModel:
         from sklearn.linear_model import LogisticRegression
@@ -113,14 +123,17 @@ class RewardModel:
         model = LogisticRegression(C=self.c, max_iter=2000).fit(self._design(data), data.log.rewards)
         w = model.coef_[0]
         u = data.users.shape[1]
-        self._w_user, self._w_item, self._w_pos = w[:u], w[u:u + self.n_actions], w[u + self.n_actions:]
+        self._w_user, self._w_item = w[:u], w[u:u + self.n_actions]
+        self._w_pos = w[u + self.n_actions:u + self.n_actions + N_POSITIONS]
+        self._w_aff = float(w[-1]) if self.use_affinity else 0.0
         self._bias = float(model.intercept_[0])
         return self
 
     def predict(self, data: ObdLog) -> Array:
         """q[i, a, k] = P(click | user_i, item a, slot k)."""
         base = data.users @ self._w_user + self._bias
-        logits = base[:, None, None] + self._w_item[None, :, None] + self._w_pos[None, None, :]
+        logits = (base[:, None, None] + self._w_item[None, :, None] + self._w_pos[None, None, :]
+                  + self._w_aff * data.affinity[:, :, None])
         out: Array = 1.0 / (1.0 + np.exp(-logits))
         return out
 
@@ -129,33 +142,42 @@ def _folds(n: int, n_folds: int, rng: np.random.Generator) -> list[IntArray]:
     return [np.sort(f) for f in np.array_split(rng.permutation(n), n_folds)]
 
 
-def cross_fit(data: ObdLog, c: float, n_folds: int, rng: np.random.Generator) -> Array:
+@dataclass(frozen=True)
+class ModelSpec:
+    c: float
+    use_affinity: bool
+
+
+def cross_fit(data: ObdLog, spec: ModelSpec, n_folds: int, rng: np.random.Generator) -> Array:
     """q of every row from a model that did not see that row."""
     q = np.zeros((len(data.log), data.n_actions, N_POSITIONS))
     folds = _folds(len(data.log), n_folds, rng)
     for i, held in enumerate(folds):
         train = np.concatenate([f for j, f in enumerate(folds) if j != i])
-        q[held] = RewardModel(data.n_actions, c).fit(data.take(train)).predict(data.take(held))
+        model = RewardModel(data.n_actions, spec.c, spec.use_affinity).fit(data.take(train))
+        q[held] = model.predict(data.take(held))
     return q
 
 
-def choose_c(data: ObdLog, rng: np.random.Generator, n_folds: int = 3) -> float:
-    """The regularisation with the best cross-validated log loss on ``data`` (the behaviour logs only)."""
+def choose_model(data: ObdLog, rng: np.random.Generator, n_folds: int = 3) -> ModelSpec:
+    """The regularisation and feature set with the best cross-validated log loss on ``data`` (the behaviour
+    logs only: the evaluation policy's logs are never used to choose)."""
     losses = {}
     rows = np.arange(len(data.log))
-    for c in C_GRID:
-        q = cross_fit(data, c, n_folds, rng)
+    for spec in (ModelSpec(c, aff) for c in C_GRID for aff in (False, True)):
+        q = cross_fit(data, spec, n_folds, rng)
         p = np.clip(q[rows, data.log.actions, data.log.positions], 1e-6, 1 - 1e-6)
         r = data.log.rewards
-        losses[c] = float(-(r * np.log(p) + (1 - r) * np.log(1 - p)).mean())
-    return min(losses, key=lambda c: losses[c])
+        losses[spec] = float(-(r * np.log(p) + (1 - r) * np.log(1 - p)).mean())
+    return min(losses, key=lambda s: losses[s])
 
 
-def _estimates(data: ObdLog, policy_dist: Array, c: float, rng: np.random.Generator) -> dict[Estimator, float]:
+def _estimates(data: ObdLog, policy_dist: Array, spec: ModelSpec, rng: np.random.Generator
+               ) -> dict[Estimator, float]:
     """Every estimator's value of a policy given as (n, n_actions, n_positions) or (n_actions, n_positions)."""
     n = len(data.log)
     dist = policy_dist if policy_dist.ndim == 3 else np.broadcast_to(policy_dist, (n, *policy_dist.shape))
-    q = cross_fit(data, c, 2, rng)
+    q = cross_fit(data, spec, 2, rng)
     return {name: estimate(name, data.log, np.asarray(dist), q) for name in ESTIMATORS}
 
 
@@ -164,7 +186,7 @@ class OpeResult:
     truth: float
     """On-policy value of bts (mean click of its logs)."""
     random_value: float
-    c: float
+    model: ModelSpec
     relative_error: dict[Estimator, tuple[float, float]]
     """estimator -> (mean, std) of the relative error over the bootstrap runs."""
     estimates: dict[Estimator, float]
@@ -180,20 +202,20 @@ def evaluate_bts(data_dir: Path, n_runs: int = 30, seed: int = 12345, progress: 
     bts_log, _ = load(data_dir, "bts", vocab)
     truth = float(bts_log.log.rewards.mean())
     dist = bts_action_dist(bts_log)
-    c = choose_c(random_log, rng)
+    spec = choose_model(random_log, rng)
     errors: dict[Estimator, list[float]] = {name: [] for name in ESTIMATORS}
     values: dict[Estimator, list[float]] = {name: [] for name in ESTIMATORS}
     for run in range(n_runs):
         sample = random_log.take(rng.integers(0, len(random_log.log), len(random_log.log)))
-        for name, value in _estimates(sample, dist, c, rng).items():
+        for name, value in _estimates(sample, dist, spec, rng).items():
             errors[name].append(relative_error(value, truth))
             values[name].append(value)
         if progress:
             print(f"  ope bootstrap {run + 1}/{n_runs}", flush=True)
     summary = {n: (float(np.mean(v)), float(np.std(v))) for n, v in errors.items()}
     best = min(summary, key=lambda n: summary[n][0])
-    linucb = evaluate_linucb(random_log, dist, c, best, rng)
-    return OpeResult(truth, float(random_log.log.rewards.mean()), c, summary,
+    linucb = evaluate_linucb(random_log, dist, spec, best, rng)
+    return OpeResult(truth, float(random_log.log.rewards.mean()), spec, summary,
                      {n: float(np.mean(v)) for n, v in values.items()}, best, linucb)
 
 
@@ -214,7 +236,7 @@ def linucb_action_dist(arms: list[ArmStats], data: ObdLog, config: LinUCBConfig)
     return np.stack([slot_distribution(s, N_POSITIONS, config.epsilon) for s in scores])
 
 
-def evaluate_linucb(random_log: ObdLog, bts_dist: Array, c: float, best: Estimator,
+def evaluate_linucb(random_log: ObdLog, bts_dist: Array, spec: ModelSpec, best: Estimator,
                     rng: np.random.Generator, config: LinUCBConfig | None = None) -> dict[str, float]:
     """Train LinUCB on the first half of the random logs (time order); estimate on the second half."""
     config = config or LinUCBConfig(alpha=0.1, ridge=1.0, epsilon=0.1)
@@ -222,8 +244,8 @@ def evaluate_linucb(random_log: ObdLog, bts_dist: Array, c: float, best: Estimat
     half = len(order) // 2
     train, test = random_log.take(order[:half]), random_log.take(order[half:])
     arms = linucb_policy(train, config)
-    ours = _estimates(test, linucb_action_dist(arms, test, config), c, rng)
-    bts = _estimates(test, bts_dist, c, rng)
+    ours = _estimates(test, linucb_action_dist(arms, test, config), spec, rng)
+    bts = _estimates(test, bts_dist, spec, rng)
     return {"linucb": ours[best], "bts": bts[best],
             "random_on_policy": float(test.log.rewards.mean()), "test_rows": float(len(test.log)),
             **{f"linucb_{n}": v for n, v in ours.items()}}

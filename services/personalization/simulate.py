@@ -85,7 +85,7 @@ def build_world(cfg: LoopConfig) -> World:
     rng = np.random.default_rng(cfg.seed + 1)
     eval_start = t0 + cfg.warmup_weeks * 7 * DAY
     requests: list[tuple[float, str]] = []
-    for day in range(cfg.warmup_weeks * 7, cfg.weeks * 7):
+    for day in range(max(cfg.warmup_weeks * 7, 1), cfg.weeks * 7):  # day 0 is history only
         if day % 7 >= 5:
             continue
         for user in sorted(preference):
