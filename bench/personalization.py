@@ -53,10 +53,13 @@ def _ope(bandits: Path, quick: bool) -> dict[str, Any]:
         return {"skipped": f"{bandits} not found"}
     result = evaluate_bts(bandits, n_runs=5 if quick else 30, progress=True)
     return {"truth_bts_on_policy": result.truth, "random_on_policy": result.random_value,
-            "reward_model_C": result.c, "best": result.best, "goal_best_relative_error": 0.15,
+            "reward_model": {"C": result.model.c, "user_item_affinity": result.model.use_affinity},
+            "best": result.best, "goal_best_relative_error": 0.15,
             "estimators": {n: {"relative_error_mean": m, "relative_error_std": s, "estimate": result.estimates[n],
                                "published_mean": PUBLISHED[n][0], "published_std": PUBLISHED[n][1]}
                            for n, (m, s) in result.relative_error.items()},
+            "naive_random_mean_relative_error": abs(result.random_value - result.truth) / result.truth,
+            "truth_standard_error_relative": float((result.truth * (1 - result.truth) / 10000) ** 0.5 / result.truth),
             "linucb": result.linucb, "bootstrap_runs": 5 if quick else 30}
 
 
