@@ -138,6 +138,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}, "description": desc}
-    for code, desc in {401: "missing or invalid credentials", 403: "insufficient scope",
+    for code, desc in {400: "malformed request (body not JSON, nested too deeply)",
+                       401: "missing or invalid credentials", 403: "insufficient scope",
                        422: "invalid input", 429: "rate limit or quota exceeded"}.items()
 }

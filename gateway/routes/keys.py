@@ -18,8 +18,9 @@ admin = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Admin], resp
 
 def _checked(scopes: list[str]) -> frozenset[str]:
     parsed = parse_scopes(scopes)
-    if unknown := unknown_scopes(parsed):
-        raise ProblemError(422, "unknown-scope", "Invalid request", "unknown scopes: " + " ".join(unknown))
+    if unknown := unknown_scopes(frozenset(scopes)):  # the raw list: an empty string is not a scope either
+        named = " ".join(u or "''" for u in unknown)
+        raise ProblemError(422, "unknown-scope", "Invalid request", f"unknown scopes: {named}")
     return parsed
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sunday.ml.v1 import assignment_pb2, events_pb2
 
 from gateway.schemas.common import Id, Provenance, Reason, Strict, provenance, reason
@@ -27,14 +27,36 @@ class TaskIn(Strict):
     estimate_hours: float = Field(default=0.0, ge=0, le=10_000)
 
 
+def _exactly_one_task(schema: dict[str, Any]) -> None:
+    """The OpenAPI says what the validator checks: exactly one of the two, neither of them null."""
+    props = schema["properties"]
+    for name in ("task_id", "task"):
+        kinds = props[name].pop("anyOf", None)
+        if kinds:  # drop the {"type": "null"} branch; keep description/title
+            props[name].update(next(k for k in kinds if k.get("type") != "null"))
+        props[name].pop("default", None)
+    schema["oneOf"] = [{"required": ["task_id"]}, {"required": ["task"]}]
+
+
 class RankRequest(Strict):
     """Exactly one of `task_id` (a task the service has seen) and `task`."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_exactly_one_task)
 
     task_id: Id | None = None
     task: TaskIn | None = None
     candidate_ids: list[Id] = Field(default_factory=list, max_length=500,
                                     description="restrict to these people; empty: every active person")
     k: int = Field(default=5, ge=1, le=50, description="how many candidates to return")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in ("task_id", "task"):
+                if name in data and data[name] is None:
+                    raise ValueError(f"{name} may not be null: leave it out")
+        return data
 
     @model_validator(mode="after")
     def _one_task(self) -> Self:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 
+from gateway.auth.principal import ALL_SCOPES
 from gateway.schemas.common import Id, Strict
+
+# The OpenAPI lists the scopes; an unknown one is still answered by the route with its own problem type
+# (`unknown-scope`, naming the scopes it did not know) rather than a generic validation error.
+Scope = Annotated[str, WithJsonSchema({"type": "string", "enum": list(ALL_SCOPES)})]
 
 
 class TokenResponse(BaseModel):
@@ -20,7 +25,7 @@ class TokenResponse(BaseModel):
 
 class ClientIn(Strict):
     tenant_id: Id
-    scopes: list[str] = Field(min_length=1, max_length=20)
+    scopes: list[Scope] = Field(min_length=1, max_length=20)
     plan: str | None = Field(default=None, max_length=32, description="a configured plan; default: the default plan")
     name: str = Field(default="", max_length=100)
 
@@ -34,7 +39,7 @@ class ClientCreated(BaseModel):
 
 
 class ApiKeyIn(Strict):
-    scopes: list[str] = Field(min_length=1, max_length=20, description="a subset of the caller's scopes")
+    scopes: list[Scope] = Field(min_length=1, max_length=20, description="a subset of the caller's scopes")
     name: str = Field(default="", max_length=100)
 
 

@@ -390,7 +390,7 @@ export interface components {
              * Scopes
              * @description a subset of the caller's scopes
              */
-            scopes: string[];
+            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
         };
         /** ApiKeyPage */
         ApiKeyPage: {
@@ -454,7 +454,7 @@ export interface components {
              */
             plan?: string | null;
             /** Scopes */
-            scopes: string[];
+            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
             /** Tenant Id */
             tenant_id: string;
         };
@@ -606,10 +606,10 @@ export interface components {
              * @default 5
              */
             k: number;
-            task?: components["schemas"]["TaskIn"] | null;
+            task?: components["schemas"]["TaskIn"];
             /** Task Id */
-            task_id?: string | null;
-        };
+            task_id?: string;
+        } & (unknown | unknown);
         /** Ranking */
         Ranking: {
             /** Candidates */
@@ -943,6 +943,16 @@ export interface operations {
                     "application/json": components["schemas"]["ClientCreated"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1007,6 +1017,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
                 };
             };
             /** @description missing or invalid credentials */
@@ -1099,6 +1119,16 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyPage"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1173,6 +1203,16 @@ export interface operations {
                     "application/json": components["schemas"]["ApiKeyCreated"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1242,6 +1282,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
             };
             /** @description missing or invalid credentials */
             401: {
@@ -1315,6 +1365,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Ranking"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
                 };
             };
             /** @description missing or invalid credentials */
@@ -1413,6 +1473,16 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1507,6 +1577,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": unknown;
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
                 };
             };
             /** @description missing or invalid credentials */
@@ -1605,6 +1685,16 @@ export interface operations {
                     "application/json": unknown;
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1699,6 +1789,16 @@ export interface operations {
                     "application/json": components["schemas"]["ProjectTimeline"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1791,6 +1891,16 @@ export interface operations {
                     "application/json": components["schemas"]["TimelinePrediction"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1881,6 +1991,16 @@ export interface operations {
                     "application/json": components["schemas"]["Subscription"][];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -1955,6 +2075,16 @@ export interface operations {
                     "application/json": components["schemas"]["SubscriptionCreated"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -2025,6 +2155,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
                 };
             };
             /** @description missing or invalid credentials */
@@ -2099,6 +2239,16 @@ export interface operations {
                     "application/json": components["schemas"]["Delivery"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -2169,6 +2319,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Delivery"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
                 };
             };
             /** @description missing or invalid credentials */
@@ -2243,6 +2403,16 @@ export interface operations {
                     "application/json": components["schemas"]["Subscription"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -2312,6 +2482,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
             };
             /** @description missing or invalid credentials */
             401: {
@@ -2389,6 +2569,16 @@ export interface operations {
                     "application/json": components["schemas"]["Subscription"];
                 };
             };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description missing or invalid credentials */
             401: {
                 headers: {
@@ -2461,6 +2651,16 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DeliveryPage"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
                 };
             };
             /** @description missing or invalid credentials */
