@@ -17,7 +17,7 @@ from mesh.telemetry import serve_metrics, setup_tracing
 from services.personalization.embeddings import NlpEmbedder
 from services.personalization.handlers import PersonalizationHandler
 from services.personalization.linucb import LinUCBConfig
-from services.personalization.online import TOPICS, load_model, open_store, rebuilder
+from services.personalization.online import TOPICS, follow_model, load_model, open_store, rebuilder
 from services.personalization.recommend import Recommender
 from services.personalization.server import binding
 
@@ -49,11 +49,13 @@ async def run(settings: PersonalizationSettings) -> None:
     recommender = Recommender(store, load_model(settings.model_path), max_candidates=settings.max_candidates,
                               config=LinUCBConfig(alpha=settings.alpha, epsilon=settings.epsilon), embedder=embedder)
     publisher = KafkaPublisher(settings.kafka, registry)
+    follower = asyncio.create_task(follow_model(settings.model_path, recommender, settings.models.reload_interval_s))
     handler = PersonalizationHandler(store, rebuild)
     runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)
     try:
         await run_service("personalization", runner, [binding(recommender, publisher)], settings)
     finally:
+        follower.cancel()
         publisher.close()
 
 

@@ -139,20 +139,22 @@ class PolicyModel:
     version: str
     als: AlsFactors | None
     segments: Segments
+    cold_users: Array | None = None
+    """(segments, factors): the mean ALS vector of each segment's known people, a new person's vector."""
 
-    def segment_user_vector(self, segment: int, people: Sequence[tuple[str, int]]) -> Array | None:
-        """Cold start: the mean ALS vector of the known people of a segment."""
-        if self.als is None:
+    def cold_vector(self, segment: int) -> Array | None:
+        if self.cold_users is None or not 0 <= segment < len(self.cold_users):
             return None
-        vecs = [v for u, s in people if s == segment and (v := self.als.user_vector(u)) is not None]
-        return np.mean(vecs, axis=0) if vecs else None
+        vec = self.cold_users[segment]
+        return vec if np.any(vec) else None
 
     def save(self, path: Path) -> Path:
         als = self.als
         np.savez(path, version=np.array(self.version), centroids=self.segments.centroids,
                  user_ids=np.array(als.user_ids if als else (), dtype=str),
                  item_ids=np.array(als.item_ids if als else (), dtype=str),
-                 users=als.users if als else np.zeros((0, 0)), items=als.items if als else np.zeros((0, 0)))
+                 users=als.users if als else np.zeros((0, 0)), items=als.items if als else np.zeros((0, 0)),
+                 cold_users=self.cold_users if self.cold_users is not None else np.zeros((0, 0)))
         return path
 
     @staticmethod
@@ -162,4 +164,22 @@ class PolicyModel:
             if z["users"].size:
                 als = AlsFactors(tuple(str(u) for u in z["user_ids"]), tuple(str(i) for i in z["item_ids"]),
                                  z["users"].astype(np.float64), z["items"].astype(np.float64))
-            return PolicyModel(str(z["version"]), als, Segments(z["centroids"].astype(np.float64)))
+            cold = z["cold_users"].astype(np.float64) if z["cold_users"].size else None
+            return PolicyModel(str(z["version"]), als, Segments(z["centroids"].astype(np.float64)), cold)
+
+
+def build_model(version: str, als: AlsFactors | None, people: Sequence[PersonState], k: int = 4, seed: int = 0
+                ) -> PolicyModel:
+    """Segments of ``people`` and, with ALS, each segment's mean user vector (the cold start)."""
+    segments = fit_segments(people, k, seed)
+    cold = None
+    if als is not None:
+        cold = np.zeros((len(segments.centroids), als.users.shape[1]))
+        members: dict[int, list[Array]] = {}
+        for p in people:
+            vec = als.user_vector(p.entity_id)
+            if vec is not None:
+                members.setdefault(segments.of(behaviour(p)), []).append(vec)
+        for seg, vecs in members.items():
+            cold[seg] = np.mean(vecs, axis=0)
+    return PolicyModel(version, als, segments, cold)

@@ -14,6 +14,7 @@ from services.personalization.state import PERSONALIZATION_REDUCERS
 
 if TYPE_CHECKING:
     from mesh.config import MeshSettings
+    from services.personalization.recommend import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,26 @@ def open_store(settings: MeshSettings) -> RedisAggregates:
 
 def rebuilder(store: RedisAggregates, settings: MeshSettings, event_log_dir: Path | None = None) -> Rebuilder:
     return Rebuilder.of(store, settings, TOPICS, event_log_dir)
+
+
+async def follow_model(path: Path, recommender: Recommender, interval_s: float) -> None:
+    """Swap in a retrained model when the file changes (its version is a new policy version: new statistics)."""
+    import asyncio
+
+    seen = path.stat().st_mtime if path.exists() else None
+    while True:
+        await asyncio.sleep(interval_s)
+        mtime = path.stat().st_mtime if path.exists() else None
+        if mtime is None or mtime == seen:
+            continue
+        try:
+            model = await asyncio.to_thread(PolicyModel.load, path)
+        except (OSError, ValueError, KeyError) as exc:  # a half-written file: try again next time
+            log.warning("could not load %s yet: %s", path, exc)
+            continue
+        seen = mtime
+        recommender.model = model
+        log.info("personalization model %s loaded: policy version %s", model.version, recommender.version)
 
 
 def load_model(path: Path) -> PolicyModel:

@@ -143,6 +143,8 @@ class Recommender:
         if als is None:
             return np.zeros(len(items))
         user = als.user_vector(person.entity_id)
+        if user is None:  # a person ALS has not seen: their segment's mean taste
+            user = self.model.cold_vector(segment)
         return np.clip(als.scores(user, [i.entity_id for i in items]), -1.0, 2.0)
 
     def _embedding(self, tenant_id: str, person: PersonState, items: Sequence[ItemState]) -> Array:

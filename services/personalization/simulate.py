@@ -23,7 +23,7 @@ from sunday.ml.v1 import events_pb2 as e
 
 from mesh.events import Envelope, new_envelope, occurred_at
 from mesh.features import InMemoryAggregates
-from services.personalization.factors import Interaction, PolicyModel, fit_segments, train_als
+from services.personalization.factors import Interaction, PolicyModel, build_model, fit_segments, train_als
 from services.personalization.linucb import LinUCBConfig
 from services.personalization.recommend import Policy, Recommender, RecommendRequest
 from services.personalization.state import PERSONALIZATION_REDUCERS, PersonState
@@ -101,7 +101,7 @@ def _model(store: InMemoryAggregates, people: Sequence[str], tenant: str, seed: 
     states = [s for s in store.load_many(PersonState, tenant, people) if s is not None]
     als = train_als((Interaction(s.entity_id, t, float(n)) for s in states for t, n in s.task_views.items()),
                     factors=16, iterations=10, seed=seed) if with_als else None
-    return PolicyModel("sim", als, fit_segments(states, k=4, seed=seed))
+    return build_model("sim", als, states, k=4, seed=seed)
 
 
 def _feedback(tenant: str, user: str, suggestion: str, item: str, clicked: bool, at: float) -> list[Envelope]:

@@ -17,7 +17,7 @@ from mesh.config._settings import CACHE_DIR
 from mesh.events import Envelope, occurred_at
 from mesh.features import InMemoryAggregates
 from mesh.models._sources import add_training_arguments, logged_training_events, source_of
-from services.personalization.factors import Interaction, PolicyModel, fit_segments, train_als
+from services.personalization.factors import Interaction, PolicyModel, build_model, train_als
 from services.personalization.ranking import Timed, evaluate
 from services.personalization.state import PERSONALIZATION_REDUCERS, PersonState
 
@@ -38,10 +38,9 @@ def train(events: list[Envelope], version: str, seed: int = 0) -> tuple[PolicyMo
         result = evaluate(views, factors=32)
         quality = {f"recall@10_{m}": v for m, v in result.recall.items()}
         quality |= {f"ndcg@10_{m}": v for m, v in result.ndcg.items()}
-    segments = fit_segments(people, k=4, seed=seed)
     if als is not None:  # the service keys people by id within a tenant
         als = type(als)(tuple(u.split("/", 1)[1] for u in als.user_ids), als.item_ids, als.users, als.items)
-    return PolicyModel(version, als, segments), quality
+    return build_model(version, als, people, k=4, seed=seed), quality
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("ALS vs popularity (leave-last-out views): %s", quality)
     out = Path(args.out) if args.out is not None else CACHE_DIR / "personalization"
     out.mkdir(parents=True, exist_ok=True)
-    path = model.save(out / "policy.npz")
+    tmp = model.save(out / "policy.next.npz")
+    path = tmp.replace(out / "policy.npz")  # atomic: a serving process never reads half a file
     log.info("policy model %s written to %s", version, path)
     return 0
 

@@ -14,7 +14,7 @@ from sunday.ml.v1 import nlp_pb2, nlp_pb2_grpc
 
 from mesh.features import InMemoryAggregates
 from services.personalization.embeddings import NlpEmbedder
-from services.personalization.factors import Interaction, PolicyModel, fit_segments, train_als
+from services.personalization.factors import Interaction, PolicyModel, behaviour, build_model, train_als
 from services.personalization.ranking import Timed, leave_last_out
 from services.personalization.recommend import CONTEXT, Recommender
 from services.personalization.state import PERSONALIZATION_REDUCERS, PersonState
@@ -40,14 +40,17 @@ def test_als_separates_the_groups_and_the_exported_model_scores_the_same(tmp_pat
     assert als.scores(user, ["unknown"])[0] == 0.0 and als.scores(None, ["i0-0"])[0] == 0.0
     people = [PersonState(tenant_id="t", entity_id=f"u{u}", type_views={"bug" if u % 2 else "docs": 5})
               for u in range(20)]
-    saved = PolicyModel("v1", als, fit_segments(people, k=2)).save(tmp_path / "policy.npz")
+    saved = build_model("v1", als, people, k=2).save(tmp_path / "policy.npz")
     loaded = PolicyModel.load(saved)
     assert loaded.version == "v1" and loaded.als is not None
     assert np.allclose(loaded.als.scores(loaded.als.user_vector("u3"), ["i1-2"]), als.scores(als.user_vector("u3"),
                                                                                              ["i1-2"]))
     assert loaded.segments.centroids.shape == (2, 11)
-    cold = loaded.segment_user_vector(0, [(f"u{u}", u % 2) for u in range(20)])
-    assert cold is not None and cold.shape == (8,)
+    # cold start: a new person who looks at the odd users' type of task gets the odd users' taste
+    newcomer = PersonState(tenant_id="t", entity_id="new", type_views={"bug": 2})
+    cold = loaded.cold_vector(loaded.segments.of(behaviour(newcomer)))
+    assert cold is not None
+    assert als.scores(cold, ["i1-0"])[0] > als.scores(cold, ["i0-0"])[0]
 
 
 def test_leave_last_out_holds_out_each_users_latest_item() -> None:
@@ -89,3 +92,27 @@ def _embedding_column(target: str) -> np.ndarray:
 def test_the_text_column_comes_from_nlp_embed_and_is_off_when_nlp_is_down(nlp_target: str) -> None:
     assert np.allclose(_embedding_column(nlp_target), [0.0, 1.0])  # alice viewed task-3: its text is her profile
     assert np.allclose(_embedding_column(f"127.0.0.1:{free_port()}"), [0.0, 0.0])
+
+
+async def test_a_retrained_model_file_becomes_a_new_policy_version(tmp_path: Path) -> None:
+    import asyncio
+
+    from services.personalization.factors import Segments
+    from services.personalization.online import follow_model
+
+    path = tmp_path / "policy.npz"
+    PolicyModel("v1", None, Segments(np.zeros((1, 11)))).save(path)
+    rec = Recommender(InMemoryAggregates(PERSONALIZATION_REDUCERS), PolicyModel.load(path))
+    task = asyncio.create_task(follow_model(path, rec, 0.02))
+    try:
+        await asyncio.sleep(0.1)
+        assert rec.version == "hybrid-v1"
+        PolicyModel("v2", None, Segments(np.zeros((2, 11)))).save(tmp_path / "next.npz")
+        (tmp_path / "next.npz").replace(path)  # the trainer's atomic swap
+        for _ in range(100):
+            if rec.version == "hybrid-v2":
+                break
+            await asyncio.sleep(0.02)
+        assert rec.version == "hybrid-v2" and len(rec.model.segments.centroids) == 2
+    finally:
+        task.cancel()
