@@ -20,11 +20,17 @@ def _serve(settings: GatewaySettings) -> int:
     from gateway.main import create_app
     from mesh.telemetry import serve_metrics, setup_tracing
 
+    options: dict[str, object] = {"host": settings.host, "port": settings.port, "log_level": "info",
+                                  "proxy_headers": False, "server_header": False}
+    if settings.workers > 1:
+        # uvicorn's supervisor starts the workers; each builds the app from the same environment
+        # (gateway.main.app_from_env). Metrics: each worker's own /metrics on the app port.
+        uvicorn.run("gateway.main:app_from_env", factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
+        return 0
     setup_tracing(settings.telemetry)
     if settings.telemetry.metrics_port != settings.port:  # the app serves /metrics on its own port anyway
         serve_metrics(settings.telemetry.metrics_port, settings.telemetry.metrics_host)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                proxy_headers=False, server_header=False)
+    uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
     return 0
 
 

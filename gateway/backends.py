@@ -1,18 +1,19 @@
 """gRPC clients of the services, and the ONE mapping of their failures to problem details.
 
-One long-lived channel per backend (``mesh.serving.channel``: trace context on every call), opened at
-start and closed at shutdown. Every call runs under the configured deadline and retries only
-UNAVAILABLE, a bounded number of times within that same deadline: the calls are reads, and
-UNAVAILABLE means the request never reached a servicer (connection refused, a pod going away).
-The SDK retries 503 with Retry-After on top; keeping the gateway's attempts few and its deadline
-fixed keeps the two layers from multiplying into a retry storm.
+A few long-lived channels per backend (``BackendSettings.channels_per_target``, used round robin;
+``mesh.serving.channel``: trace context on every call), opened at start and closed at shutdown. Every
+call runs under the configured deadline and retries only UNAVAILABLE, a bounded number of times within
+that same deadline: the calls are reads, and UNAVAILABLE means the request never reached a servicer
+(connection refused, a pod going away). The SDK retries 503 with Retry-After on top; keeping the
+gateway's attempts few and its deadline fixed keeps the two layers from multiplying into a retry storm.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
@@ -25,6 +26,7 @@ from mesh.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from mesh.serving import RetryPolicy, call_with_retry, channel, domain_error
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 _STILL_UNAVAILABLE = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
 
@@ -35,13 +37,27 @@ def retry_policy(settings: BackendSettings) -> RetryPolicy:
                        retryable_codes=frozenset({grpc.StatusCode.UNAVAILABLE}))
 
 
+class StubPool(Generic[T]):
+    """Stubs of one service over several channels, handed out round robin."""
+
+    def __init__(self, stubs: list[T]) -> None:
+        self._stubs = stubs
+        self._next = itertools.cycle(stubs)
+
+    def get(self) -> T:
+        return next(self._next)
+
+    def __len__(self) -> int:
+        return len(self._stubs)
+
+
 @dataclass
 class Backends:
     """Stubs of the deployed services; ``None`` when a service has no target configured."""
 
     settings: BackendSettings
-    assignment: assignment_pb2_grpc.AssignmentServiceStub | None = None
-    timeline: timeline_pb2_grpc.TimelineServiceStub | None = None
+    assignments: StubPool[assignment_pb2_grpc.AssignmentServiceStub] | None = None
+    timelines: StubPool[timeline_pb2_grpc.TimelineServiceStub] | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -50,15 +66,27 @@ class Backends:
         """Channels connect lazily: an unreachable service shows up as 503 on its routes only."""
         backends = cls(settings, policy=retry_policy(settings))
         if settings.assignment:
-            backends.assignment = assignment_pb2_grpc.AssignmentServiceStub(backends._channel(settings.assignment))
+            backends.assignments = backends._pool(settings.assignment, assignment_pb2_grpc.AssignmentServiceStub)
         if settings.timeline:
-            backends.timeline = timeline_pb2_grpc.TimelineServiceStub(backends._channel(settings.timeline))
+            backends.timelines = backends._pool(settings.timeline, timeline_pb2_grpc.TimelineServiceStub)
         return backends
 
-    def _channel(self, target: str) -> grpc.aio.Channel:
-        opened = channel(target)
-        self.channels.append(opened)
-        return opened
+    @property
+    def assignment(self) -> assignment_pb2_grpc.AssignmentServiceStub | None:
+        return self.assignments.get() if self.assignments else None
+
+    @property
+    def timeline(self) -> timeline_pb2_grpc.TimelineServiceStub | None:
+        return self.timelines.get() if self.timelines else None
+
+    def _pool(self, target: str, stub: Callable[[grpc.aio.Channel], S]) -> StubPool[S]:
+        stubs = []
+        for _ in range(self.settings.channels_per_target):
+            # a local subchannel pool: each channel its own connection (by default gRPC shares one among them)
+            opened = channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+            self.channels.append(opened)
+            stubs.append(stub(opened))
+        return StubPool(stubs)
 
     async def close(self) -> None:
         for opened in self.channels:

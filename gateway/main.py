@@ -86,3 +86,12 @@ def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.t
     # span does not (the gateway profile showed them); the HTTP -> gRPC -> Kafka trace is unchanged.
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics", exclude_spans=["receive", "send"])
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker of ``python -m gateway serve`` with ``MESH_WORKERS`` > 1 (a uvicorn factory)."""
+    from mesh.telemetry import setup_tracing
+
+    settings = GatewaySettings()
+    setup_tracing(settings.telemetry)
+    return create_app(settings)

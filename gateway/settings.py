@@ -126,6 +126,9 @@ class BackendSettings(BaseModel):
     retry_initial_backoff_s: float = Field(default=0.05, gt=0, le=5, description="wait before the second attempt")
     retry_max_backoff_s: float = Field(default=0.5, gt=0, le=10, description="cap on one wait between attempts")
     retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 when a backend is unreachable")
+    channels_per_target: int = Field(default=2, ge=1, le=16, description="gRPC channels (HTTP/2 connections) "
+                                     "per backend, used round robin: one connection's stream handling is not the "
+                                     "ceiling under load")
 
 
 class EnvelopeKey(BaseModel):
@@ -198,6 +201,8 @@ class GatewaySettings(MeshSettings):
 
     host: str = Field(default="127.0.0.1", description="bind address of `python -m gateway`")
     port: int = Field(default=8080, ge=1, lt=65536, description="bind port of `python -m gateway`")
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes of `python -m gateway serve` "
+                         "(one per core; every worker needs the same signing keys)")
     redis_prefix: str = Field(default="gw:", description="prefix of every Redis key the gateway writes")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="largest request body accepted (413 beyond)")
     max_json_depth: int = Field(default=32, ge=2, le=256, description="deepest JSON nesting accepted (400 beyond)")
@@ -220,4 +225,7 @@ class GatewaySettings(MeshSettings):
                 raise ValueError("webhooks.secret_keys must be configured outside local/test")
             if self.webhooks.allow_private_targets:
                 raise ValueError("webhooks.allow_private_targets is for local/test only")
+        if self.workers > 1 and not self.auth.signing_keys:
+            # each worker would make its own ephemeral key: a token issued by one fails on the others
+            raise ValueError("workers > 1 needs auth.signing_keys (MESH_AUTH__SIGNING_KEYS) shared by every worker")
         return self

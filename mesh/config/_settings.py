@@ -55,6 +55,8 @@ class TelemetrySettings(BaseModel):
     service_name: str = Field("sunday-ml", description="OTel service.name")
     exporter: Literal["otlp", "console", "memory", "none"] = Field("none", description="span exporter")
     otlp_endpoint: str = Field("http://127.0.0.1:4317", description="OTLP gRPC endpoint")
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of new traces recorded (a trace started "
+                                "upstream keeps its caller's decision); below 1 spares the per-span cost under load")
     metrics_port: int = Field(0, ge=0, lt=65536, description="Prometheus /metrics port; 0 = do not serve")
     metrics_host: str = Field("127.0.0.1", description="address /metrics listens on (0.0.0.0 in containers)")
 

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
 )
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from mesh.config import TelemetrySettings
 
@@ -35,7 +36,8 @@ def setup_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = N
     """
     current = trace.get_tracer_provider()
     provider = current if isinstance(current, TracerProvider) else TracerProvider(
-        resource=Resource.create({"service.name": settings.service_name})
+        resource=Resource.create({"service.name": settings.service_name}),
+        sampler=ParentBased(TraceIdRatioBased(settings.sample_ratio)),
     )
     chosen = exporter or _exporter_for(settings)
     if chosen is not None:
@@ -47,7 +49,8 @@ def setup_tracing(settings: TelemetrySettings, exporter: SpanExporter | None = N
         provider.add_span_processor(processor)
     if provider is not current:
         trace.set_tracer_provider(provider)
-    log.info("tracing: service=%s exporter=%s", settings.service_name, type(chosen).__name__ if chosen else "none")
+    log.info("tracing: service=%s exporter=%s sample_ratio=%s", settings.service_name,
+             type(chosen).__name__ if chosen else "none", settings.sample_ratio)
     return provider
 
 
