@@ -45,6 +45,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "duplicates" / "hadoop"
 PUBLISHED_TFIDF_RECALL10 = 0.73
 GOAL_HYBRID_RECALL10 = 0.88
+CACHE = REPO / ".cache" / "nlp" / "bench"
+"""Embeddings of the bug reports per (model file, texts): a rerun does not embed them again."""
 COLUMNS = ["data", "pairs", "method", "queries", "recall@1", "recall@5", "recall@10", "mrr"]
 Matrix = npt.NDArray[np.float64]
 
@@ -69,14 +71,14 @@ def tfidf_rows(texts: Sequence[str], queries: Sequence[int]) -> Matrix:
     return np.asarray((matrix[list(queries)] @ matrix.T).toarray(), dtype=np.float64)
 
 
-def evaluate_folder(folder: Path, embedder: Embedder, quick: bool) -> dict[str, Any]:
+def evaluate_folder(folder: Path, embedder: Embedder, model_path: Path) -> dict[str, Any]:
     """Every method on the folder's test and all pairs; the hybrid weight chosen on train pairs."""
     bugs = dup.load_bugs(folder)
     split = {s: dup.load_pairs(dup.pairs_file(folder, s), bugs) for s in ("train", "test", "combined")}
     print(f"[{folder.name}] {len(bugs.ids)} bugs; query bugs train/test/all "
           f"{[len(p.queries) for p in split.values()]}; embedding...", flush=True)
     start = time.perf_counter()
-    vectors = embedder.embed(bugs.texts).vectors
+    vectors = dup.embed_all(embedder, bugs.texts, model_path, CACHE)
     embed_s = time.perf_counter() - start
     bm25 = Bm25(bugs.texts)
     queries = sorted({q for p in split.values() for q in p.queries})
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         texts: list[str] = []
         vectors = np.zeros((0, DIM), dtype=np.float32)
         for folder in folders:
-            found = evaluate_folder(folder, embedder, args.quick)
+            found = evaluate_folder(folder, embedder, path)
             if not texts:
                 texts, vectors = found["texts"], found["vectors"]
             results["duplicates"].append({k: v for k, v in found.items() if k not in ("texts", "vectors")})

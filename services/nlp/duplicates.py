@@ -28,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from mesh.config import ModelSettings
+from mesh.models import OnnxModel, StaticModel, VersionedModel
+from services.nlp.embedder import MODEL_NAME, Embedder
 from services.nlp.fusion import Bm25, Scores, choose_weight, first_relevant_ranks, fuse, quality
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,26 @@ def load_pairs(path: Path, bugs: Bugs) -> Pairs:
             merged.setdefault(query, [])
             merged[query].extend(m for m in known if m not in merged[query])
     return Pairs(list(merged), list(merged.values()), dropped)
+
+
+def embed_all(embedder: Embedder, texts: Sequence[str], model_path: Path, cache_dir: Path | None = None
+              ) -> npt.NDArray[np.float32]:
+    """Embeddings of ``texts`` with progress on stderr; with ``cache_dir``, kept in one .npy per (model file,
+    texts) so that a second run reads the file (embedding a few thousand bug reports takes minutes on CPU)."""
+    key = hashlib.sha256(model_path.read_bytes())
+    key.update("\x1f".join(texts).encode())
+    cached = cache_dir / f"embeddings-{key.hexdigest()[:20]}.npy" if cache_dir is not None else None
+    if cached is not None and cached.exists():
+        return np.asarray(np.load(cached), dtype=np.float32)
+    chunks = []
+    for start in range(0, len(texts), 256):
+        chunks.append(embedder.embed(list(texts[start:start + 256])).vectors)
+        print(f"  embedded {min(start + 256, len(texts))}/{len(texts)}", file=sys.stderr, flush=True)
+    vectors = np.concatenate(chunks) if chunks else np.zeros((0, 384), dtype=np.float32)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cached, vectors)
+    return vectors
 
 
 def lexical_rows(bm25: Bm25, bugs: Bugs, queries: Sequence[int]) -> npt.NDArray[np.float64]:
@@ -187,19 +209,17 @@ def calibration_queries(bugs: Bugs, train: Pairs, test: Pairs, combined: Pairs) 
     return calib, hold
 
 
-def calibrate_model(path: Path, settings: ModelSettings, folder: Path) -> dict[str, Any]:
+def calibrate_model(path: Path, settings: ModelSettings, folder: Path, cache_dir: Path | None = None
+                    ) -> dict[str, Any]:
     """Fusion weight (MRR of the train pairs) and duplicate threshold (precision on calibration queries)
     of the ONNX embedder at ``path``, on a gitbugs folder: the metadata the service reads."""
-    from mesh.models import OnnxModel, StaticModel, VersionedModel
-    from services.nlp.embedder import MODEL_NAME, Embedder
-
     bugs = load_bugs(folder)
     train = load_pairs(pairs_file(folder, "train"), bugs)
     test = load_pairs(pairs_file(folder, "test"), bugs)
     combined = load_pairs(pairs_file(folder, "combined"), bugs)
     log.info("calibrating on %s: %d bugs, %d train queries; embedding...", folder, len(bugs.ids), len(train.queries))
     embedder = Embedder(StaticModel(VersionedModel(MODEL_NAME, "calibration", OnnxModel.load(path, settings))))
-    vectors = embedder.embed(bugs.texts).vectors
+    vectors = embed_all(embedder, bugs.texts, path, cache_dir)
     bm25 = Bm25(bugs.texts)
     dense, lexical = dense_rows(vectors, train.queries), lexical_rows(bm25, bugs, train.queries)
     weight = choose_weight(lambda w: hybrid_mrr(dense, lexical, train, w))

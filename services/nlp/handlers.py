@@ -171,7 +171,7 @@ def duplicates_prediction(task: events_pb2.TaskCreated, hits: Sequence[Scored], 
                           ) -> events_pb2.NlpPrediction:
     """The duplicate candidates of a new task (each with its fused score and title)."""
     return events_pb2.NlpPrediction(
-        kind="duplicates", subject_id=task.task_id,
+        kind="duplicates", subject_id=task.task_id, project_id=task.project_id, task_id=task.task_id,
         duplicates=[events_pb2.ScoredItem(item_id=h.item.item_id, score=h.score, label=h.item.title[:200])
                     for h in hits],
         provenance=build_provenance(model.name, model.version, trace_id=current_trace_id() or None))
