@@ -21,7 +21,14 @@ BENCHMARKS: dict[str, str] = {
             "CPU, GC, RSS, lost, 1 vs 2 replicas; RankAssignees (300 candidates) direct and via the gateway",
     "bus": "mesh publisher/consumer runner vs raw confluent-kafka throughput on the same messages",
     "timeline": "task remaining-time MAE/MAPE/80% coverage vs baselines, project completion-date MAE, gRPC latency",
+    "nlp": "duplicates recall@1/5/10+MRR (TF-IDF, BM25, embeddings, hybrid) vs published TF-IDF, threshold "
+           "precision, embed/search latency at 10k/100k vectors, ONNX vs sentence-transformers; text models",
     "storypoints": "effort model (issue text -> story points) vs Mean/Median and published Deep-SE MAE",
+    "anomaly": "NAB score (standard / low-FP / low-FN) of the streaming ensemble per category vs the published board",
+    "personalization": "closed-loop CTR/regret (hybrid, LinUCB, ALS, popularity, random, oracle), OPE on Open Bandit "
+                       "logs vs published, ALS vs popularity recall/NDCG@10, Recommend gRPC p50/p99",
+    "automation": "next-activity accuracy on a real process log vs baseline and Tax et al. 0.712; planted workflows "
+                  "recall/precision vs frequent bigrams; unsafe candidates rejected; validation + dry-run latency",
 }
 
 
