@@ -104,7 +104,7 @@ def _model(store: InMemoryAggregates, people: Sequence[str], tenant: str, seed: 
     return build_model("sim", als, states, k=4, seed=seed)
 
 
-def _feedback(tenant: str, user: str, suggestion: str, item: str, clicked: bool, at: float) -> list[Envelope]:
+def feedback_events(tenant: str, user: str, suggestion: str, item: str, clicked: bool, at: float) -> list[Envelope]:
     when = datetime.fromtimestamp(at, UTC)
     action = e.FEEDBACK_ACTION_CLICKED if clicked else e.FEEDBACK_ACTION_IGNORED
     out = [new_envelope(tenant, e.SuggestionFeedback(suggestion_id=suggestion, capability="personalization",
@@ -161,7 +161,7 @@ def run_policy(world: World, name: str, cfg: LoopConfig, progress: Callable[[str
             clicked = bool(world.dice[i, slot] < p)
             run.shown, run.expected_clicks, run.clicks = run.shown + 1, run.expected_clicks + p, run.clicks + clicked
             week_shown, week_clicks = week_shown + 1, week_clicks + p
-            feedback += _feedback(world.tenant_id, user, out.envelope.event_id, item, clicked, t + 30.0)
+            feedback += feedback_events(world.tenant_id, user, out.envelope.event_id, item, clicked, t + 30.0)
         run.oracle_clicks += oracle
         store.apply(feedback)
         if progress is not None and i % 200 == 0:
