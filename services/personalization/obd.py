@@ -244,8 +244,13 @@ def evaluate_linucb(random_log: ObdLog, bts_dist: Array, spec: ModelSpec, best: 
     half = len(order) // 2
     train, test = random_log.take(order[:half]), random_log.take(order[half:])
     arms = linucb_policy(train, config)
-    ours = _estimates(test, linucb_action_dist(arms, test, config), spec, rng)
+    dist = linucb_action_dist(arms, test, config)
+    ours = _estimates(test, dist, spec, rng)
+    rows = np.arange(len(test.log))
+    # how many of the test clicks IPW/DR lean on: clicks on an item the policy itself would show there
+    matched = int(((dist[rows, test.log.actions, test.log.positions] > 0.5) & (test.log.rewards > 0)).sum())
     bts = _estimates(test, bts_dist, spec, rng)
     return {"linucb": ours[best], "bts": bts[best],
             "random_on_policy": float(test.log.rewards.mean()), "test_rows": float(len(test.log)),
+            "test_clicks": float(test.log.rewards.sum()), "clicks_on_items_linucb_would_show": float(matched),
             **{f"linucb_{n}": v for n, v in ours.items()}}
