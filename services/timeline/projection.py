@@ -33,8 +33,6 @@ from services.timeline.montecarlo import CompletionForecast, FloatArray, Remaini
 MIN_RATE_DAYS = 7.0
 """The creation rate is n / max(elapsed, this): a project's first days say little about its pace (and a
 rate from a few hours would swing the forecast, and the deadline alerts, on every new task)."""
-MAX_FUTURE_TASKS = 5000
-"""Cap on the simulated number of not-yet-created tasks of one run (a guard, not a model choice)."""
 
 
 @dataclass(frozen=True)
@@ -103,29 +101,50 @@ def scope_snapshot(start: datetime, planned_deadline: datetime | None, created: 
 
 def future_finish(scope: ScopeSnapshot, open_finish: FloatArray, fraction: float | None,
                   rng: np.random.Generator) -> FloatArray:
-    """[n] latest finish (days from now) of the tasks not created yet in each run (0 when none)."""
+    """[n] latest finish (days from now) of the tasks not created yet in each run (0 when none).
+
+    The model: a run's new tasks are a Poisson number (mean rate x the creation days left, the rate drawn
+    from its Gamma posterior), each created uniformly over the days left and lasting a duration drawn
+    uniformly from the run's pool (the done tasks' durations, the open ones' age + simulated remaining).
+    Only their latest finish matters, and it is drawn without drawing the tasks: split by the pool entry
+    they draw, the creation times of the tasks lasting entry j form independent Poisson processes of mean
+    mu = rate x left / pool size over [0, left] (Poisson splitting), whose latest point is
+    ``left - left * E / mu`` with E ~ Exp(1), none when that is negative. So a run costs one exponential
+    draw per pool entry, whatever the number of new tasks (it used to cost one draw per new task)."""
     n = open_finish.shape[0]
     left = scope.creation_days_left(fraction)
     done, opened = scope.done_days.size, scope.open_age_days.size
     if left <= 0.0 or done + opened == 0:
         return np.zeros(n)
     rate = rng.gamma(scope.n_created + 0.5, 1.0 / max(scope.elapsed_days, MIN_RATE_DAYS), size=n)
-    count = np.minimum(rng.poisson(rate * left), MAX_FUTURE_TASKS)
-    k = int(count.max())
-    if k == 0:
-        return np.zeros(n)
-    finish = rng.uniform(0.0, left, size=(n, k))  # creation times, then + durations, in place
-    pick = rng.integers(0, done + opened, size=(n, k))
-    if opened == 0:
-        finish += scope.done_days[pick]
-    else:
-        # each run's pool of durations: the done tasks' as they were, the open ones' age + simulated remaining
-        pool = np.empty((n, done + opened))
-        pool[:, :done] = scope.done_days
-        np.add(open_finish, scope.open_age_days, out=pool[:, done:])
-        finish += np.take_along_axis(pool, pick, axis=1)
-    finish *= np.arange(k)[None, :] < count[:, None]  # runs with fewer new tasks: the rest count as 0
-    return np.asarray(finish.max(axis=1), dtype=np.float64)
+    scale = (done + opened) / np.maximum(rate, 1e-300)  # latest creation = left - E * scale (days)
+    best = np.zeros(n)
+    if opened:
+        best = _latest(np.add(open_finish, scope.open_age_days), left, scale, rng, best)
+    # the done tasks' durations are the same in every run: longest first, and an entry that cannot beat a
+    # run's best so far (duration + left <= best) is not drawn for that run (its draw could not change the
+    # max, and draws are independent: the distribution is the same)
+    durations = np.sort(scope.done_days)[::-1]
+    for start in range(0, done, _CHUNK):
+        rows = np.flatnonzero(best < durations[start] + left)
+        if rows.size == 0:
+            break
+        pool = np.broadcast_to(durations[start: start + _CHUNK], (rows.size, min(_CHUNK, done - start)))
+        best[rows] = _latest(pool, left, scale[rows], rng, best[rows])
+    return best
+
+
+_CHUNK = 16
+
+
+def _latest(pool: FloatArray, left: float, scale: FloatArray, rng: np.random.Generator, best: FloatArray
+            ) -> FloatArray:
+    """max(best, latest finish of the new tasks drawing each entry of ``pool`` [runs, entries])."""
+    start = rng.standard_exponential(pool.shape)
+    start *= scale[:, None]
+    np.subtract(left, start, out=start)
+    finish = np.where(start >= 0.0, start + pool, 0.0)  # negative start: no new task drew this entry
+    return np.asarray(np.maximum(best, finish.max(axis=1)), dtype=np.float64)
 
 
 def simulate_runs(tasks: Sequence[RemainingTask], scope: ScopeSnapshot | None, params: ProjectParams, n: int,
