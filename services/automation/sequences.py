@@ -58,15 +58,16 @@ def conditions(trigger: Trigger, task: TaskFacts, user_id: str) -> list[str]:
     return []
 
 
-def burst(actions: Sequence[Action], after: float, window_s: float = WINDOW_S, gap_s: float = GAP_S
-          ) -> tuple[str, ...]:
-    """Tokens of the first burst of ``actions`` (time-sorted, one task) after ``after``."""
+def burst(actions: Sequence[Action], after: float, window_s: float = WINDOW_S, gap_s: float = GAP_S,
+          before: float = float("inf")) -> tuple[str, ...]:
+    """Tokens of the first burst of ``actions`` (time-sorted, one task) after ``after``; the burst must
+    start before ``before`` (the next trigger of the same kind on the task: the burst is that one's)."""
     steps: list[str] = []
     last = after
     for a in actions:
         if a.at <= after:
             continue
-        if (not steps and a.at > after + window_s) or (steps and a.at - last > gap_s):
+        if (not steps and (a.at > after + window_s or a.at >= before)) or (steps and a.at - last > gap_s):
             break
         steps.append(a.token)
         last = a.at
@@ -74,7 +75,8 @@ def burst(actions: Sequence[Action], after: float, window_s: float = WINDOW_S, g
 
 
 def projects_of(person: PersonFacts, tasks: dict[str, TaskFacts]) -> set[str]:
-    out = set()
+    """The projects a person can see: member of, or worked on one of its tasks."""
+    out = set(person.member_of)
     for task_id, project_id in person.touched.items():
         known = tasks.get(task_id)
         project = project_id or (known.project_id if known else "")
@@ -94,11 +96,14 @@ def person_episodes(tenant_id: str, person: PersonFacts, tasks: dict[str, TaskFa
             task = tasks.get(task_id)
             if task is None:
                 continue
-            for _, trig in sorted(task.triggers.items(), key=lambda kv: (kv[1].at, kv[0])):
+            ordered = [t for _, t in sorted(task.triggers.items(), key=lambda kv: (kv[1].at, kv[0]))]
+            for i, trig in enumerate(ordered):
                 if not since <= trig.at < until:
                     continue
                 conds = conditions(trig, task, person.entity_id)
-                steps = burst(by_task.get(task_id, []), trig.at) if conds else ()
+                # a later trigger of the same kind (in review -> done) takes the steps that follow it
+                nxt = next((t.at for t in ordered[i + 1:] if t.kind == trig.kind), float("inf"))
+                steps = burst(by_task.get(task_id, []), trig.at, before=nxt) if conds else ()
                 for cond in conds:
                     yield Episode(tenant_id, person.entity_id, trig.kind, cond, task_id, project_id, trig.at, steps)
 

@@ -64,7 +64,10 @@ class PersonFacts(EntityState):
     """event id -> manual action on a task."""
     touched: dict[str, str] = Field(default_factory=dict)
     """task id -> project id ("" when the event did not say) of every task the person created, was
-    assigned, changed or commented on: the projects the person can see."""
+    assigned, changed or commented on."""
+    member_of: list[str] = Field(default_factory=list)
+    """Sorted set of the projects the person is a member of. With the projects of the touched tasks: the
+    projects the person can see."""
 
 
 class Automation(BaseModel):
@@ -184,6 +187,20 @@ def _user_joined(ctx: Ctx, env: Envelope) -> None:
     _tenant_add(ctx, user_id=e.user_id)
 
 
+def _project_members(ctx: Ctx, project_id: str, member_ids: Sequence[str]) -> None:
+    tenant = ctx.txn.get(TenantFacts, ctx.tenant, "")
+    if project_id not in tenant.projects:
+        tenant.projects[project_id] = []
+        tenant.touch(ctx.at)
+        ctx.txn.put(tenant)
+    for user_id in member_ids:
+        person = ctx.txn.get(PersonFacts, ctx.tenant, user_id)
+        if project_id not in person.member_of:
+            person.member_of = sorted({*person.member_of, project_id})
+            person.touch(ctx.at)
+            ctx.txn.put(person)
+
+
 def _automation_created(ctx: Ctx, env: Envelope) -> None:
     e = env.automation_created
     tenant = ctx.txn.get(TenantFacts, ctx.tenant, "")
@@ -202,6 +219,10 @@ AUTOMATION_REDUCERS = Reducers("automation", {
     "user_activity": _user_activity,
     "user_joined": _user_joined,
     "automation_created": _automation_created,
+    "project_created": lambda ctx, env: _project_members(ctx, env.project_created.project_id,
+                                                         env.project_created.member_ids),
+    "project_updated": lambda ctx, env: _project_members(ctx, env.project_updated.project_id,
+                                                         env.project_updated.member_ids),
 })
 """The automation facts: applied by the service (live) and by a rebuild from the event log, nowhere else."""
 

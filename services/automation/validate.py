@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from services.automation.sequences import burst, conditions
+from services.automation.sequences import burst, conditions, projects_of
 from services.automation.state import Automation, FactStore, PersonFacts, TaskFacts, TenantFacts
 
 Rule = Literal["permission", "cycle", "blast_radius", "cross_tenant", "cross_project"]
@@ -185,10 +185,6 @@ def check_cycle(spec: AutomationSpec, existing: Sequence[Automation]) -> list[Re
     return []
 
 
-def visible_projects(person: PersonFacts, tasks: dict[str, TaskFacts]) -> set[str]:
-    return {p or (tasks[t].project_id if t in tasks else "") for t, p in person.touched.items()} - {""}
-
-
 def check_permission(spec: AutomationSpec, person: PersonFacts, tasks: dict[str, TaskFacts]) -> list[Reason]:
     if person.role in ADMIN_ROLES:
         return []
@@ -266,7 +262,7 @@ class Validator:
         run = dry_run(spec, tenant, tasks, person, self.config.dry_run_weeks)
         reasons = [*check_permission(spec, person, tasks),
                    *check_cycle(spec, list(tenant.automations.values())),
-                   *check_scope(spec, tenant, visible_projects(person, tasks))]
+                   *check_scope(spec, tenant, projects_of(person, tasks))]
         if run.peak_items_per_day > self.config.max_items_per_day:
             reasons.append(Reason("blast_radius", f"it would have touched {run.peak_items_per_day} items in one "
                                                   f"day (cap {self.config.max_items_per_day})"))
