@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+from redis.asyncio import Redis
 
 from mesh.bus import ConsumerRunner, KafkaPublisher, ensure_topics
 from mesh.config import MeshSettings, ServingSettings
@@ -14,12 +15,17 @@ from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import run_service, service_main
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.nlp.embedder import DIM, MODEL_NAME, TRAIN_COMMAND, Embedder
-from services.nlp.handlers import NlpHandler
+from services.nlp.handlers import MeetingsOnly, NlpHandler
 from services.nlp.search import HybridSearcher
 from services.nlp.server import binding
+from services.nlp.text import MODEL_NAME as SENTIMENT_MODEL
+from services.nlp.text import SCHEMA as SENTIMENT_SCHEMA
+from services.nlp.text import LLMPipeline, LLMSettings
+from services.nlp.textwire import TextModels, TextServicer
 from services.nlp.vectors import VectorIndex
 
 GROUP = "nlp"
+SENTIMENT_TRAIN_COMMAND = "python -m services.nlp.text.sentiment_train"
 TOPICS = ("tasks", "comments", "meetings", "tenants")
 
 
@@ -28,6 +34,9 @@ class NlpOptions(BaseModel):
 
     vector_uri: str = Field("", description="Milvus URI: empty = an embedded Milvus Lite file under data_dir; "
                             "http://host:19530 = a Milvus server or cluster (the same client code)")
+    sentiment: bool = Field(True, description="score comments with the nlp-sentiment champion (comments wait, "
+                            "retried, until one is registered: `python -m services.nlp.text.sentiment_train`)")
+    llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
     data_dir: Path | None = Field(None, description="where the Milvus Lite file lives, one file per namespace "
                                   "(default: nlp/ beside the offline store)")
 
@@ -53,20 +62,29 @@ async def run(settings: NlpSettings) -> None:
     registry = TopicRegistry(settings.kafka.topic_prefix)
     ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.nlp", "dlq"])
     # starts without a champion too: Unavailable (retried) until `python -m services.nlp.export` registers one
-    model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models,
-                           train_hint=TRAIN_COMMAND)
+    models = ModelRegistry(settings.models)
+    model = ReloadingModel(models, MODEL_NAME, settings.model_alias, settings.models, train_hint=TRAIN_COMMAND)
     await model.start()
+    sentiment = ReloadingModel(models, SENTIMENT_MODEL, settings.model_alias, settings.models,
+                               schema=SENTIMENT_SCHEMA, train_hint=SENTIMENT_TRAIN_COMMAND)
+    await sentiment.start()
     index = await asyncio.to_thread(VectorIndex, vector_uri(settings), dim=DIM)
     embedder = Embedder(model)
     searcher = HybridSearcher(index, embedder)
+    text = TextModels(sentiment, embedder, searcher)
+    redis = Redis.from_url(settings.redis.url)
+    pipeline = LLMPipeline(settings.nlp.llm, redis, settings.namespace)
     publisher = KafkaPublisher(settings.kafka, registry)
-    handler = NlpHandler(index, searcher, publisher)
+    handler = NlpHandler(index, searcher, publisher, text if settings.nlp.sentiment else MeetingsOnly(text))
     runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)
     try:
-        await run_service("nlp", runner, [binding(searcher, embedder)], settings)
+        await run_service("nlp", runner, [binding(searcher, embedder, TextServicer(text, pipeline, searcher))],
+                          settings)
     finally:
         publisher.close()
         await model.aclose()
+        await sentiment.aclose()
+        await redis.aclose()  # type: ignore[attr-defined]  # the stubs predate aclose
         index.close()
 
 

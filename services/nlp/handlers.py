@@ -50,6 +50,19 @@ class TextPredictions(Protocol):
         ...
 
 
+class MeetingsOnly:
+    """The text predictions without sentiment (``MESH_NLP__SENTIMENT=false``): comments are only indexed."""
+
+    def __init__(self, text: TextPredictions) -> None:
+        self._text = text
+
+    def comment_predictions(self, events: Sequence[Envelope]) -> list[tuple[Envelope, events_pb2.NlpPrediction]]:
+        return []
+
+    def meeting_predictions(self, events: Sequence[Envelope]) -> list[tuple[Envelope, events_pb2.NlpPrediction]]:
+        return self._text.meeting_predictions(events)
+
+
 def check(env: Envelope) -> None:
     """Reject events whose ids cannot be stored (the vector database keys on them)."""
     try:
