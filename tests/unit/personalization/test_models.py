@@ -116,3 +116,23 @@ async def test_a_retrained_model_file_becomes_a_new_policy_version(tmp_path: Pat
         assert rec.version == "hybrid-v2" and len(rec.model.segments.centroids) == 2
     finally:
         task.cancel()
+
+
+def test_movielens_format_leave_last_out_ranks_als_above_popularity(tmp_path: Path) -> None:
+    """Two taste groups; the globally popular items belong to the bigger group, so popularity misses the
+    smaller group's held-out items while ALS finds them."""
+    from services.personalization.ranking import evaluate, read_movielens
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for u in range(60):
+        group = 0 if u < 40 else 1
+        items = rng.choice(15, size=8, replace=False) + 100 * group
+        lines += [f"{u}\t{i}\t5\t{1000 + t}" for t, i in enumerate(items)]
+    (tmp_path / "u.data").write_text("\n".join(lines) + "\n")
+    rows = read_movielens(str(tmp_path / "u.data"))
+    assert len(rows) == 480
+    result = evaluate(rows, k=10, factors=8, iterations=10)
+    assert result.users == 60
+    assert result.recall["als"] > result.recall["popularity"] + 0.1
+    assert 0.0 < result.ndcg["als"] <= result.recall["als"]
