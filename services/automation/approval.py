@@ -215,3 +215,17 @@ class ApprovalStore:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _published_key(namespace: str, record: SuggestionRecord) -> str:
+    return f"{namespace}:published:{record.tenant_id}:{record.suggestion_id}:{record.status}:{record.created_at:.3f}"
+
+
+def published(store: ApprovalStore, record: SuggestionRecord) -> bool:
+    """Whether the event of the record's current status was published (then marked)."""
+    return bool(store.client.exists(_published_key(store.namespace, record)))
+
+
+def mark_published(store: ApprovalStore, record: SuggestionRecord) -> None:
+    """Mark after publishing: a crash in between re-publishes the SAME event id (subscribers dedupe)."""
+    store.client.set(_published_key(store.namespace, record), 1, ex=int(store.expire_after_s + store.cooldown_s))

@@ -11,15 +11,17 @@ from typing import Any
 import numpy as np
 
 from mesh.config import ModelSettings
-from mesh.models import OnnxModel, stamp_metadata
+from mesh.errors import Unavailable
+from mesh.models import FeatureSchema, ModelSource, OnnxModel, stamp_metadata
 from services.automation.process_log import N_TIME_FEATURES, Vocabulary, pad
 
 VOCAB_KEY = "automation.vocabulary"
 
 
 def save_vocabulary(path: Path, vocab: Vocabulary) -> None:
-    """Write the vocabulary into the ONNX file's metadata (the model and its tokens travel together)."""
-    stamp_metadata(path, {VOCAB_KEY: json.dumps(list(vocab.tokens))})
+    """Write the vocabulary and the input schema into the ONNX file's metadata (model and tokens travel
+    together)."""
+    stamp_metadata(path, {VOCAB_KEY: json.dumps(list(vocab.tokens)), **SCHEMA.metadata()})
 
 
 class NextActionModel:
@@ -48,3 +50,26 @@ class NextActionModel:
     def token_id(self, token: str) -> int:
         """The token's id (0 when the model never saw it)."""
         return self.vocab.id(token)
+
+
+SCHEMA = FeatureSchema("automation-next-action-v1", ("activities", "times"))
+"""The inputs of the next-action model (token ids and time features, left-padded)."""
+
+
+class VersionedScorer:
+    """The next-action model of a :class:`~mesh.models.ModelSource`'s current version (the reloading
+    champion in the service), with its vocabulary; one wrapper per loaded version."""
+
+    def __init__(self, source: ModelSource) -> None:
+        self._source = source
+        self._cache: tuple[str, NextActionModel] | None = None
+
+    def snapshot(self) -> tuple[str, NextActionModel] | None:
+        """(version, model) to score one pass with; None while no version is loaded."""
+        try:
+            current = self._source.current
+        except Unavailable:
+            return None
+        if self._cache is None or self._cache[0] != current.version:
+            self._cache = (current.version, NextActionModel(current.model))
+        return self._cache

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mesh.events import Envelope
 from services.automation import nets
-from services.automation.model import NextActionModel, save_vocabulary
+from services.automation.engine import MODEL_NAME
+from services.automation.model import SCHEMA, NextActionModel, save_vocabulary
 from services.automation.process_log import (
     END_TOKEN,
     N_TIME_FEATURES,
@@ -30,7 +32,8 @@ from services.automation.process_log import (
     read_cases,
     split_cases,
 )
-from services.automation.sequences import Episode
+from services.automation.sequences import Episode, episodes
+from services.automation.state import EVENT_TYPES, FactStore
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +121,78 @@ def fit_episodes(episodes: Sequence[Episode], path: Path, config: nets.NetConfig
     save_vocabulary(path, vocab)
     return NextActionModel.load(path), {"val_accuracy": val_acc,
                                         "onnx_max_abs_diff": max(c.max_abs_diff for c in report.checks)}
+
+
+def episodes_of(events: Sequence[Envelope]) -> list[Episode]:
+    """The episodes of every tenant of a time-ordered event stream (facts rebuilt in memory)."""
+    facts = FactStore()
+    for i in range(0, len(events), 1000):
+        facts.apply(events[i:i + 1000])
+    return [e for t in facts.tenants() for e in episodes(facts, t)]
+
+
+def next_step_accuracy(model: NextActionModel, held_out: Sequence[Episode]) -> float:
+    """Top-1 accuracy of the follow-up steps (and the end) of the held-out episodes."""
+    prefixes_, targets = [], []
+    for ep in held_out:
+        seq = (ep.trigger_token, *ep.steps, END_TOKEN)
+        for k in range(2, len(seq)):
+            prefixes_.append(list(seq[:k]))
+            targets.append(model.token_id(seq[k]))
+    if not prefixes_:
+        return 0.0
+    return float(np.mean(model.probabilities(prefixes_).argmax(axis=1) == np.asarray(targets)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m services.automation.train``: episodes -> next-action model -> registered challenger,
+    promoted to champion when its follow-up accuracy on the newest fifth of episodes is better."""
+    import argparse
+
+    from mesh.config import MeshSettings
+    from mesh.models import (
+        Challenger,
+        ModelRegistry,
+        Objective,
+        add_training_arguments,
+        logged_training_events,
+        output_dir,
+        register_and_promote,
+        source_of,
+    )
+
+    parser = argparse.ArgumentParser(prog="python -m services.automation.train", description=main.__doc__)
+    add_training_arguments(parser, tenants=2, users=40, weeks=4, seed=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = MeshSettings()
+    if source_of(args) == "simulator":
+        from simulator import SimConfig, Simulation
+
+        events = list(Simulation(SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks,
+                                           seed=args.seed)).events())
+    else:
+        events = logged_training_events(args, settings, EVENT_TYPES)
+    eps = sorted((e for e in episodes_of(events) if e.steps), key=lambda e: e.at)
+    path = output_dir(args, "automation-") / "automation_next_action.onnx"
+    model, info = fit_episodes(eps, path)
+    held_out = eps[int(len(eps) * 0.8):]
+    accuracy = next_step_accuracy(model, held_out)
+    log.info("automation next-action: follow-up accuracy %.3f on %d held-out episodes; %s", accuracy,
+             len(held_out), info)
+    if args.no_register:
+        return 0
+    from datetime import UTC, datetime
+
+    times = (datetime.fromtimestamp(eps[0].at, UTC), datetime.fromtimestamp(eps[-1].at, UTC))
+    decision = register_and_promote(
+        ModelRegistry(settings.models),
+        Challenger(MODEL_NAME, path, SCHEMA, {"follow_up_accuracy": accuracy, **info}, {"episodes": len(eps)}, times),
+        Objective("follow_up_accuracy", True, lambda v: next_step_accuracy(NextActionModel(v.model), held_out)),
+        settings.models)
+    log.info("automation next-action: %s", decision)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

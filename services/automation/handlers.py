@@ -1,0 +1,93 @@
+"""Event handling, a batch at a time: the batch's events update the automation facts (once each, atomically
+with their applied-marks); then, for each tenant the batch touched and whose last pass is older than
+``mine_interval_s``, one suggestion pass (mine -> model -> templates -> validate), whose new suggestions
+are offered to the approval store and announced; open suggestions past their time expire.
+
+Exactly once: facts through the store's applied-marks; a suggestion's events carry ids derived from the
+suggestion id, its status and when it was offered, and are marked published after the publisher has them,
+so a redelivered batch or a crash re-publishes at most the SAME ids (subscribers dedupe).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mesh.bus import Publisher
+from mesh.events import Envelope, InvalidEvent
+from mesh.features import apply_rebuilding
+from services.automation.approval import ApprovalStore, SuggestionRecord, mark_published, published
+from services.automation.engine import EngineConfig, prediction_envelope, propose, record_of, suggestion_envelope
+from services.automation.model import VersionedScorer
+from services.automation.state import EVENT_TYPES, FactStore
+from services.automation.templates import Embedder
+
+log = logging.getLogger(__name__)
+_TASK_EVENTS = ("task_created", "task_updated", "task_assigned", "task_status_changed", "task_commented")
+
+
+def check(env: Envelope) -> None:
+    """What the envelope validation cannot see: events the facts could not place."""
+    if env.type in _TASK_EVENTS and not getattr(env, env.type).task_id:
+        raise InvalidEvent(f"{env.type} without a task_id")
+    if env.type == "user_activity" and not env.user_activity.user_id:
+        raise InvalidEvent("user_activity without a user_id")
+
+
+class AutomationHandler:
+    """The consumer runner's batch handler."""
+
+    def __init__(self, facts: FactStore, approvals: ApprovalStore, publisher: Publisher, scorer: VersionedScorer,
+                 *, embedder: Embedder | None = None, config: EngineConfig | None = None,
+                 mine_interval_s: float = 60.0, rebuild: Callable[[], Any] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.facts = facts
+        self.approvals = approvals
+        self._publisher = publisher
+        self._scorer = scorer
+        self._embedder = embedder
+        self._config = config or EngineConfig()
+        self._interval = mine_interval_s
+        self._rebuild = rebuild
+        self._clock = clock
+        self._last_pass: dict[str, float] = {}
+
+    def __call__(self, events: Sequence[Envelope]) -> None:
+        for env in events:
+            check(env)  # an invalid event fails the batch: the runner retries it event by event -> DLQ
+        apply_rebuilding(self.facts.store, list(events), self._rebuild)
+        now = self._clock()
+        for tenant in sorted({e.tenant_id for e in events if e.type in EVENT_TYPES}):
+            if now - self._last_pass.get(tenant, float("-inf")) >= self._interval:
+                self.suggest(tenant, now)
+
+    def suggest(self, tenant_id: str, now: float) -> list[SuggestionRecord]:
+        """One suggestion pass for a tenant; the records now open (announced once each)."""
+        self._last_pass[tenant_id] = now
+        for expired in self.approvals.expire_due(tenant_id, now):
+            self.announce(expired.record)
+        snap = self._scorer.snapshot()
+        if snap is None:
+            log.info("automation: no next-action model loaded yet; tenant %s not mined (train: %s)", tenant_id,
+                     "python -m services.automation.train")
+            return []
+        version, model = snap
+        out = []
+        for proposal in propose(self.facts, tenant_id, model, self._embedder, self._config):
+            _, stored = self.approvals.offer(record_of(proposal), now)
+            if stored.status == "suggested":
+                self.announce(stored, version)
+                out.append(stored)
+        return out
+
+    def announce(self, record: SuggestionRecord, model_version: str = "") -> None:
+        """Publish the record's status event (and, for a new suggestion, its prediction) unless done."""
+        if published(self.approvals, record):
+            return
+        self._publisher.publish(suggestion_envelope(record, model_version))
+        if record.status == "suggested":
+            self._publisher.publish(prediction_envelope(record, model_version))
+        self._publisher.flush()
+        mark_published(self.approvals, record)
