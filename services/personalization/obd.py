@@ -11,7 +11,8 @@ What this module supplies besides :mod:`mesh.ope`:
   for item ``a`` at slot ``k``, the harmonic mean of the logged propensities of the rounds that showed it
   estimates the mean over rounds of pi_t(a | k) (E[1/p | shown] = 1/mean p); normalised per slot.
 - the reward model for DM and DR: L2 logistic regression of the click on the user's features, the item and
-  the slot (one-hot), fitted by cross-fitting (each fold predicted by the model of the other folds); its
+  the slot (one-hot), fitted on all rows for DM and by cross-fitting for DR (each fold predicted by the
+  model of the other folds); its
   regularisation picked by cross-validated log loss on the ``random`` logs only.
 - our LinUCB trained on the first (time-ordered) half of the ``random`` logs, evaluated on the second half.
 """
@@ -174,11 +175,15 @@ def choose_model(data: ObdLog, rng: np.random.Generator, n_folds: int = 3) -> Mo
 
 def _estimates(data: ObdLog, policy_dist: Array, spec: ModelSpec, rng: np.random.Generator
                ) -> dict[Estimator, float]:
-    """Every estimator's value of a policy given as (n, n_actions, n_positions) or (n_actions, n_positions)."""
+    """Every estimator's value of a policy given as (n, n_actions, n_positions) or (n_actions, n_positions).
+
+    DM's reward model is fitted on all the rows (an in-sample regression, as the OBP's DM); DR's is
+    cross-fitted (each row's correction uses a model that did not see that row's reward)."""
     n = len(data.log)
-    dist = policy_dist if policy_dist.ndim == 3 else np.broadcast_to(policy_dist, (n, *policy_dist.shape))
-    q = cross_fit(data, spec, 2, rng)
-    return {name: estimate(name, data.log, np.asarray(dist), q) for name in ESTIMATORS}
+    dist = np.asarray(policy_dist if policy_dist.ndim == 3 else np.broadcast_to(policy_dist, (n, *policy_dist.shape)))
+    q_dm = RewardModel(data.n_actions, spec.c, spec.use_affinity).fit(data).predict(data)
+    q_dr = cross_fit(data, spec, 2, rng)
+    return {name: estimate(name, data.log, dist, q_dm if name == "dm" else q_dr) for name in ESTIMATORS}
 
 
 @dataclass(frozen=True)
