@@ -178,11 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         {"detector": "null (never detects)", "files": len(files), **dict.fromkeys(PROFILE_NAMES, 0.0)},
     ]
     board = published(data_dir)
-    rows += [{"detector": f"published: {b['detector']} (58 files)", "files": 58,
-              **{p: b.get(p) for p in PROFILE_NAMES}} for b in board]
+    rows += [{"detector": f"published: {b['detector']} (58 files)", "files": 58, "standard": b.get("standard"),
+              "reward_low_FP_rate": b.get("reward_low_FP"), "reward_low_FN_rate": b.get("reward_low_FN")}
+             for b in board]
     categories = per_category(files, det, profiles)
-    for cat, scores in categories.items():
-        rows.insert(3, {"detector": f"ensemble: {cat}", "files": sum(f.category == cat for f in files), **scores})
+    for i, (cat, scores) in enumerate(categories.items()):
+        rows.insert(3 + i, {"detector": f"ensemble: {cat}", "files": sum(f.category == cat for f in files),
+                            **scores})
     payload: dict[str, Any] = {
         "data": str(data_dir), "quick": args.quick, "files": len(files),
         "windows": sum(len(f.windows) for f in files),
