@@ -8,7 +8,10 @@ pass so a short simulated history can feed any rate. Latency runs from each task
 publish time to the arrival of its prediction at a consumer of the output topics (assignment and
 timeline separately). Per rate: p50/p95/p99, predictions/s, consumer lag when publishing ends, CPU of each
 service, GC pauses (the services' /metrics), and tasks without a prediction after a drain (lost: must be
-0). Then one vs two assignment replicas on the 6-partition task topic at the highest rate (scaling).
+0). Then one vs two assignment replicas on the 6-partition task topic at the highest rate (scaling), with
+timeline stopped first (its answers to the rates are in by then) so that the replicas have the machine's
+cores to themselves (``--scaling-with-timeline`` keeps it running). The load average before and after the
+run is saved with the results: on a shared machine the numbers depend on it.
 
 Request path: ``RankAssignees`` for the tenant's tasks with its real candidate set (all 300 people),
 open loop at 10..400 req/s, straight to the service's gRPC port and through the real gateway, in the
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import tempfile
 import threading
@@ -251,6 +255,13 @@ class Mesh:
         self.probes[f"{name}#{len(self.services[name])}"] = Probe(name, proc.pid, port)
         return proc
 
+    def stop(self, name: str) -> None:
+        """Stop every process of one service (its probes go: nothing left to read)."""
+        for proc in self.services.pop(name, []):
+            proc.terminate(15)
+        for key in [k for k in self.probes if k.startswith(f"{name}#")]:
+            del self.probes[key]
+
     def stop_all(self) -> None:
         for procs in self.services.values():
             for proc in procs:
@@ -470,9 +481,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", type=Path, default=None,
                         help="registry folder to reuse (trained and registered there when empty)")
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--scaling-with-timeline", action="store_true",
+                        help="keep timeline running while 1 vs 2 assignment replicas are measured (default: it is "
+                             "stopped once its predictions of the rate phases are in, so the replicas have the cores)")
     parser.add_argument("--no-requests", action="store_true")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench-mesh-"))
     print(f"[mesh] work dir {root}", flush=True)
     started = time.monotonic()
@@ -506,7 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     payload.update({"quick": args.quick, "users": args.users, "plan": plan.__dict__,
                     "broker": "local stack" if args.shared_broker else "private (tests/services_harness)",
                     "redis": "local stack (AOF, appendfsync everysec)",
-                    "seconds": time.monotonic() - started})
+                    "seconds": time.monotonic() - started,
+                    "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count()})
     rows = payload["event_path"]
     if payload["request_path"]:
         print(format_table(payload["request_path"], REQUEST_COLUMNS))
@@ -532,6 +549,12 @@ def run_all(mesh: Mesh, collector: Collector, stream: Stream, plan: Plan, args: 
     phases = [run_rate(mesh, collector, stream, rate, plan.seconds, f"r{i}-", services, 120.0)
               for i, rate in enumerate(plan.rates)]
     if not args.no_scaling:
+        if not args.scaling_with_timeline:
+            deadline = time.monotonic() + 180.0  # timeline's answers to the rates first (they count for "lost")
+            for phase in phases:
+                wait_for(collector, ["timeline"], list(phase.due), max(deadline - time.monotonic(), 0.0))
+            mesh.stop("timeline")
+            print("[mesh] timeline stopped for the scaling phases", flush=True)
         phases.append(run_rate(mesh, collector, stream, plan.scaling_rate, plan.scaling_seconds, "s1-",
                                ["assignment"], 180, "scaling"))
         mesh.start("assignment").wait_serving(300)
@@ -552,6 +575,7 @@ def run_all(mesh: Mesh, collector: Collector, stream: Stream, plan: Plan, args: 
         "lost_total": sum(r["lost"] for r in rows),
         "scaling_ratio_two_over_one": (scaling[1]["predictions_s"] / scaling[0]["predictions_s"]
                                        if len(scaling) == 2 else None),
+        "scaling_timeline_running": bool(args.scaling_with_timeline),
         "best_event_rate_p99_100ms": {s: best_rate([r for r in rows if r["phase"] == "rates"], "service", s, 100.0)
                                       for s in services},
         "best_request_rate_p99_100ms": {p: best_rate(requests, "path", p, 100.0) for p in ("grpc-direct", "gateway")},
