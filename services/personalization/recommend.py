@@ -111,7 +111,8 @@ class Recommender:
         """The person's visible tasks, newest first, at most ``max_candidates``."""
         projects = [p for p in self.store.load_many(ProjectState, tenant_id, person.projects) if p is not None]
         visible = [p for p in projects if person.entity_id in p.members]  # the project's list has the last word
-        ids = sorted(((t, tid) for p in visible for tid, t in p.tasks.items() if t < before), reverse=True)
+        ids = sorted(((t, tid) for p in visible for tid, t in (p.tasks if include_closed else p.open).items()
+                      if t < before), reverse=True)
         items = self.store.load_many(ItemState, tenant_id, [tid for _, tid in ids])
         out = [i for i in items if i is not None and i.created and (include_closed or not i.closed)]
         return out[: self.max_candidates]

@@ -53,6 +53,8 @@ class ProjectState(EntityState):
     members: list[str] = Field(default_factory=list)
     tasks: dict[str, float] = Field(default_factory=dict)
     """task id -> creation time (epoch seconds) of every task of the project."""
+    open: dict[str, float] = Field(default_factory=dict)
+    """The same for the tasks not closed: what a request reads (closed tasks pile up; they are not read)."""
 
 
 class ItemState(EntityState):
@@ -142,6 +144,8 @@ def _task_created(ctx: Ctx, env: Envelope) -> None:
     _save(ctx, item)
     project = ctx.txn.get(ProjectState, ctx.tenant, p.project_id)
     project.tasks[p.task_id] = ctx.at.timestamp()
+    if not item.closed:  # a completion that arrived first already closed it
+        project.open[p.task_id] = ctx.at.timestamp()
     _save(ctx, project)
 
 
@@ -149,6 +153,10 @@ def _closed(ctx: Ctx, task_id: str, project_id: str) -> None:
     item = ctx.txn.get(ItemState, ctx.tenant, task_id)
     item.closed, item.project_id = True, item.project_id or project_id
     _save(ctx, item)
+    if item.project_id:
+        project = ctx.txn.get(ProjectState, ctx.tenant, item.project_id)
+        if project.open.pop(task_id, None) is not None:
+            _save(ctx, project)
 
 
 def _status(ctx: Ctx, env: Envelope) -> None:

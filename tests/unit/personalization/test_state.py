@@ -148,3 +148,14 @@ def test_unusable_personalization_feedback_is_poison(bad: e.SuggestionFeedback) 
 
 def test_other_capabilities_feedback_is_not_ours_to_judge() -> None:
     check_feedback(ev("tenant-a", e.SuggestionFeedback(suggestion_id="s", capability="assignment", user_id="u"), 1))
+
+
+def test_a_completion_before_the_creation_still_keeps_the_task_out() -> None:
+    store = InMemoryAggregates(PERSONALIZATION_REDUCERS)
+    events = world("tenant-a")
+    done = next(x for x in events if x.type == "task_completed")
+    store.apply([done])  # out of order: the completion first
+    store.apply([x for x in events if x is not done])
+    rec = recommender(store)
+    assert set(_ask(rec, "tenant-a", "alice")) == {"task-1", "task-3"}
+    assert "task-2" in _ask(rec, "tenant-a", "alice", include_closed=True, rid="c")
