@@ -48,6 +48,10 @@ class MiniLM:
             digest.update(text.encode("utf-8", "replace") + b"\x00")
         return self.cache_dir / f"minilm-{digest.hexdigest()[:24]}.npy"
 
+    def is_cached(self, texts: Sequence[str]) -> bool:
+        path = self._cache_path(texts)
+        return path is not None and path.exists()
+
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """One L2-normalised 384-d row per text."""
         path = self._cache_path(texts)

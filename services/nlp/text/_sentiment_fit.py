@@ -159,22 +159,27 @@ class Choice:
     best: Candidate
     val_f1: dict[str, float]
     """validation macro-F1 of every candidate, by name"""
+    fitted: dict[str, FittedSentiment]
+    """every candidate fitted on train, by name (only with ``keep_fitted``)"""
 
 
 def choose(grid: Sequence[Candidate], data: SentimentData, embeddings: FloatArray, train: IntArray,
-           val: IntArray) -> Choice:
+           val: IntArray, *, keep_fitted: bool = False) -> Choice:
     """The candidate with the best macro-F1 on ``val`` after fitting on ``train`` (ties: earlier wins)."""
     scores: dict[str, float] = {}
+    kept: dict[str, FittedSentiment] = {}
     best, best_f1 = grid[0], -1.0
     texts = data.texts
     for candidate in grid:
         fitted = fit(candidate, [texts[i] for i in train], embeddings[train], data.labels[train])
         f1 = macro_f1(data.labels[val], fitted.predict_proba([texts[i] for i in val], embeddings[val]).argmax(1))
         scores[candidate.name] = f1
+        if keep_fitted:
+            kept[candidate.name] = fitted
         log.info("  %s: validation macro-F1 %.3f", candidate.name, f1)
         if f1 > best_f1:
             best, best_f1 = candidate, f1
-    return Choice(best, scores)
+    return Choice(best, scores, kept)
 
 
 def export_head(fitted: FittedSentiment, path: Path, extra_metadata: dict[str, str] | None = None) -> Path:
