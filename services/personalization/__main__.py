@@ -32,6 +32,8 @@ class PersonalizationSettings(MeshSettings):
     alpha: float = Field(0.3, gt=0, description="LinUCB confidence width")
     epsilon: float = Field(0.05, gt=0, le=1, description="share of random slates (propensity floor epsilon/n)")
     max_candidates: int = Field(200, ge=1, description="newest visible tasks scored per request")
+    min_arm_updates: int = Field(0, ge=0, description="a segment with fewer updates scores by the pooled arm "
+                                                      "(0: always its own)")
     nlp_target: str = Field("", description="host:port of the nlp service's gRPC (Embed) for the text-similarity "
                                             "column; empty = off (the column is 0, as when nlp is unreachable)")
 
@@ -47,7 +49,8 @@ async def run(settings: PersonalizationSettings) -> None:
     await asyncio.to_thread(rebuild.ensure_built)  # the state is a cache of the inputs: rebuilt when missing
     embedder = NlpEmbedder(settings.nlp_target) if settings.nlp_target else None
     recommender = Recommender(store, load_model(settings.model_path), max_candidates=settings.max_candidates,
-                              config=LinUCBConfig(alpha=settings.alpha, epsilon=settings.epsilon), embedder=embedder)
+                              config=LinUCBConfig(alpha=settings.alpha, epsilon=settings.epsilon,
+                                                  min_arm_updates=settings.min_arm_updates), embedder=embedder)
     publisher = KafkaPublisher(settings.kafka, registry)
     follower = asyncio.create_task(follow_model(settings.model_path, recommender, settings.models.reload_interval_s))
     handler = PersonalizationHandler(store, rebuild)

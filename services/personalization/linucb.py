@@ -34,6 +34,8 @@ class LinUCBConfig:
     """lam: the prior precision (A starts at lam * I)."""
     epsilon: float = 0.1
     """Share of slates drawn uniformly at random (the logged propensities' floor is epsilon / n)."""
+    min_arm_updates: int = 0
+    """An arm with fewer updates scores by the pooled statistics of all arms instead (0: never)."""
 
 
 class ArmStats:

@@ -8,8 +8,10 @@ for closed tasks. Nothing else is ever scored.
 Policies (``Policy``): ``hybrid`` (the service's: LinUCB over every context column, the ALS score
 included), ``linucb`` (LinUCB over the content columns only), ``als`` (ALS score), ``popularity`` (views of
 the task in the tenant), ``random``. LinUCB has one arm per people segment; a policy version owns its
-statistics (``version:segment``). Every policy draws an epsilon-greedy slate, so every logged item has a
-propensity > 0; the draw is seeded by the suggestion id (a retried request gets the same slate).
+statistics (``version:segment``, and ``version:*`` pooled over segments, which a segment with fewer than
+``min_arm_updates`` updates of its own scores by). Every policy draws an epsilon-greedy slate, so every
+logged item has a propensity > 0; the draw is seeded by the suggestion id (a retried request gets the
+same slate).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from mesh.events import Envelope, new_envelope
 from mesh.features import AggregateStore
 from services.personalization.factors import PolicyModel, behaviour
 from services.personalization.linucb import LinUCBConfig, draw_slate
-from services.personalization.state import ArmState, ItemState, PersonState, ProjectState, arm_key
+from services.personalization.state import GLOBAL_ARM, ArmState, ItemState, PersonState, ProjectState, arm_key
 
 Array = npt.NDArray[np.float64]
 Policy = Literal["hybrid", "linucb", "als", "popularity", "random"]
@@ -172,7 +174,10 @@ class Recommender:
         if self.policy == "als":
             return x[:, 7]
         cols = x[:, self.columns]
-        arm = self.store.load(ArmState, tenant_id, arm_key(self.version, str(segment)))
+        own, pooled = self.store.load_many(ArmState, tenant_id, [arm_key(self.version, str(segment)),
+                                                                 arm_key(self.version, GLOBAL_ARM)])
+        # back-off: a segment's own statistics once it has enough of them, the pooled ones before
+        arm = own if own is not None and own.updates >= self.config.min_arm_updates else pooled
         stats = (arm or ArmState(tenant_id=tenant_id)).stats(cols.shape[1], self.config.ridge)
         return stats.ucb(cols, self.config.alpha)
 

@@ -11,7 +11,8 @@ rebuild from the topics and a time-ordered replay end in the same state:
   as a no-op, when read back from its topic) stores the context of each shown item;
 - a ``suggestion_feedback`` stores its reward (clicked/accepted = 1, else 0; the maximum over an item's
   feedback). Whichever of the two arrives second settles the bandit: the arm ``policy_version:arm`` gets
-  ``A += x x^T`` once per shown item and ``b += r x`` for its best reward: the same statistics whatever
+  ``A += x x^T`` once per shown item and ``b += r x`` for its best reward (and so does the version's global
+  arm, which segments with little data of their own score by): the same statistics whatever
   the order, and (the store's applied-marks) the same under redelivery. A new policy version starts
   empty statistics.
 """
@@ -107,6 +108,10 @@ class ArmState(EntityState):
         return ArmStats(dim, ridge, np.asarray(self.a).reshape(dim, dim) + ridge * np.eye(dim), np.asarray(self.b))
 
 
+GLOBAL_ARM = "*"
+"""Every feedback of a policy version also credits this arm: what a segment with little data scores by."""
+
+
 def arm_key(policy_version: str, arm: str) -> str:
     return f"{policy_version}:{arm}"
 
@@ -195,31 +200,38 @@ def _joined(ctx: Ctx, env: Envelope) -> None:
     _save(ctx, person)
 
 
+def _credit(arm: ArmState, vec: np.ndarray, reward: float, done: float | None) -> None:
+    """A += x x^T the first time an item is credited; b += (reward - what was credited before) x."""
+    if arm.dim != vec.shape[0]:
+        arm.dim, arm.a, arm.b = vec.shape[0], [0.0] * vec.shape[0] ** 2, [0.0] * vec.shape[0]
+    a, b = np.asarray(arm.a), np.asarray(arm.b)
+    if done is None:
+        a = a + np.outer(vec, vec).ravel()
+        arm.updates += 1
+    arm.a, arm.b = a.tolist(), (b + (reward - (done or 0.0)) * vec).tolist()
+    arm.clicks += int(reward > 0 and not done)
+
+
 def _settle(ctx: Ctx, served: ServedState) -> None:
-    """Credit the arm with every shown item that has feedback and is not (fully) credited yet."""
+    """Credit the segment's arm and the version's global arm with every shown item that has feedback and is
+    not (fully) credited yet."""
     if not served.policy_version:
         return
-    arm = ctx.txn.get(ArmState, ctx.tenant, arm_key(served.policy_version, served.arm))
+    arms = [ctx.txn.get(ArmState, ctx.tenant, arm_key(served.policy_version, name))
+            for name in dict.fromkeys((served.arm, GLOBAL_ARM))]
     changed = False
     for item_id, reward in sorted(served.rewards.items()):
         x = served.contexts.get(item_id)
         done = served.credited.get(item_id)
         if x is None or (done is not None and reward <= done):
             continue
-        vec = np.asarray(x)
-        if arm.dim != vec.shape[0]:
-            arm.dim, arm.a, arm.b = vec.shape[0], [0.0] * vec.shape[0] ** 2, [0.0] * vec.shape[0]
-        a, b = np.asarray(arm.a), np.asarray(arm.b)
-        if done is None:
-            a = a + np.outer(vec, vec).ravel()
-            arm.updates += 1
-        b = b + (reward - (done or 0.0)) * vec
-        arm.a, arm.b = a.tolist(), b.tolist()
-        arm.clicks += int(reward > 0)
+        for arm in arms:
+            _credit(arm, np.asarray(x), reward, done)
         served.credited[item_id] = reward
         changed = True
     if changed:
-        _save(ctx, arm)
+        for arm in arms:
+            _save(ctx, arm)
         _save(ctx, served)
 
 

@@ -11,7 +11,7 @@ from mesh.events import InvalidEvent
 from mesh.features import InMemoryAggregates
 from services.personalization.linucb import closed_form
 from services.personalization.recommend import RecommendRequest
-from services.personalization.state import PERSONALIZATION_REDUCERS, ArmState, arm_key, check_feedback
+from services.personalization.state import GLOBAL_ARM, PERSONALIZATION_REDUCERS, ArmState, arm_key, check_feedback
 from tests.unit.personalization.helpers import NOW, ev, feedback, recommender, world
 
 
@@ -87,6 +87,8 @@ def test_feedback_updates_the_arm_to_the_closed_form_once_under_redelivery() -> 
     assert arm is not None and arm.updates == len(xs) and arm.clicks == sum(rs)
     stats = arm.stats(len(xs[0]), 1.0)
     assert np.allclose(stats.theta(), closed_form(np.stack(xs), np.array(rs), 1.0))
+    pooled = store.load(ArmState, "tenant-a", arm_key(rec.version, GLOBAL_ARM))  # one segment: the same data
+    assert pooled is not None and pooled.updates == arm.updates and np.allclose(pooled.a, arm.a)
 
 
 def test_feedback_before_its_recommendation_settles_when_the_recommendation_arrives() -> None:
