@@ -177,7 +177,7 @@ class Recommender:
         own, pooled = self.store.load_many(ArmState, tenant_id, [arm_key(self.version, str(segment)),
                                                                  arm_key(self.version, GLOBAL_ARM)])
         # back-off: a segment's own statistics once it has enough of them, the pooled ones before
-        arm = own if own is not None and own.updates >= self.config.min_arm_updates else pooled
+        arm = pooled if (own.updates if own is not None else 0) < self.config.min_arm_updates else own
         stats = (arm or ArmState(tenant_id=tenant_id)).stats(cols.shape[1], self.config.ridge)
         return stats.ucb(cols, self.config.alpha)
 

@@ -161,3 +161,32 @@ def test_a_completion_before_the_creation_still_keeps_the_task_out() -> None:
     rec = recommender(store)
     assert set(_ask(rec, "tenant-a", "alice")) == {"task-1", "task-3"}
     assert "task-2" in _ask(rec, "tenant-a", "alice", include_closed=True, rid="c")
+
+
+def test_a_segment_without_enough_updates_of_its_own_scores_by_the_pooled_arm() -> None:
+    from services.personalization.factors import PolicyModel, Segments, behaviour
+    from services.personalization.linucb import LinUCBConfig
+    from services.personalization.recommend import Recommender
+    from services.personalization.state import PersonState
+
+    store = _store("tenant-a")
+    alice = store.load(PersonState, "tenant-a", "alice")
+    bob = store.load(PersonState, "tenant-a", "bob")
+    assert alice is not None and bob is not None
+    model = PolicyModel("seg", None, Segments(np.stack([behaviour(bob), behaviour(alice)])))
+
+    def rec(min_updates: int) -> Recommender:
+        return Recommender(store, model, config=LinUCBConfig(alpha=0.5, epsilon=0.2, min_arm_updates=min_updates))
+
+    out = rec(0).recommend(RecommendRequest("tenant-a", "bob", 1, now=NOW, request_id="b"))
+    assert out.prediction.arm == "0"
+    store.apply([feedback("tenant-a", out.envelope.event_id, "bob", out.item_ids[0], e.FEEDBACK_ACTION_CLICKED, 60)])
+
+    def alice_scores(min_updates: int, rid: str) -> list[float]:
+        reply = rec(min_updates).recommend(RecommendRequest("tenant-a", "alice", 2, now=NOW, request_id=rid))
+        assert reply.prediction.arm == "1"
+        return list(reply.prediction.candidate_scores)
+
+    fresh = alice_scores(0, "a0")  # her segment's own (empty) statistics
+    pooled = alice_scores(5, "a5")  # fewer than 5 updates of its own: bob's click, pooled
+    assert not np.allclose(fresh, pooled)
