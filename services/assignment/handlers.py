@@ -28,6 +28,7 @@ from mesh.errors import NotFound, Unavailable
 from mesh.events import Envelope, InvalidEvent, new_envelope
 from mesh.features import apply_rebuilding
 from mesh.telemetry import current_trace_id
+from services.assignment.asof import AsOf
 from services.assignment.ranker import AssignmentRanker
 from services.assignment.state import Label, StateStore, labels_of
 
@@ -90,7 +91,8 @@ def check(env: Envelope) -> None:
 def segments(events: Sequence[Envelope]) -> Iterator[tuple[list[Envelope], list[Envelope]]]:
     """Split a batch into (events to apply, new tasks to rank after them) so that each task is ranked on
     the state as of its creation: a segment ends where an event follows a task creation. (Creations only
-    change their own task's row, so the tasks of a segment do not see each other.)"""
+    change their own task's row, so the tasks of a segment do not see each other.) The batch is applied in
+    one transaction; each segment's tasks read the state as of its end (:class:`AsOf`)."""
     apply: list[Envelope] = []
     created: list[Envelope] = []
     for env in events:
@@ -118,11 +120,25 @@ class AssignmentHandler:
     def __call__(self, events: Sequence[Envelope]) -> None:
         for env in events:
             check(env)  # an invalid event fails the batch: the runner retries it event by event
-        for to_apply, created in segments(events):
-            apply_rebuilding(self._state.store, to_apply, self._rebuild)  # StateMissing: retried
+        parts = list(segments(events))
+        # ONE transaction for the batch; a task created before the batch's last events is ranked on the state
+        # as of its creation, read from the batch's rows as of its segment (services.assignment.asof)
+        asof = AsOf(self._state.store, [apply for apply, _ in parts]) if len(parts) > 1 else None
+        rebuilt: list[bool] = []
+
+        def rebuild() -> Any:
+            rebuilt.append(True)
+            return self._rebuild() if self._rebuild is not None else None
+
+        # StateMissing without a rebuild: retried by the bus
+        apply_rebuilding(self._state.store, events, rebuild if self._rebuild is not None else None)
+        for k, (to_apply, created) in enumerate(parts):
+            # the last segment's state is the committed one; so is every segment's after a rebuild (the rows
+            # read before it were of a lost state)
+            view = self._state if asof is None or rebuilt or k == len(parts) - 1 else asof.view(k)
             if self._labels is not None:
-                self._labels.append_many(labels_of(self._state, to_apply))
-            for env, prediction in self._predict(created):
+                self._labels.append_many(labels_of(view, to_apply))
+            for env, prediction in self._predict(created, view):
                 self._publish(env, prediction)
 
     def _publish(self, cause: Envelope, prediction: events_pb2.AssignmentPrediction) -> None:
@@ -138,16 +154,19 @@ class AssignmentHandler:
             if token is not None:
                 otel_context.detach(token)
 
-    def _predict(self, created: Sequence[Envelope]) -> list[tuple[Envelope, events_pb2.AssignmentPrediction]]:
-        """Rank a segment's new tasks, one ``rank_many`` per tenant (one read of the union of candidates,
-        one model run); a task nobody can be ranked for yields nothing (see :meth:`_nothing_to_rank`)."""
+    def _predict(self, created: Sequence[Envelope], state: StateStore
+                 ) -> list[tuple[Envelope, events_pb2.AssignmentPrediction]]:
+        """Rank a segment's new tasks on ``state``, one ``rank_many`` per tenant (one read of the union of
+        candidates, one model run); a task nobody can be ranked for yields nothing (see
+        :meth:`_nothing_to_rank`)."""
         out = []
         trace_id = current_trace_id() or None
         by_tenant: dict[str, list[Envelope]] = {}
         for env in created:
             by_tenant.setdefault(env.tenant_id, []).append(env)
         for tenant, envs in by_tenant.items():
-            outcomes = self._ranker.rank_many(tenant, [e.task_created.task_id for e in envs], trace_id=trace_id)
+            outcomes = self._ranker.rank_many(tenant, [e.task_created.task_id for e in envs], trace_id=trace_id,
+                                              state=None if state is self._state else state)
             for env, outcome in zip(envs, outcomes, strict=True):
                 if isinstance(outcome, events_pb2.AssignmentPrediction):
                     out.append((env, outcome))

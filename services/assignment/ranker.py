@@ -126,18 +126,22 @@ class AssignmentRanker:
         return outcome
 
     def rank_many(self, tenant_id: str, task_ids: Sequence[str], k: int = 0,
-                  trace_id: str | None = None) -> list[Ranked]:
+                  trace_id: str | None = None, state: StateStore | None = None) -> list[Ranked]:
         """Rank many tasks of one tenant at once (a batch handler's new tasks): one read of the task rows,
         one read of the union of their shortlisted people, one model run over all rows.
 
         Returns one outcome per task id, in order: its prediction, or the ``NotFound`` of a task (or a
         tenant without people) the service does not know, as a value, so one unknown task does not fail
-        the others. Raises ``Unavailable`` when no model is loaded (nothing can be ranked)."""
-        return self.rank_batch([RankRequest(tenant_id, t, (), k, trace_id) for t in task_ids])
+        the others. Raises ``Unavailable`` when no model is loaded (nothing can be ranked). ``state``: where
+        the task and people rows are read (default: the service's state; the batch handler passes the state
+        as of the tasks' creation, see :mod:`services.assignment.asof`)."""
+        return self.rank_batch([RankRequest(tenant_id, t, (), k, trace_id) for t in task_ids], state)
 
-    def rank_batch(self, requests: Sequence[RankRequest]) -> list[Ranked]:
+    def rank_batch(self, requests: Sequence[RankRequest], state: StateStore | None = None) -> list[Ranked]:
         """Any mix of requests (tenants, candidate lists, k) in one pass; one outcome per request, in
         order (see :meth:`rank_many`)."""
+        rows = state or self._state
+        online = self._online if state is None else OnlineFeatures(state)
         outcomes: list[Ranked | None] = [None] * len(requests)
         jobs = []
         for at, request in enumerate(requests):
@@ -148,16 +152,16 @@ class AssignmentRanker:
                 outcomes[at] = error
         if jobs:
             version = self._model.current  # Unavailable (no model) fails the batch: nothing can be ranked
-            self._read_tasks(jobs, outcomes)
+            self._read_tasks(rows, jobs, outcomes)
             jobs = [j for j in jobs if outcomes[j.at] is None]
-            self._choose_candidates(jobs)
-            people = self._read_people(jobs, outcomes)
+            self._choose_candidates(rows, jobs)
+            people = self._read_people(online, jobs, outcomes)
             jobs = [j for j in jobs if outcomes[j.at] is None]
             for job, prediction in zip(jobs, self._score(version, jobs, people), strict=True):
                 outcomes[job.at] = prediction
         return [o if o is not None else NotFound("not ranked") for o in outcomes]
 
-    def _read_tasks(self, jobs: list[_Job], outcomes: list[Ranked | None]) -> None:
+    def _read_tasks(self, state: StateStore, jobs: list[_Job], outcomes: list[Ranked | None]) -> None:
         """The task rows asked for by id: one read per tenant."""
         by_tenant: dict[str, list[_Job]] = {}
         for job in jobs:
@@ -166,40 +170,41 @@ class AssignmentRanker:
             else:
                 by_tenant.setdefault(job.request.tenant_id, []).append(job)
         for tenant, mine in by_tenant.items():
-            for job, row in zip(mine, self._state.tasks(tenant, [str(j.request.task) for j in mine]), strict=True):
+            for job, row in zip(mine, state.tasks(tenant, [str(j.request.task) for j in mine]), strict=True):
                 job.task = row
                 if row is None:
                     outcomes[job.at] = NotFound(_unknown_task(tenant, str(job.request.task)))
 
-    def _choose_candidates(self, jobs: list[_Job]) -> None:
+    def _choose_candidates(self, state: StateStore, jobs: list[_Job]) -> None:
         """Each job's candidate keys: its own list or the tenant's active people, cut to the shortlist by
         the first stage when longer."""
         active: dict[str, list[str]] = {}
         for job in jobs:
             tenant = job.request.tenant_id
             if not job.request.candidate_ids and tenant not in active:
-                active[tenant] = self._state.active_ids(tenant)
+                active[tenant] = state.active_ids(tenant)
             ids = list(job.request.candidate_ids) or active[tenant]
             if len(ids) > self._shortlist and job.task is not None:
-                ids = self._first_stage(tenant, job.task, ids, active)
+                ids = self._first_stage(state, tenant, job.task, ids, active)
             job.keys = [(tenant, u) for u in ids]
 
-    def _first_stage(self, tenant: str, task: TaskFeatures, ids: list[str], active: dict[str, list[str]]) -> list[str]:
+    def _first_stage(self, state: StateStore, tenant: str, task: TaskFeatures, ids: list[str],
+                     active: dict[str, list[str]]) -> list[str]:
         if tenant not in active:
-            active[tenant] = self._state.active_ids(tenant)
+            active[tenant] = state.active_ids(tenant)
         pool, index = self._pool.arrays(tenant, active[tenant])
         in_pool = np.asarray([index[u] for u in ids if u in index], dtype=np.intp)
         outside = [u for u in ids if u not in index]  # asked for by name, not active: never cut
         best = shortlist(task, pool, self._shortlist, in_pool)
         return [pool.people[i].user_id for i in best] + outside
 
-    def _read_people(self, jobs: list[_Job], outcomes: list[Ranked | None]) -> PeopleArrays:
+    def _read_people(self, online: OnlineFeatures, jobs: list[_Job], outcomes: list[Ranked | None]) -> PeopleArrays:
         """One read per tenant of the union of its jobs' candidates; each job's rows in the batch's people
         (NotFound when none of its candidates exists)."""
         wanted: dict[str, dict[str, None]] = {}
         for job in jobs:
             wanted.setdefault(job.request.tenant_id, {}).update(dict.fromkeys(u for _, u in job.keys))
-        found = [(tenant, p) for tenant, ids in wanted.items() for p in self._online.people(tenant, list(ids))]
+        found = [(tenant, p) for tenant, ids in wanted.items() for p in online.people(tenant, list(ids))]
         order = {(tenant, p.user_id): i for i, (tenant, p) in enumerate(found)}
         for job in jobs:
             rows = [order[key] for key in job.keys if key in order]

@@ -5,19 +5,23 @@ is a transient failure, rebuilt before predicting."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sunday.ml.v1 import common_pb2 as c
+from sunday.ml.v1 import events_pb2 as e
 
+import services.assignment.ranker as ranker_module
 from mesh.bus import InMemoryBroker, Publisher
 from mesh.errors import Unavailable
-from mesh.events import Envelope, TopicRegistry, decode
+from mesh.events import Envelope, TopicRegistry, decode, new_envelope, occurred_at
 from mesh.features import Applied, InMemoryAggregates, StateMissing, rebuild
 from services.assignment.dataset import build_dataset
-from services.assignment.features import PersonFeatures, TaskFeatures, feature_matrix
+from services.assignment.features import PeopleArrays, PersonFeatures, TaskFeatures, feature_matrix
 from services.assignment.handlers import JsonlLabelSink, read_labels, segments
-from services.assignment.online import TOPICS, OnlineFeatures
+from services.assignment.online import TOPICS
 from services.assignment.state import ASSIGNMENT_REDUCERS, EVENT_TYPES, StateStore
 from tests.unit.assignment.helpers import World, build_service
 
@@ -56,40 +60,82 @@ def test_a_redelivered_batch_changes_no_counter_and_republishes_the_same_ids(wor
     assert len([lb for lb in read_labels(tmp_path / "labels.jsonl") if lb.kind == "assigned"]) == len(assigned)
 
 
-def test_live_batches_rank_on_the_rows_the_training_replay_builds(world: World) -> None:
+class ScoredRows:
+    """Records the feature rows the ranker scores (``feature_matrix`` as the ranker calls it), by task id."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.rows: dict[str, np.ndarray] = {}
+        self.people: dict[str, list[PersonFeatures]] = {}
+
+        def recording(task: TaskFeatures, people: PeopleArrays, rows: np.ndarray | None = None) -> np.ndarray:
+            out = feature_matrix(task, people, rows)
+            self.rows[task.task_id] = out
+            self.people[task.task_id] = [people.people[i] for i in (range(len(people.people)) if rows is None
+                                                                     else rows)]
+            return out
+
+        monkeypatch.setattr(ranker_module, "feature_matrix", recording)
+
+
+class CountingApplies(InMemoryAggregates):
+    def __init__(self) -> None:
+        super().__init__(ASSIGNMENT_REDUCERS)
+        self.applies = 0
+
+    def apply(self, events: Sequence[Envelope], *, require_built: bool = False) -> Applied:
+        self.applies += 1
+        return super().apply(events, require_built=require_built)
+
+
+def test_live_batches_rank_on_the_rows_the_training_replay_builds(world: World,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     events = _inputs(world, 1500)
-    seen: dict[str, tuple[TaskFeatures, list[PersonFeatures]]] = {}
-
-    class Recording(OnlineFeatures):
-        def people(self, tenant_id: str, user_ids: list[str]) -> list[PersonFeatures]:  # type: ignore[override]
-            rows = super().people(tenant_id, user_ids)
-            self.last = rows
-            return rows
-
+    scored = ScoredRows(monkeypatch)
     service = build_service(world.static_model())
-    online = Recording(service.state)
-    service.ranker._online = online
-    real_rank = service.ranker.rank_many
-
-    def rank_many(tenant_id: str, task_ids: list[str], *args: object, **kwargs: object) -> object:
-        out = real_rank(tenant_id, task_ids, *args, **kwargs)  # type: ignore[arg-type]
-        for task in task_ids:
-            features = service.state.task(tenant_id, task)
-            assert features is not None
-            seen[f"{tenant_id}:{task}"] = (features, online.last)
-        return out
-
-    service.ranker.rank_many = rank_many  # type: ignore[assignment,method-assign]
     handler = service.handler(Publisher(InMemoryBroker().producer(), TopicRegistry("unit.")))
     for size, start in zip((97, 211, 5, 400, 787), (0, 97, 308, 313, 713), strict=True):
-        handler(events[start: start + size])
+        handler(events[start: start + size])  # many creations per batch, each followed by other events
     data = build_dataset(events)
     offsets = data.offsets
     assert len(data) > 20
     for g, task_key in enumerate(data.task_ids):
-        task, people = seen[task_key]
-        live = feature_matrix(task, people)
+        live = scored.rows[task_key.split(":", 1)[1]]
         assert np.array_equal(live, data.x[offsets[g]: offsets[g + 1]]), task_key
+
+
+def test_one_transaction_per_batch_and_each_task_sees_the_batch_up_to_its_creation(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    events = _inputs(world, 600)
+    store = CountingApplies()
+    store.mark_built()
+    service = build_service(world.static_model(), state=StateStore(store))
+    handler = service.handler(Publisher(InMemoryBroker().producer(), TopicRegistry("unit.")))
+    handler(events)
+    tenant = "tenant-000"
+    person = service.state.active_ids(tenant)[0]
+    project = next(ev.task_created.project_id for ev in events if ev.type == "task_created" and ev.tenant_id == tenant)
+    at = occurred_at(events[-1]) + timedelta(hours=1)
+
+    def created(task_id: str, minutes: int) -> Envelope:
+        return new_envelope(tenant, e.TaskCreated(task_id=task_id, project_id=project, task_type="feature",
+                                                  required_skills=["rust"], estimate_hours=3.0),
+                            producer="tests", occurred_at=at + timedelta(minutes=minutes))
+
+    learns = new_envelope(tenant, e.UserSkillsUpdated(user_id=person, skills=[c.Skill(name="rust", level=5)]),
+                          producer="tests", occurred_at=at + timedelta(minutes=1))
+    takes = new_envelope(tenant, e.TaskAssigned(task_id="before", project_id=project, assignee_id=person),
+                         producer="tests", occurred_at=at + timedelta(minutes=2))
+    scored = ScoredRows(monkeypatch)
+    applies = store.applies
+    handler([created("before", 0), learns, takes, created("after", 3)])
+    assert store.applies == applies + 1  # the whole batch in one transaction
+    rows = {task: {p.user_id: p for p in people} for task, people in scored.people.items()}
+    assert set(rows) == {"before", "after"} and person in rows["before"] and person in rows["after"]
+    assert "rust" not in rows["before"][person].skills  # created before the update: does not see it
+    assert rows["after"][person].skills.get("rust") == 5  # created after it: sees it
+    assert rows["after"][person].open_tasks == rows["before"][person].open_tasks + 1  # and the assignment
+    before = service.state.task(tenant, "before")
+    assert before is not None and service.state.assignee(tenant, "before") == person  # all of it applied
 
 
 def test_segments_rank_each_task_as_of_its_creation(world: World) -> None:
