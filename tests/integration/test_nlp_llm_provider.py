@@ -179,3 +179,15 @@ async def test_limits_are_atomic_under_concurrency(redis: Redis[bytes]) -> None:
     assert all(v.retry_after_s > 0 for v in refused)
     await limits.refund(quota, 250)
     assert sum([(await limits.acquire([], quota)).allowed for _ in range(3)]) == 2
+
+
+async def test_a_spent_daily_budget_comes_back_the_next_day(redis: Redis[bytes]) -> None:
+    offset = [0.0]
+    limits = AtomicLimits(redis, test_offset_s=lambda: offset[0])
+    quota = Quota(f"it_limits_{uuid.uuid4().hex[:10]}:q", daily=300, monthly=10_000, cost=200)
+    assert (await limits.acquire([], quota)).allowed
+    refused = await limits.acquire([], quota)
+    assert not refused.allowed and 0 < refused.retry_after_s <= 86400 and refused.day_left == 100
+    offset[0] = refused.retry_after_s + 1
+    again = await limits.acquire([], quota)
+    assert again.allowed and again.day_left == 100 and again.month_left is not None

@@ -133,9 +133,13 @@ class LLMPipeline:
             return done(cached, "cache")
         reserve = sum(estimate_tokens(m.content) for m in messages) + template.max_tokens
         quota = self._quota(tenant, reserve)
-        verdict = await self._limits.acquire(
-            [Bucket(f"{self._prefix}{{{tenant}}}:requests", self.settings.requests_per_s, self.settings.burst)],
-            quota)
+        try:
+            verdict = await self._limits.acquire(
+                [Bucket(f"{self._prefix}{{{tenant}}}:requests", self.settings.requests_per_s, self.settings.burst)],
+                quota)
+        except RedisError as e:  # no budget check possible: spend nothing, answer locally
+            log.warning("LLM budget unavailable (%s): local answer", e)
+            return done(await self._local(request), "local", "budget unavailable")
         if not verdict.allowed:
             reason = "budget" if verdict.bucket_tokens_left and verdict.bucket_tokens_left >= 1 else "rate"
             log.info("tenant %s: LLM %s spent, local answer", tenant, reason)
@@ -149,6 +153,12 @@ class LLMPipeline:
         await self._limits.refund(quota, reserve - response.prompt_tokens - response.completion_tokens)
         await self._cache_set(key, response.text)
         return done(response.text, "provider")
+
+    async def aclose(self) -> None:
+        """Close the provider's HTTP client (the Redis client belongs to the caller)."""
+        close = getattr(self.provider, "aclose", None)
+        if close is not None:
+            await close()
 
     async def _call(self, request: LLMRequest) -> LLMResponse:
         assert self.provider is not None
