@@ -3,9 +3,11 @@
 A few long-lived channels per backend (``BackendSettings.channels_per_target``, used round robin;
 ``mesh.serving.channel``: trace context on every call), opened at start and closed at shutdown. Every
 call runs under the configured deadline and retries only UNAVAILABLE, a bounded number of times within
-that same deadline: the calls are reads, and UNAVAILABLE means the request never reached a servicer
-(connection refused, a pod going away). The SDK retries 503 with Retry-After on top; keeping the
-gateway's attempts few and its deadline fixed keeps the two layers from multiplying into a retry storm.
+that same deadline: UNAVAILABLE means the request never reached a servicer (connection refused, a pod
+going away), and the calls that write are safe to repeat anyway (a repeated approve/reject returns the
+suggestion as decided; a recommendation carries a request id that gets the same slate). The SDK retries
+503 with Retry-After on top; keeping the gateway's attempts few and its deadline fixed keeps the two
+layers from multiplying into a retry storm.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from typing import Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
-from sunday.ml.v1 import assignment_pb2_grpc, timeline_pb2_grpc
+from sunday.ml.v1 import (
+    assignment_pb2_grpc,
+    automation_pb2_grpc,
+    nlp_pb2_grpc,
+    personalization_pb2_grpc,
+    timeline_pb2_grpc,
+)
 
 from gateway.metrics import BACKEND_RETRIES
 from gateway.problems import ProblemError, not_found, unavailable
@@ -58,6 +66,9 @@ class Backends:
     settings: BackendSettings
     assignments: StubPool[assignment_pb2_grpc.AssignmentServiceStub] | None = None
     timelines: StubPool[timeline_pb2_grpc.TimelineServiceStub] | None = None
+    nlps: StubPool[nlp_pb2_grpc.NlpServiceStub] | None = None
+    personalizations: StubPool[personalization_pb2_grpc.PersonalizationServiceStub] | None = None
+    automations: StubPool[automation_pb2_grpc.AutomationServiceStub] | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -69,6 +80,13 @@ class Backends:
             backends.assignments = backends._pool(settings.assignment, assignment_pb2_grpc.AssignmentServiceStub)
         if settings.timeline:
             backends.timelines = backends._pool(settings.timeline, timeline_pb2_grpc.TimelineServiceStub)
+        if settings.nlp:
+            backends.nlps = backends._pool(settings.nlp, nlp_pb2_grpc.NlpServiceStub)
+        if settings.personalization:
+            backends.personalizations = backends._pool(settings.personalization,
+                                                       personalization_pb2_grpc.PersonalizationServiceStub)
+        if settings.automation:
+            backends.automations = backends._pool(settings.automation, automation_pb2_grpc.AutomationServiceStub)
         return backends
 
     @property
@@ -78,6 +96,18 @@ class Backends:
     @property
     def timeline(self) -> timeline_pb2_grpc.TimelineServiceStub | None:
         return self.timelines.get() if self.timelines else None
+
+    @property
+    def nlp(self) -> nlp_pb2_grpc.NlpServiceStub | None:
+        return self.nlps.get() if self.nlps else None
+
+    @property
+    def personalization(self) -> personalization_pb2_grpc.PersonalizationServiceStub | None:
+        return self.personalizations.get() if self.personalizations else None
+
+    @property
+    def automation(self) -> automation_pb2_grpc.AutomationServiceStub | None:
+        return self.automations.get() if self.automations else None
 
     def _pool(self, target: str, stub: Callable[[grpc.aio.Channel], S]) -> StubPool[S]:
         stubs = []

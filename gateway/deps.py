@@ -85,6 +85,10 @@ def _plan_name(ctx: GatewayContext, principal: Principal) -> str:
 
 AssignmentCaller = Annotated[Principal, Depends(scoped("assignment:read"))]
 TimelineCaller = Annotated[Principal, Depends(scoped("timeline:read"))]
+NlpCaller = Annotated[Principal, Depends(scoped("nlp:read"))]
+PersonalizationCaller = Annotated[Principal, Depends(scoped("personalization:read"))]
+AutomationReader = Annotated[Principal, Depends(scoped("automation:read"))]
+AutomationWriter = Annotated[Principal, Depends(scoped("automation:write"))]
 WebhookReader = Annotated[Principal, Depends(scoped("webhooks:read", limit="management"))]
 WebhookWriter = Annotated[Principal, Depends(scoped("webhooks:write", limit="management"))]
 KeyReader = Annotated[Principal, Depends(scoped("keys:read", limit="management"))]

@@ -76,11 +76,12 @@ def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.t
     app.add_middleware(RequestMetrics)
     # Outside the routers' dependencies on purpose: no credential, no rate limit, on this path only.
     app.add_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)
-    for router in (health.router, auth.router, capabilities.assignment, capabilities.timeline, webhooks.router,
+    for router in (health.router, auth.router, capabilities.assignment, capabilities.timeline,
+                   capabilities.nlp_router, capabilities.personalization, capabilities.automation, webhooks.router,
                    keys.router, keys.admin):
         app.include_router(router)
     for capability in CAPABILITIES:
-        if capability not in ("assignment", "timeline"):
+        if capability not in capabilities.SERVED:
             app.include_router(capabilities.pending_router(capability))
     # No spans for the ASGI send/receive events: two extra spans a request that said nothing the server
     # span does not (the gateway profile showed them); the HTTP -> gRPC -> Kafka trace is unchanged.

@@ -9,6 +9,7 @@ from gateway.settings import CAPABILITIES
 
 ALL_SCOPES: tuple[str, ...] = (
     *(f"{cap}:read" for cap in CAPABILITIES),
+    "automation:write",
     "webhooks:read", "webhooks:write", "keys:read", "keys:write",
 )
 

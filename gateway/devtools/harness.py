@@ -37,8 +37,8 @@ def gateway_settings(*, backend: str = "", worker: bool = False, plans: dict[str
     settings = GatewaySettings(environment="test", redis_prefix=f"test-gw-{unique}:")
     settings.kafka.topic_prefix = f"test-{unique}."
     settings.auth = AuthSettings(signing_keys=[new_signing_key("k1")], admin_token=SecretStr(ADMIN_TOKEN))
-    settings.backends.assignment = backend
-    settings.backends.timeline = backend
+    for capability in ("assignment", "timeline", "nlp", "personalization", "automation"):
+        setattr(settings.backends, capability, backend)  # one stub backend serves them all
     settings.webhooks = settings.webhooks.model_copy(update={
         "worker_enabled": worker, "allow_private_targets": True, "consumer_group": f"test-gw-{unique}",
         "initial_backoff_s": 0.05, "max_backoff_s": 0.5, "dispatch_interval_s": 0.05, "timeout_s": 2.0, **webhooks})

@@ -1,4 +1,5 @@
-"""A small real gRPC server implementing AssignmentService and TimelineService with canned answers.
+"""A small real gRPC server implementing the services' APIs (assignment, timeline, nlp, personalization,
+automation) with canned answers.
 
 For the SDK tests, the gateway benchmark and local development, where the real services (and their
 models) are not needed: the point is the gateway in front. Tenant-aware like the real ones: a task of
@@ -13,7 +14,20 @@ import time
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
-from sunday.ml.v1 import assignment_pb2, assignment_pb2_grpc, common_pb2, events_pb2, timeline_pb2, timeline_pb2_grpc
+from sunday.ml.v1 import (
+    assignment_pb2,
+    assignment_pb2_grpc,
+    automation_pb2,
+    automation_pb2_grpc,
+    common_pb2,
+    events_pb2,
+    nlp_pb2,
+    nlp_pb2_grpc,
+    personalization_pb2,
+    personalization_pb2_grpc,
+    timeline_pb2,
+    timeline_pb2_grpc,
+)
 
 from mesh.telemetry import current_trace_id
 
@@ -76,6 +90,133 @@ class StubTimeline(timeline_pb2_grpc.TimelineServiceServicer):
             milestones=[_timeline(events_pb2.ENTITY_KIND_MILESTONE, "ms-1", request.project_id)])
 
 
+TITLES = {"task-1": "Fix the login bug on SSO", "task-2": "Add dark mode to settings", "task-9": "Quarterly report"}
+
+
+class StubNlp(nlp_pb2_grpc.NlpServiceServicer):
+    def _hits(self, tenant: str, exclude: str = "", project: str = "") -> list[nlp_pb2.SearchHit]:
+        tasks = [(t, p) for t, p in TASKS.get(tenant, {}).items() if t != exclude and (not project or p == project)]
+        return [nlp_pb2.SearchHit(item_id=t, kind="task", project_id=p, title=TITLES.get(t, t),
+                                  score=round(0.9 - 0.1 * i, 4), dense_score=0.8, lexical_score=1.0)
+                for i, (t, p) in enumerate(tasks)]
+
+    async def Search(self, request: nlp_pb2.SearchRequest,
+                     context: grpc.aio.ServicerContext) -> nlp_pb2.SearchResponse:
+        if not request.query.strip():
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query is empty")
+        hits = self._hits(request.tenant_id, project=request.filters.get("project_id", ""))
+        return nlp_pb2.SearchResponse(hits=hits[:request.k or 10], provenance=_provenance("nlp-embedder"))
+
+    async def SimilarTasks(self, request: nlp_pb2.SimilarTasksRequest,
+                           context: grpc.aio.ServicerContext) -> nlp_pb2.SearchResponse:
+        if request.task_id not in TASKS.get(request.tenant_id, {}):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "task not indexed")
+        hits = self._hits(request.tenant_id, exclude=request.task_id)
+        return nlp_pb2.SearchResponse(hits=hits[:request.k or 10], provenance=_provenance("nlp-embedder"))
+
+    async def Sentiment(self, request: nlp_pb2.SentimentRequest,
+                        context: grpc.aio.ServicerContext) -> nlp_pb2.SentimentResponse:
+        def label(text: str) -> str:
+            lowered = text.lower()
+            return "negative" if "broken" in lowered else "positive" if "great" in lowered else "neutral"
+
+        return nlp_pb2.SentimentResponse(results=[nlp_pb2.SentimentResult(label=label(t), score=0.9)
+                                                  for t in request.texts], provenance=_provenance("nlp-sentiment"))
+
+    async def Summarize(self, request: nlp_pb2.SummarizeRequest,
+                        context: grpc.aio.ServicerContext) -> nlp_pb2.SummarizeResponse:
+        first = request.utterances[0] if request.utterances else events_pb2.Utterance()
+        return nlp_pb2.SummarizeResponse(
+            summary=f"{request.title or 'Meeting'}: {len(request.utterances)} utterances.", provider="local",
+            action_items=[nlp_pb2.ActionItem(text=first.text, owner=first.speaker, due="",
+                                             linked_task_id=next(iter(TASKS.get(request.tenant_id, {})), ""))],
+            provenance=_provenance("nlp-local-summarizer"))
+
+    async def DraftDescription(self, request: nlp_pb2.DraftDescriptionRequest,
+                               context: grpc.aio.ServicerContext) -> nlp_pb2.DraftDescriptionResponse:
+        hits = self._hits(request.tenant_id, project=request.project_id)
+        return nlp_pb2.DraftDescriptionResponse(description=f"## {request.title}\n\nSteps to reproduce: ...",
+                                                similar_task_ids=[h.item_id for h in hits], provider="local",
+                                                provenance=_provenance("task_description_draft@1"))
+
+
+    async def Embed(self, request: nlp_pb2.EmbedRequest, context: grpc.aio.ServicerContext) -> nlp_pb2.EmbedResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the stub backend")
+        raise AssertionError  # abort raises
+
+    async def EstimateEffort(self, request: nlp_pb2.EstimateEffortRequest,
+                             context: grpc.aio.ServicerContext) -> nlp_pb2.EstimateEffortResponse:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "effort from text is not served by nlp yet")
+        raise AssertionError
+
+
+class StubPersonalization(personalization_pb2_grpc.PersonalizationServiceServicer):
+    async def Recommend(self, request: personalization_pb2.RecommendRequest,
+                        context: grpc.aio.ServicerContext) -> personalization_pb2.RecommendResponse:
+        if request.user_id not in PEOPLE.get(request.tenant_id, []):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "person not found")
+        tasks = list(TASKS.get(request.tenant_id, {}))[:request.k or 5]
+        return personalization_pb2.RecommendResponse(
+            suggestion_id=f"rec-{request.request_id or 'x'}",
+            prediction=events_pb2.PersonalizationPrediction(
+                user_id=request.user_id, policy="hybrid", policy_version="stub-1", surface=request.surface or "for_you",
+                items=[events_pb2.ScoredItem(item_id=t, score=round(1.0 - 0.1 * i, 4)) for i, t in enumerate(tasks)],
+                provenance=_provenance("personalization")))
+
+
+def _suggestions() -> dict[str, dict[str, events_pb2.Suggestion]]:
+    def one(sid: str, user: str) -> events_pb2.Suggestion:
+        return events_pb2.Suggestion(
+            suggestion_id=sid, capability="automation", kind="automation_rule", user_id=user,
+            title="When a bug is marked done, move it to the Done group",
+            body="You did this by hand 9 times in the last 4 weeks.",
+            rule=events_pb2.AutomationRule(trigger="task_status_changed to_status=done",
+                                           actions=["move_item:group=done"]),
+            status="suggested", support=9, confidence=0.9, provenance=_provenance("automation"))
+
+    return {"acme": {"sug-1": one("sug-1", "ada"), "sug-2": one("sug-2", "bob")},
+            "globex": {"sug-9": one("sug-9", "gil")}}
+
+
+class StubAutomation(automation_pb2_grpc.AutomationServiceServicer):
+    """The approval workflow in memory: suggested -> approved | rejected; a repeat is answered unchanged."""
+
+    def __init__(self) -> None:
+        self._suggestions = _suggestions()
+
+    async def ListSuggestions(self, request: automation_pb2.ListSuggestionsRequest,
+                              context: grpc.aio.ServicerContext) -> automation_pb2.ListSuggestionsResponse:
+        found = [s for s in self._suggestions.get(request.tenant_id, {}).values()
+                 if s.status == "suggested" and (not request.user_id or s.user_id == request.user_id)]
+        return automation_pb2.ListSuggestionsResponse(suggestions=found[:request.limit or 50])
+
+    async def _decide(self, request: automation_pb2.DecisionRequest, to: str,
+                      context: grpc.aio.ServicerContext) -> automation_pb2.DecisionResponse:
+        found = self._suggestions.get(request.tenant_id, {}).get(request.suggestion_id)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "suggestion not found")
+        assert found is not None
+        if found.status not in ("suggested", to):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"suggestion {found.suggestion_id} is "
+                                f"{found.status}: only a suggested one can become {to}")
+        if found.status == "suggested":
+            found.status, found.decided_by, found.reason = to, request.decided_by, request.reason
+        return automation_pb2.DecisionResponse(suggestion=found)
+
+    async def Approve(self, request: automation_pb2.DecisionRequest,
+                      context: grpc.aio.ServicerContext) -> automation_pb2.DecisionResponse:
+        return await self._decide(request, "approved", context)
+
+    async def Reject(self, request: automation_pb2.DecisionRequest,
+                     context: grpc.aio.ServicerContext) -> automation_pb2.DecisionResponse:
+        return await self._decide(request, "rejected", context)
+
+    async def Validate(self, request: automation_pb2.ValidateRequest,
+                       context: grpc.aio.ServicerContext) -> automation_pb2.ValidateResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the stub backend")
+        raise AssertionError
+
+
 async def start(port: int = 0, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, int]:
     """Start the stub server; returns it and the bound port (``port=0`` picks a free one)."""
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
@@ -83,6 +224,10 @@ async def start(port: int = 0, host: str = "127.0.0.1") -> tuple[grpc.aio.Server
     server = grpc.aio.server(interceptors=[aio_server_interceptor()])  # type: ignore[no-untyped-call]
     assignment_pb2_grpc.add_AssignmentServiceServicer_to_server(StubAssignment(), server)  # type: ignore[no-untyped-call]
     timeline_pb2_grpc.add_TimelineServiceServicer_to_server(StubTimeline(), server)  # type: ignore[no-untyped-call]
+    nlp_pb2_grpc.add_NlpServiceServicer_to_server(StubNlp(), server)  # type: ignore[no-untyped-call]
+    personalization_pb2_grpc.add_PersonalizationServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        StubPersonalization(), server)
+    automation_pb2_grpc.add_AutomationServiceServicer_to_server(StubAutomation(), server)  # type: ignore[no-untyped-call]
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     return server, bound

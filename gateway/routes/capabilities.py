@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import uuid
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Path, Query
-from sunday.ml.v1 import timeline_pb2
+from sunday.ml.v1 import automation_pb2, nlp_pb2, personalization_pb2, timeline_pb2
 
 from gateway.backends import not_deployed
-from gateway.deps import AssignmentCaller, Context, TimelineCaller, scoped
+from gateway.context import GatewayContext
+from gateway.deps import (
+    AssignmentCaller,
+    AutomationReader,
+    AutomationWriter,
+    Context,
+    NlpCaller,
+    PersonalizationCaller,
+    TimelineCaller,
+    scoped,
+)
 from gateway.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem
+from gateway.schemas import automation as auto
+from gateway.schemas import nlp
+from gateway.schemas import personalization as perso
 from gateway.schemas.assignment import Ranking, RankRequest
 from gateway.schemas.common import Id
 from gateway.schemas.timeline import ProjectTimeline, TimelinePrediction
@@ -23,6 +37,19 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 assignment = APIRouter(prefix="/v1/assignment", tags=["assignment"], responses=RESPONSES)
 timeline = APIRouter(prefix="/v1/timeline", tags=["timeline"], responses=RESPONSES)
+nlp_router = APIRouter(prefix="/v1/nlp", tags=["nlp"], responses=RESPONSES)
+personalization = APIRouter(prefix="/v1/personalization", tags=["personalization"], responses=RESPONSES)
+automation = APIRouter(prefix="/v1/automation", tags=["automation"], responses=RESPONSES)
+SERVED = ("assignment", "timeline", "nlp", "personalization", "automation")
+"""Capabilities with routes of their own; the others get :func:`pending_router`."""
+
+S = TypeVar("S")
+
+
+def _deployed(ctx: GatewayContext, capability: str, stub: S | None) -> S:
+    if stub is None:
+        raise not_deployed(capability, ctx.settings.backends.retry_after_s)
+    return stub
 
 
 @assignment.post("/rank", summary="Rank the people of the caller's tenant for a task")
@@ -53,6 +80,99 @@ async def predict_project(project_id: Annotated[Id, Path()], caller: TimelineCal
     request = timeline_pb2.PredictProjectRequest(tenant_id=caller.tenant_id, project_id=project_id,
                                                  simulations=simulations)
     return ProjectTimeline.from_proto(await ctx.backends.call("timeline", "project", stub.PredictProject, request))
+
+
+# --- nlp ----------------------------------------------------------------------------------------------
+@nlp_router.post("/search", summary="Hybrid (BM25 + embedding) search over the caller's indexed tasks")
+async def search(body: nlp.SearchIn, caller: NlpCaller, ctx: Context) -> nlp.SearchResults:
+    stub = _deployed(ctx, "nlp", ctx.backends.nlp)
+    return nlp.SearchResults.from_proto(await ctx.backends.call("nlp", "task", stub.Search,
+                                                                body.to_proto(caller.tenant_id)))
+
+
+@nlp_router.get("/tasks/{task_id}/similar", summary="The caller's tasks most similar to one of its tasks")
+async def similar_tasks(task_id: Annotated[nlp.NlpId, Path()], caller: NlpCaller, ctx: Context,
+                        k: Annotated[int, Query(ge=1, le=nlp.MAX_K)] = nlp.DEFAULT_K) -> nlp.SearchResults:
+    stub = _deployed(ctx, "nlp", ctx.backends.nlp)
+    request = nlp_pb2.SimilarTasksRequest(tenant_id=caller.tenant_id, task_id=task_id, k=k)
+    return nlp.SearchResults.from_proto(await ctx.backends.call("nlp", "task", stub.SimilarTasks, request))
+
+
+@nlp_router.post("/sentiment", summary="Sentiment (negative, neutral, positive) of up to 256 texts")
+async def sentiment(body: nlp.SentimentIn, caller: NlpCaller, ctx: Context) -> nlp.Sentiments:
+    stub = _deployed(ctx, "nlp", ctx.backends.nlp)
+    return nlp.Sentiments.from_proto(await ctx.backends.call("nlp", "text", stub.Sentiment,
+                                                             body.to_proto(caller.tenant_id)))
+
+
+@nlp_router.post("/summaries", summary="Summary and action items of a meeting transcript")
+async def summarize(body: nlp.SummaryIn, caller: NlpCaller, ctx: Context) -> nlp.Summary:
+    stub = _deployed(ctx, "nlp", ctx.backends.nlp)
+    return nlp.Summary.from_proto(await ctx.backends.call("nlp", "project", stub.Summarize,
+                                                          body.to_proto(caller.tenant_id)))
+
+
+@nlp_router.post("/drafts", summary="A task description drafted from the title and the project's similar tasks")
+async def draft_description(body: nlp.DraftIn, caller: NlpCaller, ctx: Context) -> nlp.Draft:
+    stub = _deployed(ctx, "nlp", ctx.backends.nlp)
+    return nlp.Draft.from_proto(await ctx.backends.call("nlp", "project", stub.DraftDescription,
+                                                        body.to_proto(caller.tenant_id)))
+
+
+# --- personalization ------------------------------------------------------------------------------------
+@personalization.get("/recommendations", summary="What a person of the caller's tenant should look at next")
+async def recommend(user_id: Annotated[Id, Query()], caller: PersonalizationCaller, ctx: Context,
+                    k: Annotated[int, Query(ge=1, le=perso.MAX_K)] = perso.DEFAULT_K,
+                    surface: Annotated[str, Query(pattern=perso.SURFACE)] = "for_you",
+                    include_closed: bool = False,
+                    request_id: Annotated[Id | None, Query(description="the same id gets the same suggestion "
+                                                                       "and slate (default: one per request)")] = None,
+                    ) -> perso.Recommendations:
+    stub = _deployed(ctx, "personalization", ctx.backends.personalization)
+    request = personalization_pb2.RecommendRequest(
+        tenant_id=caller.tenant_id, user_id=user_id, k=k, surface=surface, include_closed=include_closed,
+        request_id=request_id or uuid.uuid4().hex)  # gateway retries of this request get the same slate
+    return perso.Recommendations.from_proto(await ctx.backends.call("personalization", "person", stub.Recommend,
+                                                                    request))
+
+
+# --- automation -----------------------------------------------------------------------------------------
+@automation.get("/suggestions", summary="Suggested automations of the caller's tenant awaiting a decision")
+async def list_suggestions(caller: AutomationReader, ctx: Context,
+                           user_id: Annotated[Id | None, Query(description="only this person's")] = None,
+                           limit: Annotated[int, Query(ge=1, le=auto.MAX_LIMIT)] = auto.DEFAULT_LIMIT,
+                           ) -> auto.SuggestionPage:
+    stub = _deployed(ctx, "automation", ctx.backends.automation)
+    request = automation_pb2.ListSuggestionsRequest(tenant_id=caller.tenant_id, user_id=user_id or "", limit=limit)
+    return auto.SuggestionPage.from_proto(await ctx.backends.call("automation", "suggestion", stub.ListSuggestions,
+                                                                  request))
+
+
+@automation.post("/suggestions/{suggestion_id}/approve",
+                 summary="Approve a suggested automation (the approver is the calling client)",
+                 description="suggested -> approved. Repeating an approve returns the approved suggestion "
+                             "unchanged; approving a rejected or expired one is refused (422).")
+async def approve_suggestion(suggestion_id: Annotated[Id, Path()], caller: AutomationWriter, ctx: Context,
+                             body: Annotated[auto.DecisionIn | None, Body()] = None) -> auto.Suggestion:
+    return await _decide(ctx, caller.tenant_id, caller.client_id, suggestion_id, body, "Approve")
+
+
+@automation.post("/suggestions/{suggestion_id}/reject",
+                 summary="Reject a suggested automation (not suggested again to that person for a cool-down)",
+                 description="suggested -> rejected. Repeating a reject returns the rejected suggestion "
+                             "unchanged; rejecting an approved or expired one is refused (422).")
+async def reject_suggestion(suggestion_id: Annotated[Id, Path()], caller: AutomationWriter, ctx: Context,
+                            body: Annotated[auto.DecisionIn | None, Body()] = None) -> auto.Suggestion:
+    return await _decide(ctx, caller.tenant_id, caller.client_id, suggestion_id, body, "Reject")
+
+
+async def _decide(ctx: GatewayContext, tenant_id: str, client_id: str, suggestion_id: str,
+                  body: auto.DecisionIn | None, rpc: str) -> auto.Suggestion:
+    stub = _deployed(ctx, "automation", ctx.backends.automation)
+    request = (body or auto.DecisionIn()).to_proto(tenant_id, suggestion_id, decided_by=client_id)
+    method = stub.Approve if rpc == "Approve" else stub.Reject
+    response = await ctx.backends.call("automation", "suggestion", method, request)
+    return auto.Suggestion.from_proto(response.suggestion)
 
 
 def pending_router(capability: str) -> APIRouter:

@@ -6,7 +6,19 @@ import type { components } from "./schema.js";
 import { errorFor, GatewayError, type Problem, TimeoutError } from "./errors.js";
 
 export type Schemas = components["schemas"];
-export type PendingCapability = "nlp" | "anomaly" | "personalization" | "automation";
+/** Capabilities whose service has no routes of its own yet (their `/predict` answers 503). */
+export type PendingCapability = "anomaly";
+
+export interface RecommendOptions {
+  userId: string;
+  /** How many tasks (1..50, default 5). */
+  k?: number;
+  /** Where the list is shown (default "for_you"). */
+  surface?: string;
+  includeClosed?: boolean;
+  /** Idempotency: the same id gets the same suggestion and slate (default: one per request). */
+  requestId?: string;
+}
 
 export type Credentials =
   | { kind: "client"; clientId: string; clientSecret: string; scope?: string }
@@ -85,6 +97,54 @@ export class SundayMlClient {
   predictProject(projectId: string, simulations?: number): Promise<Schemas["ProjectTimeline"]> {
     return this.request({ method: "GET", path: `/v1/timeline/projects/${encodeURIComponent(projectId)}`,
                           query: { simulations } });
+  }
+
+  // nlp
+  searchTasks(body: Schemas["SearchIn"]): Promise<Schemas["SearchResults"]> {
+    return this.request({ method: "POST", path: "/v1/nlp/search", json: body });
+  }
+
+  similarTasks(taskId: string, k?: number): Promise<Schemas["SearchResults"]> {
+    return this.request({ method: "GET", path: `/v1/nlp/tasks/${encodeURIComponent(taskId)}/similar`, query: { k } });
+  }
+
+  sentiment(texts: string[]): Promise<Schemas["Sentiments"]> {
+    return this.request({ method: "POST", path: "/v1/nlp/sentiment", json: { texts } satisfies Schemas["SentimentIn"] });
+  }
+
+  summarizeMeeting(body: Schemas["SummaryIn"]): Promise<Schemas["Summary"]> {
+    return this.request({ method: "POST", path: "/v1/nlp/summaries", json: body });
+  }
+
+  draftDescription(body: Schemas["DraftIn"]): Promise<Schemas["Draft"]> {
+    return this.request({ method: "POST", path: "/v1/nlp/drafts", json: body });
+  }
+
+  // personalization
+  recommend(options: RecommendOptions): Promise<Schemas["Recommendations"]> {
+    return this.request({ method: "GET", path: "/v1/personalization/recommendations", query: {
+      user_id: options.userId, k: options.k, surface: options.surface,
+      include_closed: options.includeClosed === undefined ? undefined : String(options.includeClosed),
+      request_id: options.requestId,
+    } });
+  }
+
+  // automation
+  listSuggestions(options: { userId?: string; limit?: number } = {}): Promise<Schemas["SuggestionPage"]> {
+    return this.request({ method: "GET", path: "/v1/automation/suggestions",
+                          query: { user_id: options.userId, limit: options.limit } });
+  }
+
+  /** suggested -> approved; the approver is this client. Repeating it returns the suggestion unchanged. */
+  approveSuggestion(suggestionId: string, reason?: string): Promise<Schemas["Suggestion"]> {
+    return this.request({ method: "POST", path: `/v1/automation/suggestions/${encodeURIComponent(suggestionId)}/approve`,
+                          json: reason === undefined ? {} : { reason } });
+  }
+
+  /** suggested -> rejected (not suggested again to that person for a cool-down). */
+  rejectSuggestion(suggestionId: string, reason?: string): Promise<Schemas["Suggestion"]> {
+    return this.request({ method: "POST", path: `/v1/automation/suggestions/${encodeURIComponent(suggestionId)}/reject`,
+                          json: reason === undefined ? {} : { reason } });
   }
 
   /** Capabilities whose service is not reachable yet answer 503 (an UnavailableError). */

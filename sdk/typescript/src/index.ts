@@ -1,5 +1,5 @@
 export { SundayMlClient } from "./client.js";
-export type { ClientOptions, Credentials, PendingCapability, Schemas } from "./client.js";
+export type { ClientOptions, Credentials, PendingCapability, RecommendOptions, Schemas } from "./client.js";
 export {
   ForbiddenError, GatewayError, NotFoundError, RateLimitedError, TimeoutError, UnauthorizedError,
   UnavailableError, ValidationError,

@@ -158,24 +158,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/automation/predict": {
+    "/v1/automation/suggestions": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** Suggested automations of the caller's tenant awaiting a decision */
+        get: operations["list_suggestions_v1_automation_suggestions_get"];
         put?: never;
-        /** automation predictions (503 until the service is reachable) */
-        post: operations["predict_automation"];
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/v1/nlp/predict": {
+    "/v1/automation/suggestions/{suggestion_id}/approve": {
         parameters: {
             query?: never;
             header?: never;
@@ -184,15 +184,18 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** nlp predictions (503 until the service is reachable) */
-        post: operations["predict_nlp"];
+        /**
+         * Approve a suggested automation (the approver is the calling client)
+         * @description suggested -> approved. Repeating an approve returns the approved suggestion unchanged; approving a rejected or expired one is refused (422).
+         */
+        post: operations["approve_suggestion_v1_automation_suggestions__suggestion_id__approve_post"];
         delete?: never;
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/v1/personalization/predict": {
+    "/v1/automation/suggestions/{suggestion_id}/reject": {
         parameters: {
             query?: never;
             header?: never;
@@ -201,8 +204,113 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** personalization predictions (503 until the service is reachable) */
-        post: operations["predict_personalization"];
+        /**
+         * Reject a suggested automation (not suggested again to that person for a cool-down)
+         * @description suggested -> rejected. Repeating a reject returns the rejected suggestion unchanged; rejecting an approved or expired one is refused (422).
+         */
+        post: operations["reject_suggestion_v1_automation_suggestions__suggestion_id__reject_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nlp/drafts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A task description drafted from the title and the project's similar tasks */
+        post: operations["draft_description_v1_nlp_drafts_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nlp/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Hybrid (BM25 + embedding) search over the caller's indexed tasks */
+        post: operations["search_v1_nlp_search_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nlp/sentiment": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Sentiment (negative, neutral, positive) of up to 256 texts */
+        post: operations["sentiment_v1_nlp_sentiment_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nlp/summaries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Summary and action items of a meeting transcript */
+        post: operations["summarize_v1_nlp_summaries_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nlp/tasks/{task_id}/similar": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's tasks most similar to one of its tasks */
+        get: operations["similar_tasks_v1_nlp_tasks__task_id__similar_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/personalization/recommendations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What a person of the caller's tenant should look at next */
+        get: operations["recommend_v1_personalization_recommendations_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -352,6 +460,26 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** ActionItem */
+        ActionItem: {
+            /**
+             * Due
+             * @description the due date as said (or ISO date), or empty
+             */
+            due: string;
+            /**
+             * Linked Task Id
+             * @description the project's task it matches, or empty
+             */
+            linked_task_id: string;
+            /**
+             * Owner
+             * @description a named person, or empty
+             */
+            owner: string;
+            /** Text */
+            text: string;
+        };
         /** ApiKey */
         ApiKey: {
             /** Created At */
@@ -390,7 +518,7 @@ export interface components {
              * Scopes
              * @description a subset of the caller's scopes
              */
-            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
+            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "automation:write" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
         };
         /** ApiKeyPage */
         ApiKeyPage: {
@@ -454,9 +582,20 @@ export interface components {
              */
             plan?: string | null;
             /** Scopes */
-            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
+            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "automation:write" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
             /** Tenant Id */
             tenant_id: string;
+        };
+        /**
+         * DecisionIn
+         * @description Optional: why (kept in the audit trail). The decider is always the calling client.
+         */
+        DecisionIn: {
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
         };
         /** Delivery */
         Delivery: {
@@ -491,6 +630,35 @@ export interface components {
         DeliveryPage: {
             /** Items */
             items: components["schemas"]["Delivery"][];
+        };
+        /** Draft */
+        Draft: {
+            /** Description */
+            description: string;
+            provenance: components["schemas"]["Provenance"];
+            /**
+             * Provider
+             * @description which LLM path answered: provider, cache or local
+             */
+            provider: string;
+            /**
+             * Similar Task Ids
+             * @description the tasks whose text gave the context
+             */
+            similar_task_ids: string[];
+        };
+        /**
+         * DraftIn
+         * @description A task title to draft a description for, from the project's similar tasks.
+         */
+        DraftIn: {
+            /**
+             * Project Id
+             * @description draw context from this project's tasks only
+             */
+            project_id?: string | null;
+            /** Title */
+            title: string;
         };
         /**
          * FieldError
@@ -629,6 +797,142 @@ export interface components {
             /** Feature */
             feature: string;
         };
+        /** Recommendations */
+        Recommendations: {
+            /**
+             * Items
+             * @description in slot order
+             */
+            items: components["schemas"]["RecommendedItem"][];
+            /** Policy */
+            policy: string;
+            /** Policy Version */
+            policy_version: string;
+            provenance: components["schemas"]["Provenance"];
+            /**
+             * Suggestion Id
+             * @description the id a feedback event on these items names
+             */
+            suggestion_id: string;
+            /** Surface */
+            surface: string;
+            /** User Id */
+            user_id: string;
+        };
+        /** RecommendedItem */
+        RecommendedItem: {
+            /**
+             * Item Id
+             * @description a task id of the caller's tenant that the person can see
+             */
+            item_id: string;
+            /** Score */
+            score: number;
+        };
+        /** Rule */
+        Rule: {
+            /**
+             * Actions
+             * @description the steps, "action:detail"
+             */
+            actions: string[];
+            /**
+             * Trigger
+             * @description the trigger and its condition, e.g. "task_status_changed to_status=done"
+             */
+            trigger: string;
+        };
+        /** SearchHit */
+        SearchHit: {
+            /**
+             * Dense Score
+             * @description cosine similarity of the embeddings
+             */
+            dense_score: number;
+            /**
+             * Item Id
+             * @description task id (comment id for kind comment)
+             */
+            item_id: string;
+            /** Kind */
+            kind: string;
+            /**
+             * Lexical Score
+             * @description BM25 score normalised by the query's best
+             */
+            lexical_score: number;
+            /** Project Id */
+            project_id: string;
+            /**
+             * Score
+             * @description fused score, higher is more similar
+             */
+            score: number;
+            /** Title */
+            title: string;
+        };
+        /**
+         * SearchIn
+         * @description Free-text search over the caller's indexed tasks (or comments).
+         */
+        SearchIn: {
+            /**
+             * K
+             * @description how many hits to return
+             * @default 10
+             */
+            k: number;
+            /**
+             * Kind
+             * @description what to search
+             * @default task
+             * @enum {string}
+             */
+            kind: "task" | "comment";
+            /**
+             * Project Id
+             * @description only this project's items
+             */
+            project_id?: string | null;
+            /** Query */
+            query: string;
+        };
+        /** SearchResults */
+        SearchResults: {
+            /** Hits */
+            hits: components["schemas"]["SearchHit"][];
+            provenance: components["schemas"]["Provenance"];
+        };
+        /** SentimentIn */
+        SentimentIn: {
+            /**
+             * Texts
+             * @description comments or messages, in order
+             */
+            texts: string[];
+        };
+        /** SentimentResult */
+        SentimentResult: {
+            /**
+             * Label
+             * @description negative, neutral or positive
+             */
+            label: string;
+            /**
+             * Score
+             * @description probability of the label
+             */
+            score: number;
+        };
+        /** Sentiments */
+        Sentiments: {
+            provenance: components["schemas"]["Provenance"];
+            /**
+             * Results
+             * @description one per text, in order
+             */
+            results: components["schemas"]["SentimentResult"][];
+        };
         /** Subscription */
         Subscription: {
             /** Active */
@@ -702,6 +1006,93 @@ export interface components {
             event_types?: ("assignment_prediction" | "timeline_prediction" | "nlp_prediction" | "anomaly_prediction" | "personalization_prediction" | "automation_prediction" | "alert" | "suggestion")[] | null;
             /** Url */
             url?: string | null;
+        };
+        /** Suggestion */
+        Suggestion: {
+            /** Body */
+            body: string;
+            /**
+             * Confidence
+             * @description share of the trigger's occurrences followed by the steps
+             */
+            confidence: number;
+            /**
+             * Decided By
+             * @description the client that approved or rejected it; empty while undecided
+             */
+            decided_by: string;
+            /** Kind */
+            kind: string;
+            provenance: components["schemas"]["Provenance"];
+            /**
+             * Reason
+             * @description why it was rejected or expired
+             */
+            reason: string;
+            rule: components["schemas"]["Rule"];
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "suggested" | "approved" | "rejected" | "expired" | "invalid" | "unspecified";
+            /** Suggestion Id */
+            suggestion_id: string;
+            /**
+             * Support
+             * @description trigger occurrences followed by the steps
+             */
+            support: number;
+            /**
+             * Template Id
+             * @description closest automation template, or empty
+             */
+            template_id: string;
+            /** Title */
+            title: string;
+            /**
+             * User Id
+             * @description the person whose repeated manual workflow it automates
+             */
+            user_id: string;
+        };
+        /** SuggestionPage */
+        SuggestionPage: {
+            /**
+             * Items
+             * @description awaiting a decision, oldest first
+             */
+            items: components["schemas"]["Suggestion"][];
+        };
+        /** Summary */
+        Summary: {
+            /** Action Items */
+            action_items: components["schemas"]["ActionItem"][];
+            provenance: components["schemas"]["Provenance"];
+            /**
+             * Provider
+             * @description which LLM path answered: provider, cache or local
+             */
+            provider: string;
+            /** Summary */
+            summary: string;
+        };
+        /**
+         * SummaryIn
+         * @description A meeting transcript to summarise; action items are linked to the project's matching task.
+         */
+        SummaryIn: {
+            /**
+             * Project Id
+             * @description the meeting's project (links action items)
+             */
+            project_id?: string | null;
+            /**
+             * Title
+             * @default
+             */
+            title: string;
+            /** Utterances */
+            utterances: components["schemas"]["UtteranceIn"][];
         };
         /**
          * TaskIn
@@ -778,6 +1169,21 @@ export interface components {
              * @constant
              */
             token_type: "Bearer";
+        };
+        /** UtteranceIn */
+        UtteranceIn: {
+            /**
+             * Speaker
+             * @default
+             */
+            speaker: string;
+            /**
+             * Start Seconds
+             * @default 0
+             */
+            start_seconds: number;
+            /** Text */
+            text: string;
         };
     };
     responses: never;
@@ -1449,20 +1855,18 @@ export interface operations {
             };
         };
     };
-    predict_automation: {
+    list_suggestions_v1_automation_suggestions_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description only this person's */
+                user_id?: string | null;
+                limit?: number;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
-            };
-        };
+        requestBody?: never;
         responses: {
             /** @description Successful Response */
             200: {
@@ -1470,7 +1874,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["SuggestionPage"];
                 };
             };
             /** @description malformed request (body not JSON, nested too deeply) */
@@ -1555,18 +1959,18 @@ export interface operations {
             };
         };
     };
-    predict_nlp: {
+    approve_suggestion_v1_automation_suggestions__suggestion_id__approve_post: {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                suggestion_id: string;
+            };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["DecisionIn"] | null;
             };
         };
         responses: {
@@ -1576,7 +1980,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Suggestion"];
                 };
             };
             /** @description malformed request (body not JSON, nested too deeply) */
@@ -1661,18 +2065,18 @@ export interface operations {
             };
         };
     };
-    predict_personalization: {
+    reject_suggestion_v1_automation_suggestions__suggestion_id__reject_post: {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                suggestion_id: string;
+            };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["DecisionIn"] | null;
             };
         };
         responses: {
@@ -1682,7 +2086,634 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Suggestion"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    draft_description_v1_nlp_drafts_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DraftIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Draft"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    search_v1_nlp_search_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SearchIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SearchResults"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    sentiment_v1_nlp_sentiment_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SentimentIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Sentiments"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    summarize_v1_nlp_summaries_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SummaryIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Summary"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    similar_tasks_v1_nlp_tasks__task_id__similar_get: {
+        parameters: {
+            query?: {
+                k?: number;
+            };
+            header?: never;
+            path: {
+                task_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SearchResults"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    recommend_v1_personalization_recommendations_get: {
+        parameters: {
+            query: {
+                user_id: string;
+                k?: number;
+                surface?: string;
+                include_closed?: boolean;
+                /** @description the same id gets the same suggestion and slate (default: one per request) */
+                request_id?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Recommendations"];
                 };
             };
             /** @description malformed request (body not JSON, nested too deeply) */

@@ -1,7 +1,7 @@
 /** Runs against a LIVE gateway started by scripts/test-sdk.sh (GATEWAY_URL, GATEWAY_ADMIN_TOKEN). */
 import { describe, expect, it } from "vitest";
 import {
-  NotFoundError, RateLimitedError, SundayMlClient, signWebhook, TimeoutError, UnauthorizedError, UnavailableError,
+  ForbiddenError, NotFoundError, RateLimitedError, SundayMlClient, signWebhook, TimeoutError, UnauthorizedError, UnavailableError,
   ValidationError, verifyWebhookSignature,
 } from "../src/index.js";
 
@@ -9,8 +9,8 @@ const baseUrl = process.env.GATEWAY_URL ?? "";
 const adminToken = process.env.GATEWAY_ADMIN_TOKEN ?? "";
 if (!baseUrl || !adminToken) throw new Error("GATEWAY_URL and GATEWAY_ADMIN_TOKEN must be set (scripts/test-sdk.sh)");
 
-const ALL = ["assignment:read", "timeline:read", "anomaly:read", "webhooks:read", "webhooks:write", "keys:read",
-             "keys:write"];
+const ALL = ["assignment:read", "timeline:read", "nlp:read", "personalization:read", "automation:read",
+             "automation:write", "anomaly:read", "webhooks:read", "webhooks:write", "keys:read", "keys:write"];
 
 async function clientFor(tenant: string, options: { plan?: string; scopes?: string[] } = {}) {
   const admin = new SundayMlClient({ baseUrl });
@@ -36,6 +36,58 @@ describe("SundayMlClient against a live gateway", () => {
     const project = await sdk.predictProject("proj-1", 100);
     expect(project.milestones.length).toBe(1);
     expect((await sdk.health()).status).toBe("ok");
+  });
+
+  it("calls the nlp routes (search, similar tasks, sentiment, summaries, drafts)", async () => {
+    const sdk = new SundayMlClient({ baseUrl, credentials: { kind: "client", ...(await clientFor("acme")) } });
+    const found = await sdk.searchTasks({ query: "login", k: 5, project_id: "proj-1" });
+    expect(found.hits.map((h) => h.item_id)).toEqual(["task-1", "task-2"]);
+    expect(found.provenance.model_name).toBe("nlp-embedder");
+    expect((await sdk.similarTasks("task-1", 3)).hits.map((h) => h.item_id)).toEqual(["task-2"]);
+    const moods = await sdk.sentiment(["The build is broken", "Great work"]);
+    expect(moods.results.map((r) => r.label)).toEqual(["negative", "positive"]);
+    const summary = await sdk.summarizeMeeting({ title: "Planning", project_id: "proj-1",
+                                                 utterances: [{ speaker: "Ada", text: "I will fix the login." }] });
+    expect(summary.action_items[0]).toMatchObject({ owner: "Ada", linked_task_id: "task-1" });
+    const draft = await sdk.draftDescription({ title: "Fix login", project_id: "proj-1" });
+    expect(draft.description).toContain("Fix login");
+    expect(draft.similar_task_ids).toEqual(["task-1", "task-2"]);
+
+    const globex = new SundayMlClient({ baseUrl, credentials: { kind: "client", ...(await clientFor("globex")) } });
+    await expect(globex.similarTasks("task-1")).rejects.toBeInstanceOf(NotFoundError);
+    await expect(sdk.searchTasks({ query: "   " })).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it("recommends tasks to a person of the caller's tenant", async () => {
+    const sdk = new SundayMlClient({ baseUrl, credentials: { kind: "client", ...(await clientFor("acme")) } });
+    const recs = await sdk.recommend({ userId: "ada", k: 2, surface: "home", requestId: "req-1" });
+    expect(recs.items.map((i) => i.item_id)).toEqual(["task-1", "task-2"]);
+    expect(recs).toMatchObject({ user_id: "ada", surface: "home", suggestion_id: "rec-req-1" });
+    const globex = new SundayMlClient({ baseUrl, credentials: { kind: "client", ...(await clientFor("globex")) } });
+    await expect(globex.recommend({ userId: "ada" })).rejects.toBeInstanceOf(NotFoundError);
+    await expect(sdk.recommend({ userId: "ada", k: 51 })).rejects.toBeInstanceOf(ValidationError);
+  });
+
+  it("lists, approves and rejects suggested automations", async () => {
+    const creds = await clientFor("acme");
+    const sdk = new SundayMlClient({ baseUrl, credentials: { kind: "client", ...creds } });
+    expect((await sdk.listSuggestions()).items.map((s) => s.suggestion_id)).toEqual(["sug-1", "sug-2"]);
+    expect((await sdk.listSuggestions({ userId: "bob" })).items.map((s) => s.suggestion_id)).toEqual(["sug-2"]);
+    const approved = await sdk.approveSuggestion("sug-1");
+    expect(approved).toMatchObject({ status: "approved", decided_by: creds.clientId });
+    expect(await sdk.approveSuggestion("sug-1")).toEqual(approved); // a repeat: unchanged
+    const refused = await sdk.rejectSuggestion("sug-1", "changed my mind").catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(ValidationError);
+    expect((refused as ValidationError).problem.detail).toContain("sug-1 is approved");
+    expect(await sdk.rejectSuggestion("sug-2", "too noisy")).toMatchObject({ status: "rejected", reason: "too noisy" });
+    expect((await sdk.listSuggestions()).items).toEqual([]);
+
+    const globex = new SundayMlClient({ baseUrl, credentials: { kind: "client", ...(await clientFor("globex")) } });
+    await expect(globex.approveSuggestion("sug-1")).rejects.toBeInstanceOf(NotFoundError);
+    const reader = new SundayMlClient({ baseUrl, credentials: { kind: "client",
+      ...(await clientFor("globex", { scopes: ["automation:read"] })) } });
+    expect((await reader.listSuggestions()).items.map((s) => s.suggestion_id)).toEqual(["sug-9"]);
+    await expect(reader.approveSuggestion("sug-9")).rejects.toBeInstanceOf(ForbiddenError);
   });
 
   it("raises typed errors carrying the problem details", async () => {

@@ -1,0 +1,326 @@
+"""The gateway (real app, real Redis) in front of the REAL nlp, personalization and automation servicers on
+one in-process gRPC server (the mesh's server, its error-mapping interceptor included):
+
+- nlp: the servicer on a Milvus Lite collection of its own, indexed through its batch handler, with a tiny
+  bag-of-words ONNX embedder (the real Embedder and tokenizer; all-MiniLM's weights are not the point
+  here), a tiny TF-IDF sentiment head, and the LLM pipeline on its local provider;
+- personalization: the recommender on in-memory state fed with a hand-written world;
+- automation: the approval store on the local Redis (its Lua transitions) behind the real handler.
+
+Asserted: answers for the caller's ids; another tenant's ids read exactly like missing ids (404, same body);
+scopes (403); invalid bodies and ids (422); approve/reject transitions with the approver taken from the
+credential, a repeated approve answered unchanged and a contradicting decision refused with a problem
+naming the status."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import pytest_asyncio
+import redis
+from redis.asyncio import Redis as AsyncRedis
+from sunday.ml.v1 import events_pb2 as e
+
+from gateway.devtools import harness
+from gateway.settings import PlanLimits
+from mesh.bus import InMemoryBroker, Publisher
+from mesh.config import MeshSettings
+from mesh.errors import Unavailable
+from mesh.events import TopicRegistry, new_envelope
+from mesh.features import InMemoryAggregates
+from mesh.models import OnnxModel, StaticModel, VersionedModel, stamp_metadata
+from mesh.serving import build_server
+from services.automation.approval import ApprovalStore, SuggestionRecord
+from services.automation.handlers import AutomationHandler
+from services.automation.model import VersionedScorer
+from services.automation.server import binding as automation_binding
+from services.automation.state import FactStore
+from services.automation.validate import Validator
+from services.nlp.embedder import ATTENTION_MASK, DIM, INPUT_IDS, MODEL_NAME, OUTPUT, Embedder
+from services.nlp.handlers import NlpHandler
+from services.nlp.search import THRESHOLD_KEY, WEIGHT_KEY, HybridSearcher
+from services.nlp.server import binding as nlp_binding
+from services.nlp.text import LLMPipeline, LLMSettings
+from services.nlp.textwire import TextModels, TextServicer
+from services.nlp.vectors import VectorIndex
+from services.personalization.handlers import PersonalizationHandler
+from services.personalization.server import binding as personalization_binding
+from services.personalization.state import PERSONALIZATION_REDUCERS
+from tests.unit.nlp.test_textwire import sentiment_model
+from tests.unit.personalization.helpers import recommender, world
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+A, B = "tenant-a", "tenant-b"  # A owns every id below; B has nothing
+HASH_BUCKETS = 2048
+
+
+def tiny_embedder_onnx(path: Path) -> Path:
+    """A real ONNX sentence embedder with the served model's inputs and output: hashed token vectors,
+    mean-pooled over the attention mask and L2-normalised (bag of words: texts sharing words are close)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = np.random.default_rng(7).standard_normal((HASH_BUCKETS, DIM)).astype(np.float32)
+    nodes = [
+        helper.make_node("Mod", ["input_ids", "buckets"], ["bucket"]),
+        helper.make_node("Gather", ["table", "bucket"], ["vectors"]),
+        helper.make_node("Cast", ["attention_mask"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Unsqueeze", ["mask", "last"], ["mask3"]),
+        helper.make_node("Mul", ["vectors", "mask3"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "tokens"], ["summed"], keepdims=0),
+        helper.make_node("LpNormalization", ["summed"], [OUTPUT], axis=1, p=2),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny-embedder",
+        [helper.make_tensor_value_info(INPUT_IDS, TensorProto.INT64, ["batch", "tokens"]),
+         helper.make_tensor_value_info(ATTENTION_MASK, TensorProto.INT64, ["batch", "tokens"])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", DIM])],
+        initializer=[numpy_helper.from_array(table, "table"),
+                     numpy_helper.from_array(np.array(HASH_BUCKETS, dtype=np.int64), "buckets"),
+                     numpy_helper.from_array(np.array([2], dtype=np.int64), "last"),
+                     numpy_helper.from_array(np.array([1], dtype=np.int64), "tokens")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    stamp_metadata(path, {WEIGHT_KEY: 0.6, THRESHOLD_KEY: 0.75})
+    return path
+
+
+def task(tenant: str, task_id: str, title: str, description: str, project: str = "proj-a") -> Any:
+    return new_envelope(tenant, e.TaskCreated(task_id=task_id, project_id=project, title=title,
+                                              description=description), producer="test")
+
+
+NLP_WORLD = [
+    task(A, "t-1", "Fix the SSO login failure after a password reset", ""),
+    task(A, "t-2", "Login page SSO button is broken", "The SSO login button does nothing."),
+    task(A, "t-3", "Quarterly budget review with finance", "Numbers for the board."),
+]
+
+
+class NoModel:
+    """No next-action model registered (the servicer's decisions and lists do not need one)."""
+
+    @property
+    def current(self) -> VersionedModel:
+        raise Unavailable("no next-action model in this test")
+
+
+@dataclass
+class World:
+    http: httpx.AsyncClient
+    owner: dict[str, str]  # tenant A, every scope
+    owner_client_id: str
+    other: dict[str, str]  # tenant B, every scope
+    approvals: ApprovalStore
+
+
+async def _bearer(http: httpx.AsyncClient, tenant: str, scopes: tuple[str, ...] | None = None
+                  ) -> tuple[dict[str, str], str]:
+    client = await (harness.create_client(http, tenant) if scopes is None
+                    else harness.create_client(http, tenant, scopes=scopes))
+    return {"Authorization": f"Bearer {await harness.token(http, client)}"}, client.client_id
+
+
+def _suggestion(suggestion_id: str, user: str) -> SuggestionRecord:
+    return SuggestionRecord(A, suggestion_id, user, "task_status_changed", "to_status=TASK_STATUS_DONE",
+                            ("move_item:group=done",), ("proj-a",), 9, 0.9, title="Move finished tasks to Done",
+                            body="You did it by hand 9 times in 4 weeks.", actions_per_week=2.0)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    tmp = tmp_path_factory.mktemp("new-services")
+    mesh = MeshSettings()
+    publisher = Publisher(InMemoryBroker().producer(), TopicRegistry())
+    # nlp
+    model = OnnxModel.load(tiny_embedder_onnx(tmp / "embedder.onnx"), mesh.models)
+    embedder = Embedder(StaticModel(VersionedModel(MODEL_NAME, "1", model)))
+    index = VectorIndex(str(tmp / "vectors.db"), dim=DIM, collection=f"t_{uuid.uuid4().hex[:12]}")
+    searcher = HybridSearcher(index, embedder)
+    NlpHandler(index, searcher, publisher)(NLP_WORLD)
+    llm_redis: AsyncRedis[bytes] = AsyncRedis.from_url(mesh.redis.url)
+    ns = f"it_gw_new_{uuid.uuid4().hex[:10]}"
+    text = TextServicer(TextModels(sentiment_model(), embedder, searcher),
+                        LLMPipeline(LLMSettings(), llm_redis, ns), searcher)  # no provider configured: local
+    # personalization
+    store = InMemoryAggregates(PERSONALIZATION_REDUCERS)
+    store.mark_built()
+    PersonalizationHandler(store)(world(A))
+    # automation
+    sync_redis = redis.Redis.from_url(mesh.redis.url)
+    approvals = ApprovalStore(sync_redis, ns)
+    facts = FactStore()
+    handler = AutomationHandler(facts, approvals, publisher, VersionedScorer(NoModel()))  # decisions need none
+    for sid, user in (("sug-1", "alice"), ("sug-2", "alice"), ("sug-3", "bob")):
+        approvals.offer(_suggestion(sid, user), time.time())
+
+    server = build_server([nlp_binding(searcher, embedder, text), personalization_binding(recommender(store)),
+                           automation_binding(handler, Validator(facts))], mesh, 0, host="127.0.0.1")
+    await server.start()
+    try:
+        roomy = PlanLimits(rate_per_s=1000, burst=10_000, client_rate_per_s=1000, client_burst=10_000,
+                           daily_quota=10**7, monthly_quota=10**8)  # limits are tested elsewhere
+        settings = harness.gateway_settings(backend=f"127.0.0.1:{server.port}", plans={"free": roomy})
+        async with harness.lifespan_client(harness.build(settings)) as http:
+            owner, owner_id = await _bearer(http, A)
+            other, _ = await _bearer(http, B)
+            yield World(http, owner, owner_id, other, approvals)
+    finally:
+        await server.stop()
+        index.drop()
+        for key in sync_redis.scan_iter(f"{ns}:*"):
+            sync_redis.delete(key)
+        sync_redis.close()
+        await llm_redis.aclose()  # type: ignore[attr-defined]
+
+
+def _shape(r: httpx.Response) -> tuple[int, str, Any]:
+    body = r.json() if r.content else None
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k not in ("trace_id", "instance")}
+    return r.status_code, r.headers.get("content-type", ""), body
+
+
+async def test_nlp_answers_for_the_callers_tasks(live: World) -> None:
+    http, owner = live.http, live.owner
+    found = await http.post("/v1/nlp/search", json={"query": "SSO login", "k": 2}, headers=owner)
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert {h["item_id"] for h in body["hits"]} == {"t-1", "t-2"} and body["provenance"]["model_name"] == MODEL_NAME
+    assert all(h["kind"] == "task" and h["project_id"] == "proj-a" for h in body["hits"])
+    similar = await http.get("/v1/nlp/tasks/t-1/similar", params={"k": 1}, headers=owner)
+    assert similar.status_code == 200, similar.text
+    assert [h["item_id"] for h in similar.json()["hits"]] == ["t-2"]  # itself excluded, the SSO twin first
+
+    moods = await http.post("/v1/nlp/sentiment", headers=owner,
+                            json={"texts": ["The build is broken again, terrible", "Thanks, great work"]})
+    assert moods.status_code == 200, moods.text
+    assert [r["label"] for r in moods.json()["results"]] == ["negative", "positive"]
+
+    summary = await http.post("/v1/nlp/summaries", headers=owner, json={
+        "title": "Sprint planning", "project_id": "proj-a",
+        "utterances": [{"speaker": "Ada", "text": "I will fix the SSO login failure after password reset by "
+                        "Friday."}, {"speaker": "Bo", "text": "Sounds good."}]})
+    assert summary.status_code == 200, summary.text
+    s = summary.json()
+    assert s["summary"] and s["provider"] == "local"
+    assert [(i["owner"], i["linked_task_id"]) for i in s["action_items"]] == [("Ada", "t-1")]
+
+    draft = await http.post("/v1/nlp/drafts", json={"title": "SSO login broken", "project_id": "proj-a"},
+                            headers=owner)
+    assert draft.status_code == 200, draft.text
+    assert draft.json()["description"] and "t-2" in draft.json()["similar_task_ids"]
+
+
+async def test_personalization_recommends_the_persons_visible_tasks(live: World) -> None:
+    http, owner = live.http, live.owner
+    got = await http.get("/v1/personalization/recommendations", params={"user_id": "alice", "k": 2,
+                                                                         "request_id": "r-1"}, headers=owner)
+    assert got.status_code == 200, got.text
+    body = got.json()
+    assert body["user_id"] == "alice" and body["surface"] == "for_you"
+    assert {i["item_id"] for i in body["items"]} == {"task-1", "task-3"}  # alice's open tasks in proj-a
+    again = await http.get("/v1/personalization/recommendations", params={"user_id": "alice", "k": 2,
+                                                                           "request_id": "r-1"}, headers=owner)
+    assert again.json()["suggestion_id"] == body["suggestion_id"]  # the same request id: the same suggestion
+
+
+async def test_another_tenants_ids_read_exactly_like_missing_ids(live: World) -> None:
+    http, other = live.http, live.other
+    cases = [("GET", "/v1/nlp/tasks/t-1/similar", "/v1/nlp/tasks/no-such-task/similar", None),
+             ("GET", "/v1/personalization/recommendations?user_id=alice",
+              "/v1/personalization/recommendations?user_id=nobody", None),
+             ("POST", "/v1/automation/suggestions/sug-3/approve", "/v1/automation/suggestions/no-such/approve", {}),
+             ("POST", "/v1/automation/suggestions/sug-3/reject", "/v1/automation/suggestions/no-such/reject",
+              {"reason": "mine now"})]
+    for method, theirs_path, missing_path, body in cases:
+        theirs = await http.request(method, theirs_path, json=body, headers=other)
+        missing = await http.request(method, missing_path, json=body, headers=other)
+        assert theirs.status_code == 404, (theirs_path, theirs.text)
+        assert _shape(theirs) == _shape(missing), (theirs_path, theirs.text, missing.text)
+        assert theirs.headers["content-type"] == "application/problem+json"
+    # B's searches and lists see nothing of A's
+    found = await http.post("/v1/nlp/search", json={"query": "SSO login"}, headers=other)
+    assert found.status_code == 200 and found.json()["hits"] == []
+    assert (await http.get("/v1/automation/suggestions", headers=other)).json()["items"] == []
+    # and nothing of A's changed
+    assert live.approvals.get(A, "sug-3").status == "suggested"
+
+
+async def test_scopes_are_enforced(live: World) -> None:
+    http = live.http
+    reader, _ = await _bearer(http, A, scopes=("automation:read", "nlp:read"))
+    listed = await http.get("/v1/automation/suggestions", headers=reader)
+    assert listed.status_code == 200
+    refused = [await http.post("/v1/automation/suggestions/sug-3/approve", json={}, headers=reader),
+               await http.post("/v1/automation/suggestions/sug-3/reject", json={}, headers=reader),
+               await http.get("/v1/personalization/recommendations", params={"user_id": "alice"}, headers=reader)]
+    for response in refused:
+        assert response.status_code == 403 and response.headers["content-type"] == "application/problem+json"
+    assert "automation:write" in refused[0].json()["detail"]
+    assert "personalization:read" in refused[2].json()["detail"]
+    writer, _ = await _bearer(http, A, scopes=("automation:write",))
+    assert (await http.get("/v1/automation/suggestions", headers=writer)).status_code == 403
+    assert (await http.post("/v1/nlp/search", json={"query": "x"}, headers=writer)).status_code == 403
+    assert live.approvals.get(A, "sug-3").status == "suggested"
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/v1/nlp/search", {"query": "sso", "tenant_id": B}),  # the tenant is never the body's
+    ("POST", "/v1/nlp/search", {"query": "   "}),
+    ("POST", "/v1/nlp/search", {"query": "sso", "kind": "meeting"}),
+    ("POST", "/v1/nlp/search", {"query": "sso", "project_id": 'p" or 1'}),
+    ("GET", "/v1/nlp/tasks/t-1/similar?k=0", None),
+    ("GET", "/v1/nlp/tasks/-t-1/similar", None),
+    ("POST", "/v1/nlp/sentiment", {"texts": []}),
+    ("POST", "/v1/nlp/summaries", {"title": "x", "utterances": []}),
+    ("POST", "/v1/nlp/drafts", {"title": " "}),
+    ("GET", "/v1/personalization/recommendations?user_id=alice&k=51", None),
+    ("GET", "/v1/personalization/recommendations?user_id=a%20b", None),
+    ("GET", "/v1/personalization/recommendations", None),
+    ("POST", "/v1/automation/suggestions/sug-3/approve", {"decided_by": "someone-else"}),
+    ("POST", "/v1/automation/suggestions/sug 3/approve", {}),
+    ("GET", "/v1/automation/suggestions?limit=0", None),
+])
+async def test_invalid_requests_are_422_problems(live: World, method: str, path: str, body: Any) -> None:
+    response = await live.http.request(method, path, json=body, headers=live.owner)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_approve_and_reject_transitions(live: World) -> None:
+    http, owner = live.http, live.owner
+    listed = await http.get("/v1/automation/suggestions", params={"user_id": "alice"}, headers=owner)
+    assert [s["suggestion_id"] for s in listed.json()["items"]] == ["sug-1", "sug-2"]
+    assert listed.json()["items"][0]["rule"]["actions"] == ["move_item:group=done"]
+
+    approved = await http.post("/v1/automation/suggestions/sug-1/approve", headers=owner)  # no body needed
+    assert approved.status_code == 200, approved.text
+    assert (approved.json()["status"], approved.json()["decided_by"]) == ("approved", live.owner_client_id)
+    again = await http.post("/v1/automation/suggestions/sug-1/approve", json={"reason": "retry"}, headers=owner)
+    assert again.status_code == 200 and again.json() == approved.json()  # a retried approve: unchanged
+    contradicting = await http.post("/v1/automation/suggestions/sug-1/reject", json={"reason": "no"},
+                                    headers=owner)
+    assert contradicting.status_code == 422
+    assert contradicting.headers["content-type"] == "application/problem+json"
+    assert "sug-1 is approved: only a suggested one can become rejected" in contradicting.json()["detail"]
+
+    rejected = await http.post("/v1/automation/suggestions/sug-2/reject", json={"reason": "too noisy"},
+                               headers=owner)
+    assert rejected.status_code == 200, rejected.text
+    assert (rejected.json()["status"], rejected.json()["reason"]) == ("rejected", "too noisy")
+    late = await http.post("/v1/automation/suggestions/sug-2/approve", json={}, headers=owner)
+    assert late.status_code == 422 and "sug-2 is rejected" in late.json()["detail"]
+
+    stored = live.approvals.get(A, "sug-1")
+    assert (stored.status, stored.decided_by) == ("approved", live.owner_client_id)
+    assert live.approvals.get(A, "sug-2").status == "rejected"
+    remaining = await http.get("/v1/automation/suggestions", headers=owner)
+    assert [s["suggestion_id"] for s in remaining.json()["items"]] == ["sug-3"]
