@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -248,14 +248,19 @@ class ConsumerRunner:
 
     @classmethod
     def for_service(cls, settings: MeshSettings, group_id: str, topics: Sequence[str], publisher: Publisher, *,
-                    handler: Handler | None = None, batch_handler: BatchHandler | None = None) -> ConsumerRunner:
+                    handler: Handler | None = None, batch_handler: BatchHandler | None = None,
+                    batch_size: int | None = None) -> ConsumerRunner:
         """The runner every service uses: Kafka consumer of ``group_id``, Redis dedupe in the deployment's
-        namespace, DLQ cap and batching from ``settings.bus``."""
+        namespace, DLQ cap and batching from ``settings.bus``. ``batch_size``: the most records per batch
+        (default 200); a batch handler whose cost is mostly per batch (forecasts of what the batch touched)
+        keeps up with more when it may take more of a backlog at once."""
+        options = RunnerOptions.from_settings(settings.bus)
+        if batch_size is not None:
+            options = replace(options, batch_size=batch_size)
         return cls(consumer=KafkaConsumerTransport(settings.kafka, group_id), publisher=publisher, topics=topics,
                    group_id=group_id, handler=handler, batch_handler=batch_handler,
                    dedupe=RedisDedupe(settings.redis.url, namespace=settings.namespace),
-                   dead_letter=DeadLetterPolicy.from_settings(settings.bus),
-                   options=RunnerOptions.from_settings(settings.bus))
+                   dead_letter=DeadLetterPolicy.from_settings(settings.bus), options=options)
 
     def _metrics(self, topic: str) -> _TopicMetrics:
         """The hot-path metric children of one topic (labels() per message costs ~10% of the loop)."""
