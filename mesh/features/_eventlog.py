@@ -14,11 +14,11 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mesh.events import Envelope, occurred_at
+from mesh.events import Envelope
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class Coords:
 class LoggedEvent:
     envelope: Envelope
     coords: Coords | None = None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_US = 86_400_000_000
 
 
 def _schema() -> Any:
@@ -55,27 +59,31 @@ class EventLog:
 
     def append(self, events: Sequence[LoggedEvent]) -> int:
         """Write the events durably (one file per event date); returns how many were written."""
-        by_date: dict[str, list[tuple[int, LoggedEvent, datetime]]] = defaultdict(list)
+        by_date: dict[int, list[tuple[int, LoggedEvent, int]]] = defaultdict(list)
         for seq, ev in enumerate(events):
-            at = occurred_at(ev.envelope)
-            by_date[at.strftime("%Y-%m-%d")].append((seq, ev, at))
+            # the event time in whole microseconds (what occurred_at(env) holds), without building a datetime
+            at = ev.envelope.occurred_at
+            micros = at.seconds * 1_000_000 + at.nanos // 1000
+            by_date[micros // _DAY_US].append((seq, ev, micros))
         stem = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        for date, group in by_date.items():
+        for day, group in by_date.items():
+            date = (_EPOCH + timedelta(days=day)).strftime("%Y-%m-%d")
             self._write(self.root / f"date={date}" / f"{stem}.parquet", group)
         return len(events)
 
-    def _write(self, path: Path, events: list[tuple[int, LoggedEvent, datetime]]) -> None:
+    def _write(self, path: Path, events: list[tuple[int, LoggedEvent, int]]) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         envs = [ev.envelope for _, ev, _ in events]
         coords = [ev.coords for _, ev, _ in events]
+        logged_us = time.time_ns() // 1000
         columns: dict[str, list[Any]] = {  # column by column: a third of the per-row loop's cost
             "event_id": [env.event_id for env in envs], "type": [env.type for env in envs],
-            "tenant_id": [env.tenant_id for env in envs], "occurred_at": [at for _, _, at in events],
+            "tenant_id": [env.tenant_id for env in envs], "occurred_at": [us for _, _, us in events],
             "topic": [c.topic if c else None for c in coords],
             "partition": [c.partition if c else None for c in coords],
-            "offset": [c.offset if c else None for c in coords], "logged_at": [datetime.now(UTC)] * len(events),
+            "offset": [c.offset if c else None for c in coords], "logged_at": [logged_us] * len(events),
             "envelope": [env.SerializeToString() for env in envs], "seq": [seq for seq, _, _ in events],
         }
         path.parent.mkdir(parents=True, exist_ok=True)

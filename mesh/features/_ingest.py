@@ -22,6 +22,9 @@ from mesh.features._schema import FeatureRecord, record_of
 
 CONSUMER = "features"
 
+STATE_CACHE = 200_000
+"""Entity states the ingestor keeps decoded between batches (see :class:`RedisAggregates`): a few KB each."""
+
 
 @dataclass(frozen=True)
 class IngestStats:
@@ -65,8 +68,7 @@ class FeatureIngestor:
             for view in self.repo.views.values():
                 if isinstance(state, view.state_type):
                     by_view[view.name].append(record_of(view, state))
-        for name, records in by_view.items():
-            self.client.push(self.repo.view(name), records)
+        self.client.push_many([(self.repo.view(name), records) for name, records in by_view.items()])
         return sum(len(r) for r in by_view.values())
 
     @staticmethod
@@ -80,7 +82,8 @@ def open_aggregates(repo: FeatureRepo) -> AggregateStore:
     if repo.config.online_store == "redis":
         import redis
 
-        return RedisAggregates(redis.Redis.from_url(repo.config.redis_url), repo.config.namespace)
+        return RedisAggregates(redis.Redis.from_url(repo.config.redis_url), repo.config.namespace,
+                               cache_states=STATE_CACHE)
     aggregates = InMemoryAggregates()
     log = EventLog(repo.config.event_log_dir)
     batch: list[Envelope] = []

@@ -8,9 +8,8 @@ so they are a function of the task states alone and do not depend on arrival ord
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from sunday.ml.v1 import common_pb2 as c
@@ -28,9 +27,8 @@ def _ts(value: Timestamp) -> datetime | None:
     return value.ToDatetime(tzinfo=UTC) if value.seconds > 0 else None
 
 
-@dataclass(frozen=True)
-class _Contribution:
-    """What a task adds to its people and its project."""
+class _Contribution(NamedTuple):
+    """What a task adds to its people and its project (a named tuple: built twice per task event)."""
 
     assignee: str
     completed_by: str

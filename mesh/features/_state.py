@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar, Protocol, TypeVar
+from typing import ClassVar, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -81,9 +81,9 @@ class Txn(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Ctx:
-    """What a reducer gets besides the event: the transaction, the event's tenant, time and stamp."""
+class Ctx(NamedTuple):
+    """What a reducer gets besides the event: the transaction, the event's tenant, time and stamp (a named
+    tuple: one is built per event)."""
 
     txn: Txn
     tenant: str

@@ -72,7 +72,7 @@ def user_row(s: UserState) -> UserFeatures:
     return UserFeatures(
         skills=tuple(s.skills), skill_levels=tuple(s.skill_levels), seniority=s.seniority, role=s.role,
         capacity_hours_per_week=s.capacity_hours_per_week, open_tasks=len(s.open_tasks),
-        est_hours_left=round(sum(s.open_tasks.values()), 6), completed_count=len(s.completed),
+        est_hours_left=round(sum(s.open_tasks.values(), 0.0), 6), completed_count=len(s.completed),
         completed_bug=per_type["bug"], completed_feature=per_type["feature"], completed_design=per_type["design"],
         completed_docs=per_type["docs"], completed_ops=per_type["ops"], completed_research=per_type["research"],
         completed_data=per_type["data"], completed_qa=per_type["qa"], completed_other=per_type["other"],

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,16 @@ from mesh.features import (
     RedisAggregates,
     ViewSpec,
     build_ingestor,
+    record_of,
     replay,
     replay_log,
     replay_topic,
 )
+from mesh.features._push import ViewWriter
 from tests.unit.features._stream import T0, env, stream
 from tests.unit.features.test_client_online import (
     ALL_TYPES_VIEW,
+    all_types_records,
     assert_same,
     parity_keys,
     reference_read,
@@ -177,6 +181,70 @@ def test_fast_read_equals_feasts_own_read_on_redis(redis_ingestors: list[Feature
         assert_same(rows_async, want)
     want = reference_read(repo, ALL_TYPES_VIEW, parity_keys())
     assert want[1] is None and want[3] is None and all(r is not None for r in (want[0], want[2], want[4]))
+
+
+def _hashes(repo: FeatureRepo, view: ViewSpec[Any, Any], keys: Sequence[str]) -> list[dict[bytes, bytes]]:
+    """The raw Redis hashes of `keys` (Feast's key encoding, computed by Feast)."""
+    from feast.infra.online_stores.helpers import _redis_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    store = repo.store()
+    client = store._get_provider().online_store._get_client(store.config.online_store)
+    redis_keys = [_redis_key(store.config.project, EntityKey(join_keys=[view.join_key],
+                                                             entity_values=[Value(string_val=k)]),
+                             entity_key_serialization_version=store.config.entity_key_serialization_version)
+                  for k in keys]
+    with client.pipeline(transaction=False) as pipe:
+        for key in redis_keys:
+            pipe.hgetall(key)
+        hashes: list[dict[bytes, bytes]] = pipe.execute()
+    with client.pipeline(transaction=False) as pipe:  # clean for the next writer
+        for key in redis_keys:
+            pipe.delete(key)
+        pipe.execute()
+    return hashes
+
+
+def test_pipelined_rows_are_the_bytes_feasts_online_write_batch_writes(redis_ingestors: list[FeatureIngestor],
+                                                                        tmp_path: Path) -> None:
+    """The ingestor writes Redis rows itself (every view of a batch in one pipeline); Feast's own
+    `online_write_batch` of the same records must leave the same hashes, field by field and byte for byte, and
+    Feast's public `get_online_features` must read the rows back: every field type and every default view."""
+    repo = FeatureRepo(FeatureRepoConfig(f"it_{uuid.uuid4().hex[:10]}", tmp_path / "repo", tmp_path / "off", "redis",
+                                         MeshSettings().redis.url), views=(*DEFAULT_VIEWS, ALL_TYPES_VIEW))
+    repo.apply()
+    ing = build_ingestor(repo)
+    redis_ingestors.append(ing)
+    replay(ing, stream(seed=6, tenants=2, users=4, tasks=6), batch_size=16)
+    batches: list[tuple[ViewSpec[Any, Any], list[FeatureRecord[Any]]]] = [(ALL_TYPES_VIEW, all_types_records())]
+    for view in DEFAULT_VIEWS:
+        states = [ing.aggregates.load(view.state_type, *key.split(":", 2)[1:])
+                  for key in ing.aggregates.keys(view.state_type.kind)]
+        batches.append((view, [record_of(view, s) for s in states if s is not None]))
+        assert batches[-1][1]
+    store = repo.store()
+    client = FeastFeatureClient(repo)
+    for view, records in batches:
+        writer = ViewWriter(store, view)
+        assert writer.redis is not None  # the pipelined path is the one under test
+        keys = [r.entity_key for r in records]
+        _hashes(repo, view, keys)  # other views of the entity share its hash: start both writers from nothing
+        store._get_provider().online_write_batch(store.config, writer._table, writer.rows(records), None)
+        by_feast = _hashes(repo, view, keys)
+        assert all(by_feast)
+        client.push_many([(view, records)])
+        ours = _hashes(repo, view, keys)
+        for got, want in zip(ours, by_feast, strict=True):
+            assert (view.name, sorted(got)) == (view.name, sorted(want))
+            for field, data in want.items():
+                assert (field, got[field]) == (field, data)
+    client.push_many(batches)  # all views in one call, then read back through Feast's public read
+    for view, records in batches:
+        keys = [r.entity_key for r in records]
+        want: list[FeatureRecord[Any] | None] = [
+            dataclasses.replace(r, event_timestamp=r.event_timestamp.replace(microsecond=0)) for r in records]
+        assert_same(reference_read(repo, view, keys), want)
 
 
 def test_topic_registry_names_features_as_consumer() -> None:
