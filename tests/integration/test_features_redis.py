@@ -132,10 +132,10 @@ def test_live_equals_replay_of_log_and_of_kafka_topic(redis_ingestors: list[Feat
     assert from_topic.event_log is not None and from_topic.event_log.count() == len(events)
 
 
-def _logged(ev: object) -> object:
+def _logged(ev: Any) -> Any:
     from mesh.features import LoggedEvent
 
-    return LoggedEvent(ev)  # type: ignore[arg-type]
+    return LoggedEvent(ev)
 
 
 @pytest.mark.parametrize("n", [1, 64])
@@ -235,9 +235,9 @@ def test_pipelined_rows_are_the_bytes_feasts_online_write_batch_writes(redis_ing
         assert all(by_feast)
         client.push_many([(view, records)])
         ours = _hashes(repo, view, keys)
-        for got, want in zip(ours, by_feast, strict=True):
-            assert (view.name, sorted(got)) == (view.name, sorted(want))
-            for field, data in want.items():
+        for got, expected in zip(ours, by_feast, strict=True):
+            assert (view.name, sorted(got)) == (view.name, sorted(expected))
+            for field, data in expected.items():
                 assert (field, got[field]) == (field, data)
     client.push_many(batches)  # all views in one call, then read back through Feast's public read
     for view, records in batches:
