@@ -215,24 +215,19 @@ def _credit(arm: ArmState, vec: np.ndarray, reward: float, done: float | None) -
 def _settle(ctx: Ctx, served: ServedState) -> None:
     """Credit the segment's arm and the version's global arm with every shown item that has feedback and is
     not (fully) credited yet."""
-    if not served.policy_version:
-        return
+    due = [(item_id, reward) for item_id, reward in sorted(served.rewards.items())
+           if item_id in served.contexts and reward > served.credited.get(item_id, -1.0)]
+    if not served.policy_version or not due:
+        return  # (a recommendation without feedback yet reads no arm: one round trip less per Recommend)
     arms = [ctx.txn.get(ArmState, ctx.tenant, arm_key(served.policy_version, name))
             for name in dict.fromkeys((served.arm, GLOBAL_ARM))]
-    changed = False
-    for item_id, reward in sorted(served.rewards.items()):
-        x = served.contexts.get(item_id)
-        done = served.credited.get(item_id)
-        if x is None or (done is not None and reward <= done):
-            continue
+    for item_id, reward in due:
         for arm in arms:
-            _credit(arm, np.asarray(x), reward, done)
+            _credit(arm, np.asarray(served.contexts[item_id]), reward, served.credited.get(item_id))
         served.credited[item_id] = reward
-        changed = True
-    if changed:
-        for arm in arms:
-            _save(ctx, arm)
-        _save(ctx, served)
+    for arm in arms:
+        _save(ctx, arm)
+    _save(ctx, served)
 
 
 def _served(ctx: Ctx, env: Envelope) -> None:
@@ -281,6 +276,8 @@ def _prefetch(env: Envelope) -> list[tuple[type[EntityState], str]]:
                 (PersonState, state_key(PersonState.kind, t, p.user_id))]
     if env.type == "suggestion_feedback":
         return [(ServedState, state_key(ServedState.kind, t, env.suggestion_feedback.suggestion_id))]
+    if env.type == "personalization_prediction":
+        return [(ServedState, state_key(ServedState.kind, t, env.event_id))]
     return []
 
 
