@@ -17,9 +17,11 @@ guarantees is the same: N's offsets are committed only after N's outputs are del
 flush covers exactly what was queued before it; what N+1 publishes meanwhile waits for the next flush)
 and N's ids are marked; N+1 is settled only after N is (so a commit never covers an unsettled record);
 N's ids count as seen for N+1 until they are marked. A settle that fails is finished in the foreground
-with the usual retries and holds (a failed flush handles N's records again). A revoke waits for the
-settle in flight, so the partitions leave with their offsets committed; stop() and the end of
-:meth:`ConsumerRunner.run` wait for it too.
+with the usual retries and holds (a failed flush handles N's records again). A revoke (inside poll)
+waits for the flush and marks of the batch in flight and commits it itself, on the polling thread (a
+commit from another thread during a rebalance waits for the rebalance, which waits for the callback), so
+the partitions leave with their offsets committed; stop() and the end of :meth:`ConsumerRunner.run` wait
+for the settle in flight too.
 """
 
 from __future__ import annotations
