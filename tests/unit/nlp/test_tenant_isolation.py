@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -66,7 +66,7 @@ def test_tenant_a_never_reads_or_deletes_tenant_b(index: VectorIndex) -> None:
 def _attack(index: VectorIndex, attack: str) -> None:
     query = np.ones((1, DIM), dtype=np.float32)
     results: list[Item] = []
-    attempts = [
+    attempts: list[Callable[[], object]] = [
         lambda: results.extend(h.item for h in index.search("tenant-a", query, 100, {"project_id": attack})[0]),
         lambda: results.extend(h.item for h in index.search("tenant-a", query, 100, {attack: "proj-1"})[0]),
         lambda: results.extend(i for i, _ in index.get("tenant-a", "task", [attack, "task-1"]).values()),
