@@ -70,12 +70,17 @@ class TrainedSentiment:
     decision: PromotionDecision | None
 
 
-def load_all(data_dir: Path, limit_per_fold: int | None = None) -> SentimentData:
-    """Jira and GitHub together (each keeps its folds)."""
+def load_parts(data_dir: Path, limit_per_fold: int | None = None) -> list[SentimentData]:
+    """Jira and GitHub (those present in ``data_dir``)."""
     parts = [load_sentiment_csv(data_dir / f"{name}.csv", limit_per_fold) for name in DATASETS
              if (data_dir / f"{name}.csv").is_file()]
     if not parts:
         raise SystemExit(f"no jira.csv or github.csv in {data_dir}")
+    return parts
+
+
+def join(parts: list[SentimentData]) -> SentimentData:
+    """The sets together (each comment keeps its own fold number)."""
     return SentimentData("+".join(p.name for p in parts), tuple(t for p in parts for t in p.texts),
                          np.concatenate([p.labels for p in parts]), np.concatenate([p.folds for p in parts]))
 
@@ -138,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = MeshSettings()
-    data = load_all(args.data, args.limit_per_fold)
-    embeddings = MiniLM(CACHE_DIR).encode(data.texts)
+    parts = load_parts(args.data, args.limit_per_fold)
+    data = join(parts)
+    embedder = MiniLM(CACHE_DIR)  # per dataset: the benchmark's cached files are reused
+    embeddings = np.concatenate([embedder.encode(p.texts) for p in parts])
     out = args.out or Path(tempfile.mkdtemp(prefix="nlp-sentiment-"))
     registry = None if args.no_register else ModelRegistry(settings.models)
     trained = train_sentiment(data, embeddings, out, QUICK_GRID if args.quick else DEFAULT_GRID, registry,

@@ -44,7 +44,7 @@ class Trained:
     both_path: Path
 
 
-def fake_embeddings(texts: tuple[str, ...]) -> np.ndarray:
+def fake_embeddings(texts: Sequence[str]) -> np.ndarray:
     """Deterministic unit vectors per text (MiniLM itself is not run in unit tests)."""
     rows = [np.random.default_rng(abs(hash(t)) % 2**32).normal(size=384) for t in texts]
     out = np.asarray(rows, dtype=np.float32)
@@ -119,8 +119,9 @@ def test_training_registers_and_promotes_a_champion(trained: Trained, tmp_path: 
     settings = MeshSettings.model_validate({"models": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
                                                        "artifact_dir": str(tmp_path / "artifacts")}})
     registry = ModelRegistry(settings.models)
-    grid = (BASELINE, Candidate("tfidf+minilm", 3.0, 1.0))
+    grid = (Candidate("tfidf+minilm", 3.0, 1.0),)
     result = train_sentiment(trained.data, trained.embeddings, tmp_path / "out", grid, registry, settings)
     assert result.decision is not None and result.decision.promoted
     assert registry.version_of("nlp-sentiment", "champion") is not None
     assert result.metrics["val_macro_f1"] > result.metrics["val_macro_f1_majority"]
+    assert result.path.is_file() and SentimentModel.load(result.path, embed=fake_embeddings).needs_embeddings
