@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from mesh.errors import Unavailable
 from mesh.events import TopicRegistry, new_envelope
 from mesh.features import InMemoryAggregates
 from mesh.models import OnnxModel, StaticModel, VersionedModel, stamp_metadata
-from mesh.serving import build_server
+from mesh.serving import ServiceBinding, build_server
 from services.automation.approval import ApprovalStore, SuggestionRecord
 from services.automation.handlers import AutomationHandler
 from services.automation.model import VersionedScorer
@@ -60,6 +60,8 @@ from tests.unit.personalization.helpers import recommender, world
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 A, B = "tenant-a", "tenant-b"  # A owns every id below; B has nothing
 HASH_BUCKETS = 2048
+SEEDED = {"tasks": ("t-1", "t-2", "t-3"), "people": ("alice", "bob"), "suggestions": ("sug-1", "sug-2", "sug-3")}
+"""The ids :func:`new_services` seeds for its tenant."""
 
 
 def tiny_embedder_onnx(path: Path) -> Path:
@@ -97,11 +99,10 @@ def task(tenant: str, task_id: str, title: str, description: str, project: str =
                                               description=description), producer="test")
 
 
-NLP_WORLD = [
-    task(A, "t-1", "Fix the SSO login failure after a password reset", ""),
-    task(A, "t-2", "Login page SSO button is broken", "The SSO login button does nothing."),
-    task(A, "t-3", "Quarterly budget review with finance", "Numbers for the board."),
-]
+def nlp_world(tenant: str) -> list[Any]:
+    return [task(tenant, "t-1", "Fix the SSO login failure after a password reset", ""),
+            task(tenant, "t-2", "Login page SSO button is broken", "The SSO login button does nothing."),
+            task(tenant, "t-3", "Quarterly budget review with finance", "Numbers for the board.")]
 
 
 class NoModel:
@@ -128,23 +129,32 @@ async def _bearer(http: httpx.AsyncClient, tenant: str, scopes: tuple[str, ...] 
     return {"Authorization": f"Bearer {await harness.token(http, client)}"}, client.client_id
 
 
-def _suggestion(suggestion_id: str, user: str) -> SuggestionRecord:
-    return SuggestionRecord(A, suggestion_id, user, "task_status_changed", "to_status=TASK_STATUS_DONE",
+def _suggestion(tenant: str, suggestion_id: str, user: str) -> SuggestionRecord:
+    return SuggestionRecord(tenant, suggestion_id, user, "task_status_changed", "to_status=TASK_STATUS_DONE",
                             ("move_item:group=done",), ("proj-a",), 9, 0.9, title="Move finished tasks to Done",
                             body="You did it by hand 9 times in 4 weeks.", actions_per_week=2.0)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
-    tmp = tmp_path_factory.mktemp("new-services")
+@dataclass
+class NewServices:
+    """The real nlp, personalization and automation servicers' bindings on state seeded for ``tenant``."""
+
+    bindings: list[ServiceBinding]
+    approvals: ApprovalStore
+    llm_redis: AsyncRedis[bytes]  # closed by the owner of the loop it ran on
+    cleanup: Callable[[], None]
+
+
+def new_services(tmp: Path, tenant: str) -> NewServices:
     mesh = MeshSettings()
+    tmp.mkdir(parents=True, exist_ok=True)
     publisher = Publisher(InMemoryBroker().producer(), TopicRegistry())
     # nlp
     model = OnnxModel.load(tiny_embedder_onnx(tmp / "embedder.onnx"), mesh.models)
     embedder = Embedder(StaticModel(VersionedModel(MODEL_NAME, "1", model)))
     index = VectorIndex(str(tmp / "vectors.db"), dim=DIM, collection=f"t_{uuid.uuid4().hex[:12]}")
     searcher = HybridSearcher(index, embedder)
-    NlpHandler(index, searcher, publisher)(NLP_WORLD)
+    NlpHandler(index, searcher, publisher)(nlp_world(tenant))
     llm_redis: AsyncRedis[bytes] = AsyncRedis.from_url(mesh.redis.url)
     ns = f"it_gw_new_{uuid.uuid4().hex[:10]}"
     text = TextServicer(TextModels(sentiment_model(), embedder, searcher),
@@ -152,17 +162,30 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]
     # personalization
     store = InMemoryAggregates(PERSONALIZATION_REDUCERS)
     store.mark_built()
-    PersonalizationHandler(store)(world(A))
+    PersonalizationHandler(store)(world(tenant))
     # automation
     sync_redis = redis.Redis.from_url(mesh.redis.url)
     approvals = ApprovalStore(sync_redis, ns)
     facts = FactStore()
     handler = AutomationHandler(facts, approvals, publisher, VersionedScorer(NoModel()))  # decisions need none
     for sid, user in (("sug-1", "alice"), ("sug-2", "alice"), ("sug-3", "bob")):
-        approvals.offer(_suggestion(sid, user), time.time())
+        approvals.offer(_suggestion(tenant, sid, user), time.time())
 
-    server = build_server([nlp_binding(searcher, embedder, text), personalization_binding(recommender(store)),
-                           automation_binding(handler, Validator(facts))], mesh, 0, host="127.0.0.1")
+    def cleanup() -> None:
+        index.drop()
+        for key in sync_redis.scan_iter(f"{ns}:*"):
+            sync_redis.delete(key)
+        sync_redis.close()
+
+    bindings = [nlp_binding(searcher, embedder, text), personalization_binding(recommender(store)),
+                automation_binding(handler, Validator(facts))]
+    return NewServices(bindings, approvals, llm_redis, cleanup)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]:
+    services = new_services(tmp_path_factory.mktemp("new-services"), A)
+    server = build_server(services.bindings, MeshSettings(), 0, host="127.0.0.1")
     await server.start()
     try:
         roomy = PlanLimits(rate_per_s=1000, burst=10_000, client_rate_per_s=1000, client_burst=10_000,
@@ -171,14 +194,11 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]
         async with harness.lifespan_client(harness.build(settings)) as http:
             owner, owner_id = await _bearer(http, A)
             other, _ = await _bearer(http, B)
-            yield World(http, owner, owner_id, other, approvals)
+            yield World(http, owner, owner_id, other, services.approvals)
     finally:
         await server.stop()
-        index.drop()
-        for key in sync_redis.scan_iter(f"{ns}:*"):
-            sync_redis.delete(key)
-        sync_redis.close()
-        await llm_redis.aclose()  # type: ignore[attr-defined]
+        services.cleanup()
+        await services.llm_redis.aclose()  # type: ignore[attr-defined]
 
 
 def _shape(r: httpx.Response) -> tuple[int, str, Any]:

@@ -1,6 +1,7 @@
 """Schemathesis against a live gateway (uvicorn, its own process) in front of the REAL assignment and
-timeline servicers (trained ranker, timeline predictor on a simulated week) with a credential holding every
-scope, write routes included: no 5xx, and every response conforms to the served OpenAPI (status code
+timeline servicers (trained ranker, timeline predictor on a simulated week) and the REAL nlp,
+personalization and automation servicers (seeded as in test_gateway_new_services) with a credential holding
+every scope, write routes included: no 5xx, and every response conforms to the served OpenAPI (status code
 documented, content type, headers, body schema), valid input is accepted and invalid input rejected.
 A stateful run follows the links schemathesis infers (create a webhook -> read/patch/delete it, create an
 API key -> revoke it) with the same checks."""
@@ -37,12 +38,14 @@ from services.timeline.handlers import in_memory_handler
 from services.timeline.predictor import MODEL_NAME
 from services.timeline.server import binding as timeline_binding
 from simulator import SimConfig, Simulation
+from tests.e2e.test_gateway_new_services import SEEDED, new_services
 from tests.support import wait_until
 from tests.unit.assignment.helpers import build_service, static_model, tiny_model
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-PENDING = r"^/v1/(nlp|anomaly|personalization|automation)/"  # 503 by design until their services land
+PENDING = r"^/v1/anomaly/"  # 503 by design until the anomaly service has a gRPC API
+SERVED = ("ASSIGNMENT", "TIMELINE", "NLP", "PERSONALIZATION", "AUTOMATION")  # all on RealServices' server
 TIMELINE_EVENTS = {"user_joined", "project_created", "milestone_created", "task_created", "task_assigned",
                    "task_status_changed", "task_completed"}
 
@@ -67,7 +70,9 @@ class RealServices:
         timeline([env for env in events if env.type in TIMELINE_EVENTS])
         assignment = build_service(static_model(tiny_model(tmp / "a")))
         assignment.apply(events)
-        self._bindings = [timeline_binding(timeline.predictor), assignment_binding(assignment.ranker)]
+        self.new = new_services(tmp / "new", self.tenant)
+        self._bindings = [timeline_binding(timeline.predictor), assignment_binding(assignment.ranker),
+                          *self.new.bindings]
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._server: MeshServer | None = None
@@ -101,6 +106,8 @@ class RealServices:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(cancel_the_rest(), self._loop).result(30)
+        asyncio.run_coroutine_threadsafe(self.new.llm_redis.aclose(), self._loop).result(30)  # type: ignore[attr-defined]
+        self.new.cleanup()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(30)
 
@@ -115,7 +122,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, R
         env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}"}
         proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env={
             **env, "MESH_ENVIRONMENT": "test", "MESH_PORT": str(port), "MESH_REDIS_PREFIX": f"st-{admin[:8]}:",
-            "MESH_AUTH__ADMIN_TOKEN": admin, "MESH_BACKENDS__ASSIGNMENT": backend, "MESH_BACKENDS__TIMELINE": backend,
+            "MESH_AUTH__ADMIN_TOKEN": admin, **{f"MESH_BACKENDS__{name}": backend for name in SERVED},
+            "MESH_BACKENDS__ANOMALY": "",
             "MESH_WEBHOOKS__WORKER_ENABLED": "false", "MESH_PLANS": json.dumps(plans),
             "MESH_ACCESS_LIMITS": json.dumps({name: {"rate_per_s": 1000, "burst": 100_000} for name in (
                 "token_per_client", "token_per_source", "manage_per_client", "manage_per_source")})})
@@ -191,6 +199,23 @@ def test_real_ids_answer_with_conforming_bodies(live: tuple[str, str, RealServic
     response = task.call(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     assert response.status_code == 200, response.text
     task.validate_response(response)
+    known_task, person, suggestion = SEEDED["tasks"][0], SEEDED["people"][0], SEEDED["suggestions"][0]
+    cases = [
+        schema["/v1/nlp/search"]["POST"].Case(body={"query": "SSO login"}),
+        schema["/v1/nlp/tasks/{task_id}/similar"]["GET"].Case(path_parameters={"task_id": known_task}),
+        schema["/v1/nlp/sentiment"]["POST"].Case(body={"texts": ["great work", "broken again"]}),
+        schema["/v1/nlp/summaries"]["POST"].Case(body={"project_id": "proj-a", "utterances": [
+            {"speaker": "Ada", "text": "I will fix the SSO login by Friday."}]}),
+        schema["/v1/nlp/drafts"]["POST"].Case(body={"title": "SSO login broken"}),
+        schema["/v1/personalization/recommendations"]["GET"].Case(query={"user_id": person}),
+        schema["/v1/automation/suggestions"]["GET"].Case(),
+        schema["/v1/automation/suggestions/{suggestion_id}/approve"]["POST"].Case(
+            path_parameters={"suggestion_id": suggestion}, body={"reason": "saves time"}),
+    ]
+    for case in cases:
+        response = case.call(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert response.status_code == 200, (case.path, response.text)
+        case.validate_response(response)
 
 
 def test_stateful_links(live: tuple[str, str, RealServices]) -> None:
