@@ -101,11 +101,17 @@ def load_pairs(path: Path, bugs: Bugs) -> Pairs:
     return Pairs(list(merged), list(merged.values()), dropped)
 
 
-def embed_all(embedder: Embedder, texts: Sequence[str], model_path: Path, cache_dir: Path | None = None
+EMBEDDINGS_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "nlp" / "embeddings"
+"""Where :func:`embed_all` keeps the embeddings of a data set (git-ignored)."""
+_PROBE = "fingerprint of the embedding model: NameNode fails to restart"
+
+
+def embed_all(embedder: Embedder, texts: Sequence[str], cache_dir: Path | None = EMBEDDINGS_CACHE
               ) -> npt.NDArray[np.float32]:
-    """Embeddings of ``texts`` with progress on stderr; with ``cache_dir``, kept in one .npy per (model file,
-    texts) so that a second run reads the file (embedding a few thousand bug reports takes minutes on CPU)."""
-    key = hashlib.sha256(model_path.read_bytes())
+    """Embeddings of ``texts`` with progress on stderr; with ``cache_dir``, kept in one .npy per (model, texts)
+    so that a second run reads the file (embedding a few thousand bug reports takes minutes on CPU). The
+    model is identified by its vector of a probe sentence, so a re-export of the same weights hits."""
+    key = hashlib.sha256(np.round(embedder.embed([_PROBE]).vectors, 5).tobytes())
     key.update("\x1f".join(texts).encode())
     cached = cache_dir / f"embeddings-{key.hexdigest()[:20]}.npy" if cache_dir is not None else None
     if cached is not None and cached.exists():
@@ -209,8 +215,8 @@ def calibration_queries(bugs: Bugs, train: Pairs, test: Pairs, combined: Pairs) 
     return calib, hold
 
 
-def calibrate_model(path: Path, settings: ModelSettings, folder: Path, cache_dir: Path | None = None
-                    ) -> dict[str, Any]:
+def calibrate_model(path: Path, settings: ModelSettings, folder: Path,
+                    cache_dir: Path | None = EMBEDDINGS_CACHE) -> dict[str, Any]:
     """Fusion weight (MRR of the train pairs) and duplicate threshold (precision on calibration queries)
     of the ONNX embedder at ``path``, on a gitbugs folder: the metadata the service reads."""
     bugs = load_bugs(folder)
@@ -219,7 +225,7 @@ def calibrate_model(path: Path, settings: ModelSettings, folder: Path, cache_dir
     combined = load_pairs(pairs_file(folder, "combined"), bugs)
     log.info("calibrating on %s: %d bugs, %d train queries; embedding...", folder, len(bugs.ids), len(train.queries))
     embedder = Embedder(StaticModel(VersionedModel(MODEL_NAME, "calibration", OnnxModel.load(path, settings))))
-    vectors = embed_all(embedder, bugs.texts, path, cache_dir)
+    vectors = embed_all(embedder, bugs.texts, cache_dir)
     bm25 = Bm25(bugs.texts)
     dense, lexical = dense_rows(vectors, train.queries), lexical_rows(bm25, bugs, train.queries)
     weight = choose_weight(lambda w: hybrid_mrr(dense, lexical, train, w))

@@ -163,7 +163,7 @@ def build(out_dir: Path, settings: ModelSettings, calibration: Path | None) -> t
     if calibration is not None:
         from services.nlp.duplicates import calibrate_model
 
-        props = calibrate_model(path, settings, calibration, out_dir / "cache")
+        props = calibrate_model(path, settings, calibration)
         stamp_metadata(path, props)
         metrics.update({k: float(v) for k, v in props.items() if k.startswith("train_")})
         params.update({k: v for k, v in props.items() if not k.startswith("train_")})

@@ -133,6 +133,7 @@ class VectorIndex:
                  "text": i.text[:MAX_TEXT], "vector": v.tolist()} for i, v in zip(items, vectors, strict=True)]
         with self._lock:
             self._client.upsert(self._collection, rows)
+            self._flush()
 
     def search(self, tenant_id: str, vectors: npt.NDArray[np.float32], k: int,
                filters: Mapping[str, str] | None = None) -> list[list[Hit]]:
@@ -180,11 +181,18 @@ class VectorIndex:
             with self._lock:
                 self._client.delete(self._collection, filter=scoped_filter(tenant_id, {"kind": kind},
                                                                            item_ids=item_ids))
+                self._flush()
 
     def erase_tenant(self, tenant_id: str) -> None:
         """Delete every item of the tenant (tenant erasure)."""
         with self._lock:
             self._client.delete(self._collection, filter=scoped_filter(tenant_id))
+            self._flush()
+
+    def _flush(self) -> None:
+        # Milvus Lite searches unflushed (growing) rows ~30x slower (1.5 s vs 50 ms at 10k rows here): each
+        # write call is one handler batch, so sealing after it costs little and keeps reads fast
+        self._client.flush(self._collection)
 
     def count(self, tenant_id: str) -> int:
         with self._lock:
