@@ -35,9 +35,30 @@ def suggestion_key(env: Envelope) -> Key | None:
     return (env.tenant_id, user, trigger_type, condition.strip(), tuple(rule.actions))
 
 
+CLOSED = ("expired", "rejected", "invalid")
+
+
+def standing(suggestions: Sequence[Envelope]) -> list[Envelope]:
+    """The suggestions that stand: per suggestion id its newest Suggestion event, unless that one closed it
+    (expired, superseded, rejected); AutomationPrediction envelopes count only without Suggestion events."""
+    events = [e for e in suggestions if e.type == "suggestion" and e.suggestion.capability == "automation"]
+    if not events:
+        return [e for e in suggestions if e.type == "automation_prediction"]
+    newest: dict[str, Envelope] = {}
+    order = {"": 0, "suggested": 1, "approved": 2, "rejected": 2, "expired": 2, "invalid": 2}
+    for env in events:
+        key = env.suggestion.suggestion_id or env.event_id
+        rank = (env.occurred_at.ToNanoseconds(), order.get(env.suggestion.status, 1))
+        if key not in newest or rank >= (newest[key].occurred_at.ToNanoseconds(),
+                                         order.get(newest[key].suggestion.status, 1)):
+            newest[key] = env
+    return [e for e in newest.values() if e.suggestion.status not in CLOSED]
+
+
 def score(truth: Sequence[WorkflowTruth], suggestions: Sequence[Envelope]) -> dict[str, Any]:
+    """Found / missed / wrong of the standing suggestions (see :func:`standing`) against the planted truth."""
     planted = {truth_key(w): w for w in truth}
-    keys = {k for k in (suggestion_key(e) for e in suggestions) if k is not None}
+    keys = {k for k in (suggestion_key(e) for e in standing(suggestions)) if k is not None}
     found = sorted(k for k in keys if k in planted)
     wrong = sorted(k for k in keys if k not in planted)
     missed = sorted(k for k in planted if k not in keys)

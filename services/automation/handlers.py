@@ -18,8 +18,15 @@ from typing import Any
 from mesh.bus import Publisher
 from mesh.events import Envelope, InvalidEvent
 from mesh.features import apply_rebuilding
-from services.automation.approval import ApprovalStore, SuggestionRecord, mark_published, published
+from services.automation.approval import (
+    ApprovalStore,
+    IllegalTransition,
+    SuggestionRecord,
+    mark_published,
+    published,
+)
 from services.automation.engine import EngineConfig, prediction_envelope, propose, record_of, suggestion_envelope
+from services.automation.miner import is_subsequence
 from services.automation.model import VersionedScorer
 from services.automation.state import EVENT_TYPES, FactStore
 from services.automation.templates import Embedder
@@ -80,7 +87,24 @@ class AutomationHandler:
             if stored.status == "suggested":
                 self.announce(stored, version)
                 out.append(stored)
+        self._supersede(tenant_id, out, now)
         return out
+
+    def _supersede(self, tenant_id: str, current: Sequence[SuggestionRecord], now: float) -> None:
+        """An open suggestion whose steps are a strict part of a newer one for the same person and trigger
+        (seen while the rest of the steps were still on their way) expires in its favour."""
+        for old in self.approvals.open(tenant_id, limit=10_000):
+            better = next((r for r in current if r.suggestion_id != old.suggestion_id and r.user_id == old.user_id
+                           and (r.trigger_type, r.condition) == (old.trigger_type, old.condition)
+                           and len(r.steps) > len(old.steps) and is_subsequence(old.steps, r.steps)), None)
+            if better is None:
+                continue
+            try:
+                moved = self.approvals.transition(tenant_id, old.suggestion_id, "expired", now,
+                                                  reason=f"superseded by {better.suggestion_id}")
+            except IllegalTransition:
+                continue  # decided meanwhile
+            self.announce(moved.record)
 
     def announce(self, record: SuggestionRecord, model_version: str = "") -> None:
         """Publish the record's status event (and, for a new suggestion, its prediction) unless done."""

@@ -116,7 +116,8 @@ def fit_episodes(episodes: Sequence[Episode], path: Path, config: nets.NetConfig
     vocab = Vocabulary.build([(e.trigger_token, *e.steps) for e in ordered])
     cut = int(len(ordered) * 0.8)
     tr, va = pad(episode_items(ordered[:cut], vocab)), pad(episode_items(ordered[cut:], vocab))
-    net, val_acc = nets.train(vocab.size, tr, va, config or nets.NetConfig(hidden=64, use_time=False), seed)
+    config = config or nets.NetConfig(hidden=64, use_time=False, epochs=60, batch_size=32, patience=10)
+    net, val_acc = nets.train(vocab.size, tr, va, config, seed)
     report = nets.export(net, path)
     save_vocabulary(path, vocab)
     return NextActionModel.load(path), {"val_accuracy": val_acc,

@@ -34,7 +34,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[NextActionModel, 
 
     torch.set_num_threads(1)
     path = tmp_path_factory.mktemp("automation") / "next.onnx"
-    model, info = fit_episodes(_episodes(), path, NetConfig(hidden=16, embedding=8, epochs=40, batch_size=8, patience=8, use_time=False))
+    config = NetConfig(hidden=16, embedding=8, epochs=40, batch_size=8, patience=8, use_time=False)
+    model, info = fit_episodes(_episodes(), path, config)
     return model, path, info
 
 
