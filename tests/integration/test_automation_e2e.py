@@ -18,7 +18,7 @@ from sunday.ml.v1 import automation_pb2 as api
 from sunday.ml.v1 import automation_pb2_grpc as api_grpc
 from sunday.ml.v1 import events_pb2 as pb
 
-from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RunnerOptions, ensure_topics
+from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, Message, RunnerOptions, ensure_topics
 from mesh.config import MeshSettings, ModelSettings
 from mesh.events import Envelope, TopicRegistry, decode, new_envelope
 from mesh.features import RedisAggregates
@@ -110,8 +110,8 @@ def test_a_simulated_week_in_planted_workflows_suggested_out(running: Running, w
     publisher.flush()
     running.start()  # the week is waiting on the topics: a few large batches, one suggestion pass each
 
-    def all_found(msgs: list[object]) -> bool:
-        return results(world.sim, [decode(m.value) for m in msgs])["recall"] == 1.0  # type: ignore[attr-defined]
+    def all_found(msgs: list[Message]) -> bool:
+        return bool(results(world.sim, [decode(m.value) for m in msgs])["recall"] == 1.0)
 
     out = [decode(m.value) for m in drain(settings.kafka, registry.physical("suggestions"), 10_000, all_found,
                                           timeout_s=WAIT_S)]
@@ -152,8 +152,8 @@ async def test_approve_over_grpc_publishes_the_automation_and_a_second_decision_
         steps=["create_subtask:template=x"], project_ids=list(offered[0].projects)))
     assert not unsafe.ok and "cycle" in {r.rule for r in unsafe.reasons} and unsafe.dry_run.firings > 0
 
-    def approved(msgs: list[object]) -> bool:
-        return any(decode(m.value).suggestion.status == "approved" for m in msgs)  # type: ignore[attr-defined]
+    def approved(msgs: list[Message]) -> bool:
+        return any(decode(m.value).suggestion.status == "approved" for m in msgs)
 
     events = [decode(m.value) for m in drain(settings.kafka, running.registry.physical("suggestions"), 10_000,
                                              approved)]

@@ -27,7 +27,7 @@ class Stream:
         return env
 
     def task(self, minutes: float, task_id: str, project: str = "p1", task_type: str = "bug",
-             priority: int = pb.PRIORITY_MEDIUM, by: str = "boss") -> None:
+             priority: pb.Priority.ValueType = pb.PRIORITY_MEDIUM, by: str = "boss") -> None:
         self.add(minutes, pb.TaskCreated(task_id=task_id, project_id=project, task_type=task_type, priority=priority,
                                          created_by=by))
 
@@ -40,8 +40,6 @@ class Stream:
     def assign(self, minutes: float, task_id: str, user: str, project: str = "p1") -> None:
         self.add(minutes, pb.TaskAssigned(task_id=task_id, project_id=project, assignee_id=user, assigned_by="boss"))
 
-    def status(self, minutes: float, task_id: str, to: int, actor: str, project: str = "p1") -> None:
-        self.add(minutes, pb.TaskStatusChanged(task_id=task_id, project_id=project, to_status=to, actor_id=actor))
 
 
 WORKFLOW = ("move_item:board=archive", "set_field:estimate=8h", "notify:channel=#support")

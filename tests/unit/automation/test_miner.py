@@ -16,7 +16,7 @@ def _episodes() -> list[Episode]:
     eps = []
     for i in range(20):
         # u1 does the workflow after 18 of 20 bug tasks, with a stray action inside twice
-        steps = WORKFLOW if i % 10 else ()
+        steps: tuple[str, ...] = WORKFLOW if i % 10 else ()
         if i in (3, 7):
             steps = (WORKFLOW[0], "set_field:due=+3d", *WORKFLOW[1:])
         eps.append(_ep("u1", "task_type=bug", steps, i))
