@@ -1,0 +1,88 @@
+"""gRPC adapter of the anomaly service: score a user now, list / acknowledge / resolve incidents.
+
+Thin: requests become calls on the ensemble and the rules engine's incidents; errors are domain errors
+(InvalidArgument, NotFound, Unavailable) that the mesh interceptor maps to status codes. Without a model
+(no champion yet) ScoreEntity answers Unavailable. Incidents are those of the engine this servicer is
+given (the service's consumer feeds it); a tenant only ever sees its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sunday.ml.v1 import anomaly_pb2, anomaly_pb2_grpc
+from sunday.ml.v1 import common_pb2 as c
+from sunday.ml.v1 import events_pb2 as e
+
+from mesh.errors import InvalidArgument, NotFound, Unavailable
+from mesh.serving import ServiceBinding, bind
+from services.anomaly.ensemble import OnnxEnsemble
+from services.anomaly.pipeline import Dataset
+from services.anomaly.rules import SEVERITY, Incident, RuleEngine
+
+SERVICE_NAME = "sunday.ml.v1.AnomalyService"
+DEFAULT_PORT = 50054
+
+Ctx = Any  # grpc.aio.ServicerContext[request, response]: unused by these handlers
+
+
+def incident_message(inc: Incident) -> anomaly_pb2.Incident:
+    return anomaly_pb2.Incident(
+        incident_id=inc.incident_id, tenant_id=inc.tenant_id, entity_id=inc.entity_id,
+        severity=SEVERITY[inc.severity], status=inc.status, rules=sorted(inc.rules), alerts=inc.alerts,
+        suppressed=inc.suppressed, opened_at_unix=int(inc.opened_at.timestamp()),
+        last_alert_at_unix=int(inc.last_alert_at.timestamp()))
+
+
+class AnomalyServicer(anomaly_pb2_grpc.AnomalyServiceServicer):
+    def __init__(self, model: Callable[[], OnnxEnsemble | None], engine: RuleEngine) -> None:
+        self._model = model
+        self._engine = engine
+
+    async def ScoreEntity(self, request: anomaly_pb2.ScoreEntityRequest,
+                          context: Ctx) -> anomaly_pb2.ScoreEntityResponse:
+        if not request.tenant_id or not request.user_id:
+            raise InvalidArgument("tenant_id and user_id are required")
+        events = [ev for ev in request.events if ev.tenant_id == request.tenant_id
+                  and ev.WhichOneof("payload") == "user_activity" and ev.user_activity.user_id == request.user_id]
+        if not events:
+            raise InvalidArgument("events: no user_activity of this tenant and user")
+        model = self._model()
+        if model is None:
+            raise Unavailable("no anomaly model has been promoted yet")
+        ds = Dataset.from_events(sorted(events, key=lambda ev: (ev.occurred_at.seconds, ev.occurred_at.nanos)))
+        z_if, z_ae = model.components(ds.tenants[-1:], ds.vectors[-1:], ds.seqs[-1:])
+        w = model.weight_iforest
+        margin = float(w * z_if[0] + (1 - w) * z_ae[0] - model.threshold)
+        pred = e.AnomalyPrediction(user_id=request.user_id, score=margin,
+                                   provenance=c.Provenance(model_name="anomaly", model_version=model.version))
+        pred.components.add(feature="isolation_forest_z", contribution=float(z_if[0]))
+        pred.components.add(feature="lstm_autoencoder_z", contribution=float(z_ae[0]))
+        return anomaly_pb2.ScoreEntityResponse(prediction=pred)
+
+    async def ListIncidents(self, request: anomaly_pb2.ListIncidentsRequest,
+                            context: Ctx) -> anomaly_pb2.ListIncidentsResponse:
+        if not request.tenant_id:
+            raise InvalidArgument("tenant_id is required")
+        found = [incident_message(inc) for inc in self._engine.state.incidents.values()
+                 if inc.tenant_id == request.tenant_id and (request.include_resolved or inc.status != "resolved")]
+        return anomaly_pb2.ListIncidentsResponse(incidents=sorted(found, key=lambda i: i.opened_at_unix))
+
+    def _change(self, request: anomaly_pb2.IncidentActionRequest, status: str) -> anomaly_pb2.IncidentResponse:
+        inc = self._engine.state.incidents.get(request.incident_id)
+        if inc is None or inc.tenant_id != request.tenant_id:  # another tenant's incident does not exist here
+            raise NotFound(f"incident {request.incident_id!r} not found")
+        self._engine.set_status(inc.incident_id, "resolved" if status == "resolved" else "acknowledged")
+        return anomaly_pb2.IncidentResponse(incident=incident_message(inc))
+
+    async def Acknowledge(self, request: anomaly_pb2.IncidentActionRequest,
+                          context: Ctx) -> anomaly_pb2.IncidentResponse:
+        return self._change(request, "acknowledged")
+
+    async def Resolve(self, request: anomaly_pb2.IncidentActionRequest, context: Ctx) -> anomaly_pb2.IncidentResponse:
+        return self._change(request, "resolved")
+
+
+def binding(model: Callable[[], OnnxEnsemble | None], engine: RuleEngine) -> ServiceBinding:
+    return bind(SERVICE_NAME, anomaly_pb2_grpc.add_AnomalyServiceServicer_to_server, AnomalyServicer(model, engine))
