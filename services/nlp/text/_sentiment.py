@@ -1,12 +1,14 @@
 """Comment sentiment served from ONNX: negative / neutral / positive.
 
-The ONNX graph (built by ``sentiment_train``) is the classifier head only; text goes in through up to two
+The ONNX graph (built by ``sentiment_train``) is the classifier head only; text goes in through up to three
 inputs, named in the model's inputs and metadata:
 
 - ``term_tf`` float32 [N, V]: sublinear term frequencies (1 + log count) of the lower-cased word 1-2 grams
   of the text over the vocabulary recorded in the metadata (``sentiment_vocabulary``, JSON); computed here
   in pure Python (:class:`TermFeaturizer`, the same tokens as scikit-learn's default ``token_pattern``).
   The graph multiplies by the IDF weights and L2-normalises.
+- ``char_tf`` float32 [N, C]: the same for character 2-5 grams within words (scikit-learn's ``char_wb``),
+  vocabulary in ``sentiment_char_vocabulary``; its own IDF and L2 normalisation in the graph.
 - ``embedding`` float32 [N, 384]: the all-MiniLM-L6-v2 sentence embedding of the raw text
   (L2-normalised mean pooling, at most 256 word pieces: sentence-transformers' defaults for this model).
   The service feeds the output of its own ONNX embedder (``SentimentModel(..., embed=embedder)``).
@@ -40,13 +42,18 @@ ORACLE_TO_INDEX = {-1: 0, 0: 1, 1: 2}
 """The datasets' oracle (-1/0/1) -> index into :data:`LABELS`."""
 MODEL_NAME = "nlp-sentiment"
 TERM_INPUT = "term_tf"
+CHAR_INPUT = "char_tf"
 EMBEDDING_INPUT = "embedding"
 OUTPUT = "probabilities"
 VOCABULARY_KEY = "sentiment_vocabulary"
 NGRAM_KEY = "sentiment_ngram_max"
-SCHEMA = FeatureSchema("nlp-sentiment-v1", ("term_tf:word1-2gram-sublinear", "embedding:all-MiniLM-L6-v2-256"))
-"""Both inputs are described in the schema whichever a version uses, so a change of either is caught."""
+CHAR_VOCABULARY_KEY = "sentiment_char_vocabulary"
+CHAR_NGRAMS = (2, 5)
+SCHEMA = FeatureSchema("nlp-sentiment-v2", ("term_tf:word1-2gram-sublinear", "char_tf:char_wb2-5gram-sublinear",
+                                            "embedding:all-MiniLM-L6-v2-256"))
+"""Every input is described in the schema whichever a version uses, so a change of any is caught."""
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
+_WHITE_SPACES = re.compile(r"\s\s+")
 
 Embed = Callable[[Sequence[str]], npt.NDArray[Any]]
 FloatArray = npt.NDArray[np.float32]
@@ -73,18 +80,40 @@ def word_ngrams(text: str, ngram_max: int) -> list[str]:
     return grams
 
 
-class TermFeaturizer:
-    """Texts -> sublinear term frequencies over a fixed vocabulary (the ``term_tf`` input)."""
+def char_wb_ngrams(text: str, low: int = CHAR_NGRAMS[0], high: int = CHAR_NGRAMS[1]) -> list[str]:
+    """scikit-learn's ``char_wb`` analyzer: lower-case, per word padded with one space, n-grams of
+    ``low``..``high`` characters (a word shorter than n counted once)."""
+    grams: list[str] = []
+    for word in _WHITE_SPACES.sub(" ", text.lower()).split():
+        w = f" {word} "
+        for n in range(low, high + 1):
+            offset = 0
+            grams.append(w[offset:offset + n])
+            while offset + n < len(w):
+                offset += 1
+                grams.append(w[offset:offset + n])
+            if offset == 0:
+                break
+    return grams
 
-    def __init__(self, vocabulary: dict[str, int], ngram_max: int) -> None:
+
+class TermFeaturizer:
+    """Texts -> sublinear term frequencies over a fixed vocabulary (the ``term_tf`` / ``char_tf`` inputs)."""
+
+    def __init__(self, vocabulary: dict[str, int], ngram_max: int, analyzer: Literal["word", "char_wb"] = "word"
+                 ) -> None:
         self.vocabulary = vocabulary
         self.ngram_max = ngram_max
+        self.analyzer = analyzer
+
+    def grams(self, text: str) -> list[str]:
+        return word_ngrams(text, self.ngram_max) if self.analyzer == "word" else char_wb_ngrams(text)
 
     def transform(self, texts: Sequence[str]) -> FloatArray:
         out = np.zeros((len(texts), len(self.vocabulary)), dtype=np.float32)
         for row, text in enumerate(texts):
             counts: dict[int, int] = {}
-            for gram in word_ngrams(text, self.ngram_max):
+            for gram in self.grams(text):
                 index = self.vocabulary.get(gram)
                 if index is not None:
                     counts[index] = counts.get(index, 0) + 1
@@ -93,8 +122,11 @@ class TermFeaturizer:
         return out
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, str]) -> TermFeaturizer:
-        return cls(json.loads(metadata[VOCABULARY_KEY]), int(metadata.get(NGRAM_KEY, "2")))
+    def from_metadata(cls, metadata: dict[str, str], analyzer: Literal["word", "char_wb"] = "word"
+                      ) -> TermFeaturizer:
+        if analyzer == "word":
+            return cls(json.loads(metadata[VOCABULARY_KEY]), int(metadata.get(NGRAM_KEY, "2")))
+        return cls(json.loads(metadata[CHAR_VOCABULARY_KEY]), CHAR_NGRAMS[1], "char_wb")
 
 
 class SentimentModel:
@@ -108,7 +140,8 @@ class SentimentModel:
         check_feature_schema(model.metadata, SCHEMA, model.path)
         self._runner: ModelRunner = runner or model
         self.inputs = model.input_names
-        self._terms = _featurizer(model) if TERM_INPUT in self.inputs else None
+        self._terms = _featurizer(model, "word") if TERM_INPUT in self.inputs else None
+        self._chars = _featurizer(model, "char_wb") if CHAR_INPUT in self.inputs else None
         if EMBEDDING_INPUT in self.inputs and embed is None:
             raise ValueError(f"{model.path.name} reads MiniLM embeddings: pass embed= (the service's embedder)")
         self._embed = embed
@@ -127,6 +160,8 @@ class SentimentModel:
         inputs: dict[str, FloatArray] = {}
         if self._terms is not None:
             inputs[TERM_INPUT] = self._terms.transform(texts)
+        if self._chars is not None:
+            inputs[CHAR_INPUT] = self._chars.transform(texts)
         if self.needs_embeddings:
             if embeddings is None:
                 assert self._embed is not None
@@ -152,12 +187,12 @@ def to_sentiment(probabilities: npt.NDArray[Any]) -> Sentiment:
     return Sentiment(LABELS[best], round(p[2] - p[0], 6), p[best], (p[0], p[1], p[2]))
 
 
-_featurizers: dict[tuple[int, int], TermFeaturizer] = {}
+_featurizers: dict[tuple[str, int, int], TermFeaturizer] = {}
 
 
-def _featurizer(model: OnnxModel) -> TermFeaturizer:
-    vocabulary = model.metadata.get(VOCABULARY_KEY, "")
-    key = (hash(vocabulary), len(vocabulary))  # a str caches its hash: cheap per call on one loaded model
+def _featurizer(model: OnnxModel, analyzer: Literal["word", "char_wb"]) -> TermFeaturizer:
+    vocabulary = model.metadata.get(VOCABULARY_KEY if analyzer == "word" else CHAR_VOCABULARY_KEY, "")
+    key = (analyzer, hash(vocabulary), len(vocabulary))  # a str caches its hash: cheap on one loaded model
     if key not in _featurizers:
-        _featurizers[key] = TermFeaturizer.from_metadata(model.metadata)
+        _featurizers[key] = TermFeaturizer.from_metadata(model.metadata, analyzer)
     return _featurizers[key]

@@ -4,7 +4,8 @@ candidate models, model choice on validation folds, and the export of the chosen
 Candidates (all multinomial logistic regression, so the head is one Gemm + Softmax in ONNX):
 - ``tfidf``: sublinear TF-IDF of word 1-2 grams (the baseline family);
 - ``minilm``: the all-MiniLM-L6-v2 sentence embedding;
-- ``tfidf+minilm``: both, the embedding block scaled by ``alpha`` against the L2-normalised TF-IDF block.
+- ``tfidf+minilm``: both, the embedding block scaled by ``alpha`` against the L2-normalised TF-IDF block;
+- with ``chars``: a second TF-IDF block over character 2-5 grams within words.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import numpy as np
 import numpy.typing as npt
 
 from services.nlp.text._sentiment import (
+    CHAR_INPUT,
+    CHAR_NGRAMS,
+    CHAR_VOCABULARY_KEY,
     EMBEDDING_INPUT,
     NGRAM_KEY,
     ORACLE_TO_INDEX,
@@ -28,7 +32,6 @@ from services.nlp.text._sentiment import (
     SCHEMA,
     TERM_INPUT,
     VOCABULARY_KEY,
-    TermFeaturizer,
 )
 
 log = logging.getLogger(__name__)
@@ -80,20 +83,25 @@ class Candidate:
     alpha: float = 1.0
     """scale of the embedding block (``tfidf+minilm`` only)"""
     balanced: bool = True
+    chars: bool = False
+    """add TF-IDF of character 2-5 grams within words (its own L2-normalised block; not for ``minilm``)"""
 
     @property
     def name(self) -> str:
         alpha = f",a={self.alpha:g}" if self.features == "tfidf+minilm" else ""
-        return f"{self.features}+lr(C={self.c:g}{alpha}{',bal' if self.balanced else ''})"
+        features = self.features.replace("tfidf", "tfidf+char") if self.chars else self.features
+        return f"{features}+lr(C={self.c:g}{alpha}{',bal' if self.balanced else ''})"
 
 
 DEFAULT_GRID: tuple[Candidate, ...] = (
     Candidate("tfidf", 1.0), Candidate("tfidf", 3.0), Candidate("minilm", 1.0),
     Candidate("tfidf+minilm", 1.0, 1.0), Candidate("tfidf+minilm", 3.0, 1.0),
+    Candidate("tfidf+minilm", 1.0, 1.0, chars=True),
 )
 """Chosen from a wider grid (C up to 30, alpha up to 3) on Jira folds 2-9 -> validation fold 1: larger C and
-alpha only lost there."""
-QUICK_GRID: tuple[Candidate, ...] = (Candidate("tfidf", 3.0), Candidate("tfidf+minilm", 3.0, 1.0))
+alpha only lost there; character n-grams gained on Jira and GitHub validation folds."""
+QUICK_GRID: tuple[Candidate, ...] = (Candidate("tfidf", 3.0), Candidate("tfidf+minilm", 1.0, 1.0, chars=True))
+MAX_CHAR_FEATURES = 50_000
 BASELINE = Candidate("tfidf", 3.0)
 """The TF-IDF + logistic regression baseline reported beside the chosen model."""
 
@@ -105,6 +113,7 @@ class FittedSentiment:
     candidate: Candidate
     vectorizer: Any
     regression: Any
+    char_vectorizer: Any = None
 
     def design(self, texts: Sequence[str], embeddings: FloatArray | None) -> Any:
         from scipy import sparse  # type: ignore[import-untyped]
@@ -112,6 +121,8 @@ class FittedSentiment:
         blocks: list[Any] = []
         if self.vectorizer is not None:
             blocks.append(self.vectorizer.transform(texts))
+        if self.char_vectorizer is not None:
+            blocks.append(self.char_vectorizer.transform(texts))
         if self.candidate.features != "tfidf":
             assert embeddings is not None
             blocks.append(sparse.csr_matrix(embeddings * self.candidate.alpha) if blocks
@@ -132,7 +143,12 @@ def fit(candidate: Candidate, texts: Sequence[str], embeddings: FloatArray | Non
         vectorizer = TfidfVectorizer(lowercase=True, ngram_range=(1, 2), min_df=2, sublinear_tf=True,
                                      dtype=np.float32)
         vectorizer.fit(texts)
-    fitted = FittedSentiment(candidate, vectorizer, None)
+    chars = None
+    if candidate.chars and candidate.features != "minilm":
+        chars = TfidfVectorizer(lowercase=True, analyzer="char_wb", ngram_range=CHAR_NGRAMS, min_df=2,
+                                sublinear_tf=True, max_features=MAX_CHAR_FEATURES, dtype=np.float32)
+        chars.fit(texts)
+    fitted = FittedSentiment(candidate, vectorizer, None, chars)
     regression = LogisticRegression(C=candidate.c, max_iter=2000,
                                     class_weight="balanced" if candidate.balanced else None)
     regression.fit(fitted.design(texts, embeddings), labels)
@@ -206,6 +222,17 @@ def export_head(fitted: FittedSentiment, path: Path, extra_metadata: dict[str, s
         parts.append("tfidf")
         meta[VOCABULARY_KEY] = json.dumps(vocabulary, separators=(",", ":"))
         meta[NGRAM_KEY] = "2"
+    if fitted.char_vectorizer is not None:
+        chars = {str(k): int(v) for k, v in fitted.char_vectorizer.vocabulary_.items()}
+        inputs.append(helper.make_tensor_value_info(CHAR_INPUT, TensorProto.FLOAT, ["batch", len(chars)]))
+        inits += [numpy_helper.from_array(np.asarray(fitted.char_vectorizer.idf_, np.float32), "char_idf"),
+                  numpy_helper.from_array(np.asarray([1e-12], np.float32), "char_eps")]
+        nodes += [helper.make_node("Mul", [CHAR_INPUT, "char_idf"], ["char_weighted"]),
+                  helper.make_node("ReduceL2", ["char_weighted"], ["char_norm"], axes=[1], keepdims=1),
+                  helper.make_node("Max", ["char_norm", "char_eps"], ["char_safe_norm"]),
+                  helper.make_node("Div", ["char_weighted", "char_safe_norm"], ["char_tfidf"])]
+        parts.append("char_tfidf")
+        meta[CHAR_VOCABULARY_KEY] = json.dumps(chars, separators=(",", ":"))
     if fitted.candidate.features != "tfidf":
         inputs.append(helper.make_tensor_value_info(EMBEDDING_INPUT, TensorProto.FLOAT, ["batch", 384]))
         inits.append(numpy_helper.from_array(np.asarray([fitted.candidate.alpha], np.float32), "alpha"))
@@ -249,8 +276,3 @@ def verify_export(fitted: FittedSentiment, path: Path, texts: Sequence[str], emb
         raise ExportVerificationError(f"{path.name}: ONNX differs from scikit-learn by {worst:.2e} "
                                       f"(tolerance {tolerance:.0e})")
     return worst
-
-
-def featurizer_of(fitted: FittedSentiment) -> TermFeaturizer:
-    assert fitted.vectorizer is not None
-    return TermFeaturizer({str(k): int(v) for k, v in fitted.vectorizer.vocabulary_.items()}, 2)

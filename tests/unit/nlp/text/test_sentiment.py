@@ -61,7 +61,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     train, test = np.flatnonzero(data.folds != 0), np.flatnonzero(data.folds == 0)
     texts = [data.texts[i] for i in train]
     tfidf = fit(BASELINE, texts, embeddings[train], data.labels[train])
-    both = fit(Candidate("tfidf+minilm", 3.0, 1.5), texts, embeddings[train], data.labels[train])
+    both = fit(Candidate("tfidf+minilm", 3.0, 1.5, chars=True), texts, embeddings[train], data.labels[train])
     out = tmp_path_factory.mktemp("sentiment")
     return Trained(data, embeddings, train, test, tfidf, both, export_head(tfidf, out / "tfidf.onnx"),
                    export_head(both, out / "both.onnx"))
@@ -72,7 +72,7 @@ def test_onnx_heads_reproduce_scikit_learn_at_batch_1_and_many(trained: Trained)
     for fitted, path in ((trained.tfidf, trained.tfidf_path), (trained.both, trained.both_path)):
         assert verify_export(fitted, path, texts, trained.embeddings[trained.test], tolerance=1e-5) <= 1e-5
     model = OnnxModel.load(trained.both_path, MeshSettings().models, warm_up=False)
-    assert set(model.input_names) == {"term_tf", "embedding"} and model.output_names == ("probabilities",)
+    assert set(model.input_names) == {"term_tf", "char_tf", "embedding"} and model.output_names == ("probabilities",)
 
 
 def test_tfidf_model_beats_the_majority_class_on_a_held_out_fold(trained: Trained) -> None:
