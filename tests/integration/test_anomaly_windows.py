@@ -4,7 +4,8 @@ The worker is killed after it has counted (and committed) the first half of a wi
 half is published while it is down, together with a redelivery of an already counted event. After the
 restart the table's changelog must hold, for every window, exactly the events the pure model counts: a
 worker that did not restore its windows from the changelog would overwrite them with the second half only,
-and one that counted the redelivery would be one too high.
+and one that counted the redelivery would be one too high. A malformed message goes to the DLQ with
+its reason.
 """
 
 from __future__ import annotations
@@ -88,6 +89,23 @@ def _committed(settings: MeshSettings, group: str, topics: list[tuple[str, int]]
         c.close()
 
 
+def _dlq(settings: MeshSettings, topic: str) -> list[tuple[bytes, dict[str, bytes]]]:
+    c = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"{topic}-reader",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    out: list[tuple[bytes, dict[str, bytes]]] = []
+    try:
+        for _ in range(20):  # bounded: the DLQ record was flushed before the windows were complete
+            for msg in c.consume(100, 0.5):
+                if msg.error() is None:
+                    out.append((bytes(msg.value() or b""), {k: bytes(v or b"") for k, v in msg.headers() or []}))
+            if out:
+                break
+    finally:
+        c.close()
+    return out
+
+
 def _stop(worker: subprocess.Popen[str]) -> str:
     if worker.poll() is None:
         worker.send_signal(signal.SIGTERM)
@@ -108,6 +126,7 @@ def test_windows_survive_sigkill_mid_window(settings: MeshSettings, tmp_path: Pa
     first, second = events[:45], events[45:]
     for env in first:
         pub.publish(env)
+    pub.publish_raw("activity", b"\x00not an envelope", b"tn-w:u0", [])  # -> the DLQ
     pub.flush()
     app_id = f"{prefix}anomaly-windows"
     log = Changelog(settings, f"{app_id}-{TABLE}-changelog")
@@ -129,6 +148,8 @@ def test_windows_survive_sigkill_mid_window(settings: MeshSettings, tmp_path: Pa
         wait_until(lambda: log.poll() == expected or worker.poll() is not None,
                    "every window complete after the restart", timeout_s=150)
         assert log.poll() == expected
+        dead = _dlq(settings, registry.physical("dlq"))
+        assert [(v, h.get("dlq.reason", b"")[:12]) for v, h in dead] == [(b"\x00not an envelope", b"not a sunday")]
         hour = int(T0.timestamp())
         assert expected[f"tn-w|tenant|tn-w|tumbling_1h|{hour}"]["login"][0] == 15  # 60 minutes / 4 actions
     finally:
