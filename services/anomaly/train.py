@@ -3,7 +3,8 @@
 - Isolation Forest (scikit-learn) on one hour's vector -> skl2onnx (`target_opset={'': 17, 'ai.onnx.ml': 3}`).
 - LSTM autoencoder (PyTorch) on the sequence of a user's recent hours -> ONNX with dynamic batch and sequence
   axes, exported with the legacy (TorchScript) exporter: the dynamo exporter fixed the sequence axis of LSTMs
-  after the first export in a process (STACK-NOTES). `verify_lstm_onnx` checks ONNX == torch at two lengths.
+  after the first export in a process (STACK-NOTES). tests/unit/anomaly/test_models.py checks that both axes
+  stay dynamic and ONNX == torch at three (batch, steps) sizes.
 """
 
 from __future__ import annotations
