@@ -1,13 +1,14 @@
 """End to end on the real broker and Redis: a simulated week in -> the service's facts in Redis -> the
 planted workflows suggested on ml.suggestions (found / missed / wrong against the simulator's truth);
-malformed events go to the DLQ and the service goes on; an approval over gRPC publishes the approved
-automation, a second decision is refused."""
+malformed events go to the DLQ and the service goes on; then, over gRPC on the state that built, the
+suggestions are listed, one is approved (the approved automation is published), a second decision on it is
+refused, and an unsafe automation is rejected by Validate."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     sim = Simulation(SimConfig(tenants=1, users_per_tenant=50, weeks=1, seed=0))
     events = list(sim.events())
     path = Path(tmp_path_factory.mktemp("automation-e2e")) / "next.onnx"
-    fit_episodes(episodes_of(events), path, NetConfig(hidden=32, epochs=80, batch_size=16, patience=15, use_time=False))
+    config = NetConfig(hidden=32, epochs=60, batch_size=32, learning_rate=0.01, patience=10, use_time=False)
+    fit_episodes(episodes_of(events), path, config)
     onnx = OnnxModel.load(path, ModelSettings.model_validate({}))
     return World(sim, events, StaticModel(VersionedModel(MODEL_NAME, "1", onnx)))
 
@@ -94,8 +96,8 @@ def running(settings: MeshSettings, world: World) -> Iterator[Running]:
     client.close()
 
 
-def test_a_simulated_week_in_planted_workflows_suggested_out(running: Running, world: World,
-                                                             settings: MeshSettings) -> None:
+async def test_a_simulated_week_in_planted_workflows_suggested_out_then_approved_over_grpc(
+        running: Running, world: World, settings: MeshSettings) -> None:
     registry, publisher = running.registry, running.publisher
     consumed = {t for name in TOPICS for t in registry.spec(name).event_types}
     inputs = [ev for ev in world.events if ev.type in consumed]
@@ -122,25 +124,23 @@ def test_a_simulated_week_in_planted_workflows_suggested_out(running: Running, w
     # the same suggestion announced twice carries the same event id (replays dedupe downstream)
     suggested = [e for e in out if e.suggestion.status == "suggested"]
     assert len({e.event_id for e in suggested}) == len({(e.suggestion.suggestion_id, e.event_id) for e in suggested})
+    await approve_over_grpc(running, settings, {r["user_id"] for r in got["found"]})
 
 
-@pytest.fixture
-async def stub(running: Running) -> AsyncIterator[api_grpc.AutomationServiceStub]:
+async def approve_over_grpc(running: Running, settings: MeshSettings, users: set[str]) -> None:
     server = build_server([binding(running.handler, Validator(running.facts))], MeshSettings(), 0, host="127.0.0.1")
     await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield api_grpc.AutomationServiceStub(channel)
-    await server.stop(0)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            await decide(api_grpc.AutomationServiceStub(channel), running, settings, users)
+    finally:
+        await server.stop(0)
 
 
-async def test_approve_over_grpc_publishes_the_automation_and_a_second_decision_is_refused(
-        running: Running, world: World, settings: MeshSettings, stub: api_grpc.AutomationServiceStub) -> None:
-    running.start()
-    running.facts.apply(world.events)
-    offered = running.handler.suggest("tenant-000", now=1_800_000_000.0)
-    assert offered
+async def decide(stub: api_grpc.AutomationServiceStub, running: Running, settings: MeshSettings,
+                 users: set[str]) -> None:
     listed = await stub.ListSuggestions(api.ListSuggestionsRequest(tenant_id="tenant-000"))
-    assert {s.suggestion_id for s in listed.suggestions} == {r.suggestion_id for r in offered}
+    assert {s.user_id for s in listed.suggestions} == users
     target = listed.suggestions[0].suggestion_id
     done = await stub.Approve(api.DecisionRequest(tenant_id="tenant-000", suggestion_id=target, decided_by="boss"))
     assert done.suggestion.status == "approved" and done.suggestion.decided_by == "boss"
@@ -148,9 +148,10 @@ async def test_approve_over_grpc_publishes_the_automation_and_a_second_decision_
         await stub.Reject(api.DecisionRequest(tenant_id="tenant-000", suggestion_id=target, decided_by="boss"))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "is approved" in (refused.value.details() or "")
     unsafe = await stub.Validate(api.ValidateRequest(
-        tenant_id="tenant-000", actor_id=offered[0].user_id, trigger_type="task_created",
-        steps=["create_subtask:template=x"], project_ids=list(offered[0].projects)))
-    assert not unsafe.ok and "cycle" in {r.rule for r in unsafe.reasons} and unsafe.dry_run.firings > 0
+        tenant_id="tenant-000", actor_id=listed.suggestions[0].user_id, trigger_type="task_created",
+        steps=["create_subtask:template=x"]))
+    assert not unsafe.ok and {"cycle", "cross_project"} <= {r.rule for r in unsafe.reasons}
+    assert unsafe.dry_run.firings > 0
 
     def approved(msgs: list[Message]) -> bool:
         return any(decode(m.value).suggestion.status == "approved" for m in msgs)
