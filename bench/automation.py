@@ -25,6 +25,7 @@ from sunday.ml.v1 import events_pb2 as pb
 
 from bench._report import write_report
 from mesh.events import new_envelope
+from services.automation import nets
 from services.automation.demo import score, truth_key
 from services.automation.engine import propose, record_of, suggestion_envelope
 from services.automation.miner import MinedPattern, bigram_baseline, mine
@@ -36,6 +37,8 @@ from services.automation.validate import AutomationSpec, Validator
 from simulator import SimConfig, Simulation
 
 TAX_2017_HELPDESK = 0.712
+EPISODE_NET = nets.NetConfig(hidden=32, use_time=False, epochs=12, batch_size=128, learning_rate=0.01, patience=3)
+"""The suggestion model of the bench: a month of several tenants gives plenty of episodes (cheap epochs)."""
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "process_logs"
 
 
@@ -63,7 +66,7 @@ def planted_section(sim: Simulation, facts: FactStore, out: Path) -> tuple[dict[
     mined = mine(eps)
     t_mine = time.perf_counter() - start
     start = time.perf_counter()
-    model, info = fit_episodes(eps, out / "automation_next_action.onnx")
+    model, info = fit_episodes(eps, out / "automation_next_action.onnx", EPISODE_NET)
     t_train = time.perf_counter() - start
     proposals = [p for t in tenants for p in propose(facts, t, model)]
     shown = [suggestion_envelope(record_of(p)) for p in proposals if p.shown]
