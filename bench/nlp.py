@@ -238,10 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         for size in (10_000,) if args.quick else (10_000, 100_000):
             print(f"latency: search with {size} vectors in one tenant of 10...", flush=True)
             results["search"].append(search_latency(vectors, texts, embedder, size, calibration, root))
-    results["text"] = _text_results(args.quick, folders, args.out)
     rows = [r for d in results["duplicates"] for r in d["rows"]]
-    write_report(args.out, "nlp", results, rows, COLUMNS, _plot(results) if results["duplicates"] else None)
+    plot = _plot(results) if results["duplicates"] else None
+    write_report(args.out, "nlp", results, rows, COLUMNS, plot)  # kept if the text part fails or is cut short
     _print_latency(results)
+    results["text"] = _text_results(args.quick, folders, args.out)
+    if results["text"] is not None:
+        write_report(args.out, "nlp", results, (), (), plot)
     return 0
 
 
