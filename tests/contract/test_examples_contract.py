@@ -86,17 +86,26 @@ def _assignment(tmp: Path) -> Iterator[Handler]:
     yield service.handler(Publisher(InMemoryBroker().producer(), REGISTRY))
 
 
+@contextmanager
+def _nlp(tmp: Path) -> Iterator[object]:
+    from tests.contract.test_nlp_contract import nlp_handler
+
+    with nlp_handler(tmp) as handler:
+        yield handler
+
+
 # consumer name (as declared in mesh/events/_topics.py) -> how to build its real handler
 CONSUMERS: dict[str, Callable[[Path], object]] = {
     "assignment": _assignment,
     "features": _features,
     "gateway.webhooks": _webhooks,
+    "nlp": _nlp,
     "timeline": _timeline,
 }
 NEEDS_REDIS = {"gateway.webhooks"}
 
 
-BATCH_CONSUMERS = {"assignment", "timeline", "features"}
+BATCH_CONSUMERS = {"assignment", "timeline", "features", "nlp"}
 """Consumers whose main runs them with ``batch_handler`` (the others take one event at a time)."""
 
 
