@@ -94,18 +94,30 @@ def _nlp(tmp: Path) -> Iterator[object]:
         yield handler
 
 
+@contextmanager
+def _personalization(tmp: Path) -> Iterator[object]:
+    from mesh.features import InMemoryAggregates
+    from services.personalization.handlers import PersonalizationHandler
+    from services.personalization.state import PERSONALIZATION_REDUCERS
+
+    store = InMemoryAggregates(PERSONALIZATION_REDUCERS)
+    store.mark_built()
+    yield PersonalizationHandler(store)
+
+
 # consumer name (as declared in mesh/events/_topics.py) -> how to build its real handler
 CONSUMERS: dict[str, Callable[[Path], object]] = {
     "assignment": _assignment,
     "features": _features,
     "gateway.webhooks": _webhooks,
     "nlp": _nlp,
+    "personalization": _personalization,
     "timeline": _timeline,
 }
 NEEDS_REDIS = {"gateway.webhooks"}
 
 
-BATCH_CONSUMERS = {"assignment", "timeline", "features", "nlp"}
+BATCH_CONSUMERS = {"assignment", "timeline", "features", "nlp", "personalization"}
 """Consumers whose main runs them with ``batch_handler`` (the others take one event at a time)."""
 
 
