@@ -31,7 +31,7 @@ def _free_port() -> int:
 
 
 def test_workers_without_shared_signing_keys_are_refused() -> None:
-    with pytest.raises(ValidationError, match="workers > 1 needs auth.signing_keys"):
+    with pytest.raises(ValidationError, match=r"workers > 1 needs auth\.signing_keys"):
         GatewaySettings(environment="test", workers=2)
 
 
