@@ -1,5 +1,6 @@
 """Rate limits (token buckets) and quotas (per tenant, UTC day and month), checked and charged by ONE Lua
-script so that concurrent requests can never overspend.
+script (:mod:`mesh.limits`, shared with the nlp service's LLM budgets) so that concurrent requests can never
+overspend.
 
 Time is Redis' own (``TIME`` inside the script), never the caller's: replicas whose clocks disagree still
 share one bucket refill and one day. The same script serves the plans (per tenant and per client, quota
@@ -18,71 +19,9 @@ from redis.asyncio import Redis
 
 from gateway.auth.principal import Principal
 from gateway.settings import GatewaySettings, PlanLimits, RouteLimit
-
-# KEYS: n token buckets, then (quota mode > 0) the tenant's quota hash
-# ARGV: test offset ms, cost, quota mode (0 none, 1 check, 2 charge), day limit, month limit, n,
-#       then rate/s and burst of each bucket
-# Returns {allowed, retry_after_ms, first bucket's tokens left, its full-again ms, day left, month left}
-_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-local cost, mode = tonumber(ARGV[2]), tonumber(ARGV[3])
-local day_limit, month_limit, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local tokens, wait = {}, 0
-for i = 1, n do
-  local rate, burst = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
-  local v = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
-  local tk, ts = tonumber(v[1]), tonumber(v[2])
-  if tk == nil or ts == nil then tk = burst else tk = math.min(burst, tk + math.max(0, now - ts) * rate / 1000) end
-  tokens[i] = tk
-  if tk < cost then wait = math.max(wait, math.ceil((cost - tk) * 1000 / rate)) end
-end
-local day_left, month_left, day, month, day_n, month_n, month_reset = -1, -1, 0, 0, 0, 0, 0
-if mode > 0 then
-  -- the UTC civil date of Redis' day number (H. Hinnant's days -> civil algorithm)
-  day = math.floor(now / 86400000)
-  local z = day + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp < 10 and mp + 3 or mp - 9
-  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
-  local lengths = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
-  local length = lengths[m]
-  if m == 2 and ((y % 4 == 0 and y % 100 ~= 0) or y % 400 == 0) then length = 29 end
-  month = y * 100 + m
-  month_reset = (day - d + 1 + length) * 86400000
-  local q = redis.call('HMGET', KEYS[n + 1], 'day', 'day_n', 'month', 'month_n')
-  if tonumber(q[1]) == day then day_n = tonumber(q[2]) end
-  if tonumber(q[3]) == month then month_n = tonumber(q[4]) end
-  local need = (mode == 2) and cost or 1
-  if day_n + need > day_limit then wait = math.max(wait, (day + 1) * 86400000 - now) end
-  if month_n + need > month_limit then wait = math.max(wait, month_reset - now) end
-  day_left, month_left = day_limit - day_n, month_limit - month_n
-end
-local rate1, burst1 = tonumber(ARGV[7]), tonumber(ARGV[8])
-if wait > 0 then
-  return {0, wait, math.floor(tokens[1]), math.ceil((burst1 - tokens[1]) * 1000 / rate1), day_left, month_left}
-end
-for i = 1, n do
-  local rate, burst = tonumber(ARGV[5 + 2 * i]), tonumber(ARGV[6 + 2 * i])
-  tokens[i] = tokens[i] - cost
-  redis.call('HSET', KEYS[i], 'tokens', tostring(tokens[i]), 'ts', now)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(burst * 1000 / rate) + 1000)
-end
-if mode == 2 then
-  redis.call('HSET', KEYS[n + 1], 'day', day, 'day_n', day_n + cost, 'month', month, 'month_n', month_n + cost)
-  redis.call('PEXPIREAT', KEYS[n + 1], month_reset + 3600000)
-  day_left, month_left = day_left - cost, month_left - cost
-end
-return {1, 0, math.floor(tokens[1]), math.ceil((burst1 - tokens[1]) * 1000 / rate1), day_left, month_left}
-"""
+from mesh.limits import AtomicLimits, Bucket, Quota
 
 QuotaMode = Literal["none", "check", "charge"]
-_MODES: dict[QuotaMode, int] = {"none": 0, "check": 1, "charge": 2}
 
 
 @dataclass(frozen=True)
@@ -123,8 +62,7 @@ class RateLimiter:
         self._plans = settings.plans
         self._default = settings.default_plan
         self._access = settings.access_limits
-        self._offset = test_offset_s
-        self._script = redis.register_script(_LUA)
+        self._limits = AtomicLimits(redis, test_offset_s)
 
     def plan(self, who: Principal) -> PlanLimits:
         return self._plans.get(who.plan) or self._plans[self._default]
@@ -154,16 +92,16 @@ class RateLimiter:
 
     async def _run(self, buckets: list[tuple[str, RouteLimit]], cost: int, mode: QuotaMode,
                    plan: PlanLimits | None = None, tenant: str | None = None) -> Decision:
-        keys = [key for key, _ in buckets] + ([f"{self._p}{{{tenant}}}:quota"] if mode != "none" else [])
-        args: list[float | int] = [int(self._offset() * 1000), cost, _MODES[mode],
-                                   plan.daily_quota if plan else 0, plan.monthly_quota if plan else 0, len(buckets)]
-        for _, limit in buckets:
-            args += [limit.rate_per_s, limit.burst]
-        allowed, wait_ms, remaining, reset_ms, day_left, month_left = (
-            int(v) for v in await self._script(keys=keys, args=args))
+        quota = None
+        if mode != "none":
+            assert plan is not None
+            quota = Quota(f"{self._p}{{{tenant}}}:quota", plan.daily_quota, plan.monthly_quota, cost, mode)
+        verdict = await self._limits.acquire([Bucket(key, limit.rate_per_s, limit.burst, cost)
+                                              for key, limit in buckets], quota)
         first = buckets[0][1]
-        return Decision(allowed=bool(allowed), retry_after_s=max(1, math.ceil(wait_ms / 1000)), limit=first.burst,
-                        remaining=max(0, remaining), reset_s=max(0, math.ceil(reset_ms / 1000)),
+        left = verdict.bucket_tokens_left or 0
+        return Decision(allowed=verdict.allowed, retry_after_s=max(1, math.ceil(verdict.retry_after_s)),
+                        limit=first.burst, remaining=max(0, left),
+                        reset_s=max(0, math.ceil((first.burst - left) / first.rate_per_s)),
                         window_s=max(1, math.ceil(first.burst / first.rate_per_s)),
-                        daily_remaining=max(0, day_left) if mode != "none" else None,
-                        monthly_remaining=max(0, month_left) if mode != "none" else None)
+                        daily_remaining=verdict.day_left, monthly_remaining=verdict.month_left)

@@ -8,9 +8,8 @@ that reserved more than it used gives the rest back with :meth:`AtomicLimits.ref
 day/month). Keys that share a tenant should share a hash tag (``{tenant}``) so a Redis Cluster keeps them
 on one slot.
 
-Users: the nlp service's LLM pipeline (per-tenant request rate + token budget). The gateway's quota
-machinery (``gateway/ratelimit.py``) implements the same model with its own copy of the script and should
-switch to this one (its calls map to buckets with ``cost`` and a quota in ``check``/``charge`` mode).
+Users: the gateway's plans, management and token-endpoint limits (``gateway/ratelimit.py``) and the nlp
+service's LLM pipeline (per-tenant request rate + token budget).
 """
 
 from __future__ import annotations
