@@ -55,7 +55,7 @@ def test_the_service_process_indexes_predicts_and_serves(settings: MeshSettings,
                                        producer="t"))
         publisher.flush()
         out = [decode(m.value).nlp_prediction for m in drain(
-            settings.kafka, topics.physical("predictions.nlp"), 2,
+            settings.kafka, topics.physical("predictions.nlp"), 10,
             enough=lambda ms: {decode(m.value).nlp_prediction.kind for m in ms} >= {"duplicates", "sentiment"})]
         kinds = {p.kind: p for p in out}
         dup = kinds["duplicates"]  # the two tasks sit on different partitions: whichever came second is flagged
