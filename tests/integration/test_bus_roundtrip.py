@@ -34,7 +34,7 @@ def _task(i: int) -> Envelope:
     return new_envelope("tenant-r", e.TaskCreated(task_id=f"t{i}", project_id="p"), producer="tests")
 
 
-def test_faust_agent_round_trip(settings: MeshSettings) -> None:
+def test_faust_agent_round_trip(settings: MeshSettings, tmp_path: Path) -> None:
     prefix = settings.kafka.topic_prefix
     registry = TopicRegistry(prefix)
     ensure_topics(settings.kafka, registry, ["tasks"])
@@ -43,8 +43,8 @@ def test_faust_agent_round_trip(settings: MeshSettings) -> None:
     for env in sent:
         pub.publish(env)
     pub.flush()
-    worker = subprocess.Popen([sys.executable, "-m", "tests.integration._faust_echo", prefix, "worker",
-                               "-l", "warn", "--without-web"], cwd=ROOT, stdout=subprocess.PIPE,
+    worker = subprocess.Popen([sys.executable, "-m", "tests.integration._faust_echo", prefix,
+                               "--datadir", str(tmp_path / "faust"), "worker", "-l", "warn", "--without-web"], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}"})
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"{prefix}reader",
