@@ -33,6 +33,11 @@ class PermissionDenied(MeshError):
     """The caller is known but not allowed to do this."""
 
 
+class FailedPrecondition(MeshError):
+    """The system is not in the state the request assumed (e.g. a stale version in an optimistic update):
+    re-read, then decide again; retrying the same request will not help."""
+
+
 class Unavailable(MeshError):
     """A dependency (model, feature store, broker) is not available right now; retry with backoff."""
 
@@ -151,5 +156,5 @@ class translate_infra_errors:  # lower case: used as a context manager and a dec
         return wrapper
 
 
-__all__ = ["InvalidArgument", "MeshError", "NotFound", "PermissionDenied", "Unavailable", "is_transient",
-           "translate_infra_errors"]
+__all__ = ["FailedPrecondition", "InvalidArgument", "MeshError", "NotFound", "PermissionDenied", "Unavailable",
+           "is_transient", "translate_infra_errors"]

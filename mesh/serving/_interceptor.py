@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import grpc
 import grpc.aio
 
-from mesh.errors import InvalidArgument, MeshError, NotFound, PermissionDenied, Unavailable
+from mesh.errors import FailedPrecondition, InvalidArgument, MeshError, NotFound, PermissionDenied, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,7 @@ STATUS_CODES: tuple[tuple[type[MeshError], grpc.StatusCode], ...] = (
     (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 

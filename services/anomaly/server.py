@@ -1,13 +1,16 @@
 """gRPC adapter of the anomaly service: score a user now, list / acknowledge / resolve incidents.
 
-Thin: requests become calls on the ensemble and the rules engine's incidents; errors are domain errors
-(InvalidArgument, NotFound, Unavailable) that the mesh interceptor maps to status codes. Without a model
+Thin: requests become calls on the ensemble, the rules engine's incidents and the per-tenant rules store
+(`rules_store`: GetRules / PutRules, versioned and audited); errors are domain errors (InvalidArgument,
+NotFound, Unavailable, FailedPrecondition for a stale rules version) that the mesh interceptor maps to
+status codes. Without a model
 (no champion yet) ScoreEntity answers Unavailable. Incidents are those of the engine this servicer is
 given (the service's consumer feeds it); a tenant only ever sees its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -20,11 +23,17 @@ from mesh.serving import ServiceBinding, bind
 from services.anomaly.ensemble import OnnxEnsemble
 from services.anomaly.pipeline import Dataset
 from services.anomaly.rules import SEVERITY, Incident, RuleEngine
+from services.anomaly.rules_store import RulesStore, TenantRules
 
 SERVICE_NAME = "sunday.ml.v1.AnomalyService"
 DEFAULT_PORT = 50054
 
 Ctx = Any  # grpc.aio.ServicerContext[request, response]: unused by these handlers
+
+
+def rules_message(r: TenantRules) -> anomaly_pb2.RulesResponse:
+    return anomaly_pb2.RulesResponse(tenant_id=r.tenant_id, rules_yaml=r.yaml, version=r.version,
+                                     updated_by=r.updated_by, updated_at_unix=r.updated_at_unix)
 
 
 def incident_message(inc: Incident) -> anomaly_pb2.Incident:
@@ -36,9 +45,10 @@ def incident_message(inc: Incident) -> anomaly_pb2.Incident:
 
 
 class AnomalyServicer(anomaly_pb2_grpc.AnomalyServiceServicer):
-    def __init__(self, model: Callable[[], OnnxEnsemble | None], engine: RuleEngine) -> None:
+    def __init__(self, model: Callable[[], OnnxEnsemble | None], engine: RuleEngine, rules: RulesStore) -> None:
         self._model = model
         self._engine = engine
+        self._rules = rules
 
     async def ScoreEntity(self, request: anomaly_pb2.ScoreEntityRequest,
                           context: Ctx) -> anomaly_pb2.ScoreEntityResponse:
@@ -83,6 +93,15 @@ class AnomalyServicer(anomaly_pb2_grpc.AnomalyServiceServicer):
     async def Resolve(self, request: anomaly_pb2.IncidentActionRequest, context: Ctx) -> anomaly_pb2.IncidentResponse:
         return self._change(request, "resolved")
 
+    async def GetRules(self, request: anomaly_pb2.GetRulesRequest, context: Ctx) -> anomaly_pb2.RulesResponse:
+        return rules_message(await asyncio.to_thread(self._rules.get, request.tenant_id))
 
-def binding(model: Callable[[], OnnxEnsemble | None], engine: RuleEngine) -> ServiceBinding:
-    return bind(SERVICE_NAME, anomaly_pb2_grpc.add_AnomalyServiceServicer_to_server, AnomalyServicer(model, engine))
+    async def PutRules(self, request: anomaly_pb2.PutRulesRequest, context: Ctx) -> anomaly_pb2.RulesResponse:
+        changed = await asyncio.to_thread(self._rules.put, request.tenant_id, request.rules_yaml,
+                                          request.expected_version, request.actor)
+        return rules_message(changed)
+
+
+def binding(model: Callable[[], OnnxEnsemble | None], engine: RuleEngine, rules: RulesStore) -> ServiceBinding:
+    return bind(SERVICE_NAME, anomaly_pb2_grpc.add_AnomalyServiceServicer_to_server,
+                AnomalyServicer(model, engine, rules))
