@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from mesh.config import MeshSettings
 from mesh.telemetry import _names as n
 
 log = logging.getLogger(__name__)
@@ -26,8 +28,16 @@ CONSUMER_BACKPRESSURE_RETRIES = Counter(n.METRIC_BACKPRESSURE_RETRIES, "Retries 
                                         "policy", (*_LABELS, "reason"))
 
 
-def serve_metrics(port: int, host: str = "127.0.0.1") -> None:
-    """Serve /metrics on ``host:port`` (port 0 = do not serve)."""
-    if port:
-        start_http_server(port, addr=host)
-        log.info("prometheus metrics on http://%s:%d/metrics", host, port)
+def serve_metrics(port: int, host: str | None = None) -> WSGIServer | None:
+    """Serve /metrics on ``host:port`` (port 0 = do not serve) and return the server (None when not served).
+
+    ``host`` None means the configured ``MESH_TELEMETRY__METRICS_HOST`` (default 127.0.0.1; containers set
+    0.0.0.0 so that Prometheus can scrape them), so a service that passes only its port still listens where
+    the deployment says."""
+    if not port:
+        return None
+    if host is None:
+        host = MeshSettings().telemetry.metrics_host  # MESH_TELEMETRY__METRICS_HOST from the environment
+    server, _ = start_http_server(port, addr=host)
+    log.info("prometheus metrics on http://%s:%d/metrics", host, port)
+    return server
