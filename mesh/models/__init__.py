@@ -32,10 +32,14 @@ from mesh.models._provenance import build_provenance
 from mesh.models._registry import (
     CHALLENGER,
     CHAMPION,
+    AliasMove,
     ModelRegistry,
     PromotionDecision,
     Rescore,
     ResolvedModel,
+    VersionInfo,
+    current_actor,
+    previous_champion,
 )
 from mesh.models._reloading import AliasRegistry, ModelSource, ReloadingModel, StaticModel, VersionedModel
 from mesh.models._runner import (
@@ -65,6 +69,7 @@ __all__ = [
     "LIGHTGBM_MAX_OPSET",
     "SKLEARN_OPSETS",
     "SOURCES",
+    "AliasMove",
     "AliasRegistry",
     "Challenger",
     "Coalescer",
@@ -88,6 +93,7 @@ __all__ = [
     "StaticModel",
     "TimeSplit",
     "Tolerance",
+    "VersionInfo",
     "VersionedModel",
     "add_training_arguments",
     "build_provenance",
@@ -96,6 +102,7 @@ __all__ = [
     "choose_providers",
     "clear_session_cache",
     "compare_with_native",
+    "current_actor",
     "event_log_dir",
     "events_from_log",
     "export_lightgbm",
@@ -104,6 +111,7 @@ __all__ = [
     "load_onnx_model",
     "logged_training_events",
     "output_dir",
+    "previous_champion",
     "register_and_promote",
     "score_beside_baselines",
     "source_of",

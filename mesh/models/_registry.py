@@ -6,12 +6,15 @@ imported lazily so that importing :mod:`mesh.models` stays cheap.
 
 from __future__ import annotations
 
+import getpass
+import json
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -28,6 +31,10 @@ log = logging.getLogger(__name__)
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 ONNX_FILE = "model.onnx"
+HISTORY_TAG = "mesh.alias_history."
+"""Registered-model tag (one per alias, JSON list of :class:`AliasMove`): who moved the alias, when, why."""
+HISTORY_KEEP = 30
+"""Newest moves kept per alias (an MLflow tag value holds a few kB)."""
 _RECORDED_PROVIDERS = ["CPUExecutionProvider"]  # mlflow.onnx records CUDA unless told; serving picks its own
 Rescore = Callable[[str, Path], float]
 """(version, local ONNX path) -> the promotion metric of that version on one fixed data set."""
@@ -58,6 +65,36 @@ class PromotionDecision:
         """One line for a training command's output."""
         outcome = "promoted to champion" if self.promoted else "kept as challenger"
         return f"v{self.challenger_version} {outcome}: {self.metric} {self.challenger_value:.4g}; {self.reason}"
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One recorded move of an alias: to ``version`` from ``previous`` (None: the alias was unset)."""
+
+    alias: str
+    version: str
+    previous: str | None
+    action: str
+    """``promote``, ``rollback`` or ``set``"""
+    actor: str
+    at: str
+    """ISO time (UTC)"""
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"alias": self.alias, "version": self.version, "previous": self.previous, "action": self.action,
+                "actor": self.actor, "at": self.at, "reason": self.reason}
+
+
+def current_actor() -> str:
+    """Who is moving an alias: ``MESH_ACTOR`` (set by the gateway / a CI job), else the OS user."""
+    actor = os.environ.get("MESH_ACTOR", "").strip()
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 class ModelRegistry:
@@ -138,9 +175,78 @@ class ModelRegistry:
         except MlflowException:
             self._client.create_registered_model(name)
 
-    def set_alias(self, name: str, alias: str, version: str) -> None:
-        """Point ``alias`` of ``name`` at ``version``."""
+    def set_alias(self, name: str, alias: str, version: str, *, action: str = "set", actor: str | None = None,
+                  reason: str = "") -> None:
+        """Point ``alias`` of ``name`` at ``version``; the move is recorded (:meth:`alias_history`)."""
+        previous = self.version_of(name, alias)
         self._client.set_registered_model_alias(name, alias, str(version))
+        if previous == str(version):
+            return
+        move = AliasMove(alias, str(version), previous, action, actor or current_actor(),
+                         datetime.now(UTC).isoformat(timespec="seconds"), reason)
+        history = [*self.alias_history(name, alias), move][-HISTORY_KEEP:]
+        self._client.set_registered_model_tag(name, HISTORY_TAG + alias,
+                                              json.dumps([m.as_dict() for m in history], separators=(",", ":")))
+
+    def alias_history(self, name: str, alias: str) -> list[AliasMove]:
+        """The recorded moves of ``alias``, oldest first (moves made before history was recorded are absent)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self._client.get_registered_model(name).tags
+        except MlflowException:
+            raise NotFound(f"model {name!r} is not registered") from None
+        raw = tags.get(HISTORY_TAG + alias)
+        if not raw:
+            return []
+        return [AliasMove(**row) for row in json.loads(raw)]
+
+    def versions(self, name: str) -> list[VersionInfo]:
+        """Every version of ``name`` (newest first) with its run's metrics, data range, aliases and who
+        promoted it to champion (last recorded move to it)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self._client.get_registered_model(name)
+        except MlflowException:
+            raise NotFound(f"model {name!r} is not registered") from None
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        promoted: dict[str, AliasMove] = {m.version: m for m in self.alias_history(name, CHAMPION)}
+        out = []
+        for mv in self._client.search_model_versions(f"name='{name}'"):
+            version = str(mv.version)
+            metrics = {} if mv.run_id is None else dict(self._client.get_run(mv.run_id).data.metrics)
+            tags = dict(mv.tags or {})
+            out.append(VersionInfo(version, sorted(aliases.get(version, [])), metrics, tags.get("data_start", ""),
+                                   tags.get("data_end", ""), int(mv.creation_timestamp or 0),
+                                   promoted.get(version)))
+        return sorted(out, key=lambda v: int(v.version), reverse=True)
+
+    def rollback(self, name: str, *, to: str | None = None, actor: str | None = None, reason: str = ""
+                 ) -> AliasMove:
+        """Move ``champion`` back to the champion before the current one (or to version ``to``); recorded
+        as a ``rollback`` move. Serving processes follow the alias (:class:`~mesh.models.ReloadingModel`).
+
+        The previous champion is read from the recorded history: rollbacks pop it, so two rollbacks in a row
+        go two champions back. NotFound when there is no champion or no earlier one to go back to."""
+        current = self.version_of(name, CHAMPION)
+        if current is None:
+            raise NotFound(f"model {name!r} has no champion to roll back")
+        target = to if to is not None else previous_champion(self.alias_history(name, CHAMPION), current)
+        if target is None:
+            raise NotFound(f"model {name!r}: no earlier champion than v{current} is recorded; "
+                           "name one with --to VERSION")
+        if str(target) == current:
+            raise InvalidArgument(f"v{target} is already the champion of {name!r}")
+        try:
+            self._client.get_model_version(name, str(target))
+        except Exception:
+            raise NotFound(f"model {name!r} has no version {target}") from None
+        self.set_alias(name, CHAMPION, str(target), action="rollback", actor=actor,
+                       reason=reason or f"rollback from v{current}")
+        return self.alias_history(name, CHAMPION)[-1]
 
     def version_of(self, name: str, alias: str) -> str | None:
         """The version ``alias`` points at, or None (cheap: used to poll for alias moves)."""
@@ -212,7 +318,7 @@ class ModelRegistry:
         promoted, reason = _decide(challenger_version, challenger_value, champion_version, champion_value,
                                    higher_is_better)
         if promoted:
-            self.set_alias(name, champion, challenger_version)
+            self.set_alias(name, champion, challenger_version, action="promote", reason=reason)
         decision = PromotionDecision(name, metric, higher_is_better, challenger_version, challenger_value,
                                      champion_version, champion_value, promoted, reason)
         log.info("promotion of %s: %s", name, decision)
@@ -226,6 +332,40 @@ class ModelRegistry:
         except FeatureSchemaMismatch as exc:
             log.warning("champion %s v%s cannot be re-scored on this validation period: %s", name, version, exc)
             return None
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version, as ``python -m mesh.models versions`` lists it."""
+
+    version: str
+    aliases: list[str]
+    metrics: dict[str, float]
+    data_start: str
+    data_end: str
+    created_ms: int
+    promoted: AliasMove | None
+    """the last recorded move of ``champion`` to this version (who, when, promote or rollback)"""
+
+
+def previous_champion(history: list[AliasMove], current: str) -> str | None:
+    """The champion before ``current``: replay the moves on a stack (a rollback pops), then the entry below
+    the top. Moves made outside the recorder (the current version absent on top) count as a push."""
+    stack: list[str] = []
+    for move in history:
+        if move.action == "rollback":
+            while stack and stack[-1] != move.version:
+                stack.pop()
+            if not stack:
+                stack.append(move.version)
+        else:
+            if move.previous is not None and not stack:
+                stack.append(move.previous)
+            stack.append(move.version)
+    if not stack or stack[-1] != current:
+        stack.append(current)
+    below = [v for v in stack[:-1] if v != current]
+    return below[-1] if below else None
 
 
 def _decide(
