@@ -4,8 +4,10 @@
    regret vs the oracle, week by week, of the hybrid (LinUCB over ALS + content), LinUCB (content only),
    ALS, popularity, random and the oracle; goal: the hybrid closes >= half the popularity -> oracle gap.
 2. Off-policy evaluation on the Open Bandit Dataset sample: bts's value estimated from the random logs by
-   DM, IPW, SNIPS and DR, relative error vs bts's on-policy value beside OBP's published figures (goal:
-   best <= 0.15); then our LinUCB's value (trained on the first half of the random logs) by the best one.
+   DM, IPW, SNIPS, DR, SNDR, Switch-DR and DR-os (reward model chosen by cross-validated log loss on the
+   random logs; Switch-DR/DR-os tuned by SLOPE), relative error vs bts's on-policy value (with that
+   value's standard error) beside OBP's published figures (goal: best <= 0.15); then our LinUCB's value
+   (trained on the first half of the random logs) by every estimator.
 3. Implicit-feedback ranking, leave-last-out by time: recall@10 / NDCG@10 of ALS vs popularity on the
    simulator's views, and on a MovieLens ``u.data`` when ``--data DIR`` holds one (not shipped).
 4. Recommend latency p50/p99 over gRPC at 100 candidates, state in the real Redis.
@@ -52,14 +54,18 @@ def _ope(bandits: Path, quick: bool) -> dict[str, Any]:
     if not bandits.exists():
         return {"skipped": f"{bandits} not found"}
     result = evaluate_bts(bandits, n_runs=5 if quick else 30, progress=True)
-    return {"truth_bts_on_policy": result.truth, "random_on_policy": result.random_value,
-            "reward_model": {"C": result.model.c, "user_item_affinity": result.model.use_affinity},
+    return {"truth_bts_on_policy": result.truth, "truth_standard_error": result.truth_se,
+            "truth_standard_error_relative": result.truth_se / result.truth,
+            "random_on_policy": result.random_value,
+            "reward_model": {"chosen": result.model.label(), "criterion": "5-fold CV log loss on the random logs",
+                             "cv_log_loss": result.choice.log_loss, "cv_brier": result.choice.brier},
+            "relative_error_by_reward_model": {m: {n: {"mean": v[0], "std": v[1]} for n, v in errs.items()}
+                                               for m, errs in result.by_model.items()},
             "best": result.best, "goal_best_relative_error": 0.15,
             "estimators": {n: {"relative_error_mean": m, "relative_error_std": s, "estimate": result.estimates[n],
                                "published_mean": PUBLISHED[n][0], "published_std": PUBLISHED[n][1]}
                            for n, (m, s) in result.relative_error.items()},
             "naive_random_mean_relative_error": abs(result.random_value - result.truth) / result.truth,
-            "truth_standard_error_relative": float((result.truth * (1 - result.truth) / 10000) ** 0.5 / result.truth),
             "linucb": result.linucb, "bootstrap_runs": 5 if quick else 30}
 
 

@@ -71,3 +71,53 @@ def test_bad_inputs_are_refused() -> None:
         ipw(good, np.full((1, N_ACTIONS, N_POS), 0.5))
     with pytest.raises(ValueError, match="needs reward model"):
         estimate("dr", good, np.full((1, 2, 1), 0.5))
+
+
+def test_switch_and_shrinkage_span_dm_to_dr_and_sndr_recovers_the_truth(
+        logged: tuple[BanditLog, np.ndarray, float]) -> None:
+    from mesh.ope import dr_os_round_rewards, sndr, switch_round_rewards
+
+    log, target, truth = logged
+    q = np.full_like(target, 0.2)
+    dm, dr = direct_method(log, target, q), doubly_robust(log, target, q)
+    assert switch_round_rewards(log, target, q, float("inf")).mean() == pytest.approx(dr)
+    assert switch_round_rewards(log, target, q, 0.0).mean() == pytest.approx(dm)
+    assert dr_os_round_rewards(log, target, q, float("inf")).mean() == pytest.approx(dr)
+    assert dr_os_round_rewards(log, target, q, 0.0).mean() == pytest.approx(dm)
+    assert sndr(log, target, q) == pytest.approx(truth, rel=0.05)
+
+
+def test_slope_keeps_the_correction_when_the_reward_model_is_wrong_and_drops_it_when_it_is_right(
+        logged: tuple[BanditLog, np.ndarray, float]) -> None:
+    from mesh.ope import tuned
+
+    log, target, truth = logged
+    wrong = np.full_like(target, 0.2)  # DM with it is > 30% off: the data must overrule it
+    right = np.broadcast_to(CTR, target.shape).copy()
+    for name in ("switch-dr", "dr-os"):
+        value, chosen = tuned(name, log, target, wrong)
+        assert value == pytest.approx(truth, rel=0.05) and chosen > 0
+        assert estimate(name, log, target, right) == pytest.approx(truth, rel=0.05)
+    _, chosen_right = tuned("dr-os", log, target, right)
+    assert chosen_right < float("inf")  # nothing to correct: the lower-variance end is kept
+
+
+def test_slope_picks_the_narrowest_candidate_consistent_with_the_wider_ones() -> None:
+    from mesh.ope import slope
+
+    rng = np.random.default_rng(0)
+    wide = rng.normal(1.0, 4.0, 2000)
+    mid = rng.normal(1.0, 1.0, 2000)
+    narrow_biased = rng.normal(3.0, 0.1, 2000)
+    assert slope([wide, mid, narrow_biased]) == 1
+    assert slope([narrow_biased]) == 0
+    assert slope([wide, mid]) == 1
+
+
+def test_the_truths_standard_error_is_the_binomial_one() -> None:
+    from mesh.ope import mean_and_se
+
+    clicks = np.zeros(10_000)
+    clicks[:40] = 1.0
+    mean, se = mean_and_se(clicks)
+    assert mean == pytest.approx(0.004) and se == pytest.approx(np.sqrt(0.004 * 0.996 / 9_999), rel=1e-6)
