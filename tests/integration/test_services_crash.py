@@ -5,8 +5,13 @@ expected predictions (distinct event ids = expected ids, none missing, none extr
 equals a from-scratch replay of the same events, a webhook subscriber (the gateway's worker) received each
 prediction once, and nothing is in the DLQ.
 
+The services of one run are up at the same time on the same topics, and the chaos runs in lockstep:
+at each kill step EVERY service is SIGKILLed (each at its own random point); an outage (Redis, broker)
+hits them all at once. So each service sees every kill and outage of the plan, and adding a service
+costs little more time.
+
 Everything runs on a PRIVATE Redis and a PRIVATE broker (tests/services_harness.py); the shared stack is
-only used by the gateway for its own webhook store. A service joins by adding a :class:`Case`.
+only used by the gateway for its own webhook store. A service joins by adding a :class:`Case` to CASES.
 """
 
 from __future__ import annotations
@@ -65,6 +70,8 @@ class Case:
     topics: tuple[str, ...]
     output: str
     """Logical topic of its predictions."""
+    output_type: str
+    """Envelope type of its predictions (what the webhook subscription asks for)."""
     event_types: tuple[str, ...]
     expected: Callable[[list[Envelope]], set[str]]
     """The event ids of the outputs the inputs must produce (derived ids: computable up front)."""
@@ -105,7 +112,7 @@ def _assignment_state(events: list[Envelope], redis_url: str, namespace: str) ->
     return diffs
 
 
-ASSIGNMENT = Case("assignment", ("tasks", "users", "projects"), "predictions.assignment",
+ASSIGNMENT = Case("assignment", ("tasks", "users", "projects"), "predictions.assignment", "assignment_prediction",
                   ("user_joined", "user_skills_updated", "project_created", "project_updated", "task_created",
                    "task_updated", "task_assigned", "task_completed"),
                   _assignment_expected, _assignment_state)
@@ -140,7 +147,7 @@ def _task_prediction(env: Envelope) -> bool:
     return env.timeline_prediction.entity_kind == events_pb2.ENTITY_KIND_TASK
 
 
-TIMELINE = Case("timeline", ("tasks", "projects", "users"), "predictions.timeline",
+TIMELINE = Case("timeline", ("tasks", "projects", "users"), "predictions.timeline", "timeline_prediction",
                 ("user_joined", "project_created", "project_updated", "milestone_created", "milestone_completed",
                  "task_created", "task_updated", "task_assigned", "task_status_changed", "task_completed"),
                 _timeline_expected, _timeline_state, _task_prediction)
@@ -163,14 +170,26 @@ class Chaos:
     """What the chaos loop did."""
 
     steps: int = 0
-    kills: int = 0
-    restarts_after_exit: list[int] = field(default_factory=list)
+    kills: Counter[str] = field(default_factory=Counter)
+    restarts_after_exit: dict[str, list[int]] = field(default_factory=dict)
     outages: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     timeline: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def note(self, what: str) -> None:
-        self.timeline.append(f"{time.monotonic() - self.started:6.1f}s {what}")
+        with self.lock:
+            self.timeline.append(f"{time.monotonic() - self.started:6.1f}s {what}")
+
+    def kill(self, service: str, step: str) -> None:
+        with self.lock:
+            self.kills[service] += 1
+        self.note(f"{service}: {step} {self.kills[service]}")
+
+    def exited(self, service: str, code: int) -> None:
+        with self.lock:
+            self.restarts_after_exit.setdefault(service, []).append(code)
+        self.note(f"{service}: exited by itself with {code}")
 
 
 @pytest.fixture(scope="module")
@@ -191,15 +210,16 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield state
 
 
-def _inputs(case: Case) -> list[Envelope]:
-    return [ev for ev in Simulation(WORLD).events() if ev.type in case.event_types]
+def _inputs(cases: list[Case]) -> list[Envelope]:
+    types = {t for case in cases for t in case.event_types}
+    return [ev for ev in Simulation(WORLD).events() if ev.type in types]
 
 
 def _publish(publisher: KafkaPublisher, events: list[Envelope], chaos: Chaos, n_steps: int, done: threading.Event,
              stop: threading.Event) -> None:
     """People and projects first (topics are not ordered with each other), then the rest in small chunks
     spread over the chaos (chunk i once the chaos is i/n of the way), so that records arrive while the
-    service is up, down and restarting."""
+    services are up, down and restarting."""
     first = [ev for ev in events if not ev.type.startswith("task_")]
     rest = [ev for ev in events if ev.type.startswith("task_")]
     for ev in first:
@@ -218,51 +238,75 @@ def _publish(publisher: KafkaPublisher, events: list[Envelope], chaos: Chaos, n_
     done.set()
 
 
-def _chaos(plan: list[Step], svc: ServiceProcess, redis_: PrivateRedis, broker: PrivateBroker,
+def _chaos(plan: list[Step], svcs: list[ServiceProcess], redis_: PrivateRedis, broker: PrivateBroker,
            stop: threading.Event, chaos: Chaos, rng: random.Random) -> None:
-    """Run the plan's steps in order, restarting the service whenever it is down."""
+    """Run the plan's steps in order, in lockstep over the services, restarting a service whenever it is
+    down: a kill step kills every service (each in its own thread, at its own random point); an outage
+    step waits until every service consumes, then hits them all once."""
     actions: dict[Step, tuple[str, Callable[[], None]]] = {
         "redis_down": ("redis stopped for 10 s", lambda: _redis_down(redis_, 10.0)),
         "redis_lost": ("redis restarted empty", lambda: _redis_lost(redis_)),
         "broker_restart": ("broker restarted", broker.restart_kafka),
     }
+    seeds = [rng.randrange(2**32) for _ in svcs]
+    rngs = [random.Random(seed) for seed in seeds]
     for step in plan:
-        while not stop.is_set() and not _step(step, svc, stop, chaos, rng, actions):
-            pass  # the service exited by itself before the step could happen: restarted, try again
+        if stop.is_set():
+            break
+        if step in actions:
+            while not stop.is_set() and not _outage(step, svcs, stop, chaos, rng, actions):
+                pass
+        else:
+            threads = [threading.Thread(target=_kill_step, args=(step, svc, stop, chaos, r), daemon=True)
+                       for svc, r in zip(svcs, rngs, strict=True)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         chaos.steps += 1
-    _ensure_running(svc, chaos)
+    for svc in svcs:
+        _ensure_running(svc, chaos)
 
 
-def _step(step: Step, svc: ServiceProcess, stop: threading.Event, chaos: Chaos, rng: random.Random,
-          actions: dict[Step, tuple[str, Callable[[], None]]]) -> bool:
-    _ensure_running(svc, chaos)
-    if step == "kill_at_start":
-        stop.wait(rng.uniform(0.0, 8.0))
-    else:
-        try:
+def _kill_step(step: Step, svc: ServiceProcess, stop: threading.Event, chaos: Chaos, rng: random.Random) -> None:
+    while not stop.is_set():
+        _ensure_running(svc, chaos)
+        if step == "kill_at_start":
+            stop.wait(rng.uniform(0.0, 8.0))
+        else:
+            try:
+                svc.wait_serving(240)
+            except RuntimeError:  # exited by itself (an outage at start): restarted, try again
+                continue
+            stop.wait(rng.uniform(0.0, 3.0))  # a random point: in a batch, between batches, during a publish
+        if not svc.alive():
+            continue
+        svc.kill()
+        chaos.kill(svc.name, step)
+        return
+
+
+def _outage(step: Step, svcs: list[ServiceProcess], stop: threading.Event, chaos: Chaos, rng: random.Random,
+            actions: dict[Step, tuple[str, Callable[[], None]]]) -> bool:
+    for svc in svcs:
+        _ensure_running(svc, chaos)
+    try:
+        for svc in svcs:
             svc.wait_serving(240)
-        except RuntimeError:  # exited by itself (an outage at start)
-            return False
-        stop.wait(rng.uniform(0.0, 3.0))  # a random point: in a batch, between batches, during a publish
-    if step in actions:
-        what, run = actions[step]
-        run()  # while the service consumes
-        chaos.outages.append(what)
-        chaos.note(f"outage done: {what}")
-        return True
-    if not svc.alive():
+    except RuntimeError:  # one exited by itself before the outage: restarted, try again
         return False
-    svc.kill()
-    chaos.kills += 1
-    chaos.note(f"{step} {chaos.kills}")
+    stop.wait(rng.uniform(0.0, 3.0))
+    what, run = actions[step]
+    run()  # while the services consume
+    chaos.outages.append(what)
+    chaos.note(f"outage done: {what}")
     return True
 
 
 def _ensure_running(svc: ServiceProcess, chaos: Chaos) -> None:
     code = svc.reap()
     if code is not None:
-        chaos.restarts_after_exit.append(code)
-        chaos.note(f"exited by itself with {code}")
+        chaos.exited(svc.name, code)
     if not svc.alive():
         svc.start()
 
@@ -279,85 +323,97 @@ def _redis_lost(redis_: PrivateRedis) -> None:
     redis_.start()
 
 
-async def _subscribe(http: httpx.AsyncClient, tenants: set[str], url: str) -> None:
+async def _subscribe(http: httpx.AsyncClient, tenants: set[str], url: str, event_types: list[str]) -> None:
     for tenant in sorted(tenants):
         auth = {"Authorization": f"Bearer {await harness.token(http, await harness.create_client(http, tenant))}"}
-        created = await http.post("/v1/webhooks", headers=auth,
-                                  json={"url": url, "event_types": ["assignment_prediction", "timeline_prediction"]})
+        created = await http.post("/v1/webhooks", headers=auth, json={"url": url, "event_types": event_types})
         assert created.status_code == 201, created.text
 
 
 @pytest.mark.timeout(1500)
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_twenty_kills_leave_every_effect_exactly_once(
-        case: Case, champions: Registry, private_stack: tuple[PrivateRedis, PrivateBroker], receiver: Receiver,
+        champions: Registry, private_stack: tuple[PrivateRedis, PrivateBroker], receiver: Receiver,
         tmp_path: Path) -> None:
-    summary = await _run(case, KILLS, champions, private_stack, receiver, tmp_path)
-    assert summary["kills"] >= MIN_KILLS, summary
+    summary = await _run(CASES, KILLS, champions, private_stack, receiver, tmp_path)
+    assert all(summary["kills"][c.name] >= MIN_KILLS for c in CASES), summary
 
 
 @pytest.mark.timeout(1500)
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 async def test_redis_and_broker_outages_leave_every_effect_exactly_once(
-        case: Case, champions: Registry, private_stack: tuple[PrivateRedis, PrivateBroker], receiver: Receiver,
+        champions: Registry, private_stack: tuple[PrivateRedis, PrivateBroker], receiver: Receiver,
         tmp_path: Path) -> None:
-    summary = await _run(case, OUTAGES, champions, private_stack, receiver, tmp_path)
+    summary = await _run(CASES, OUTAGES, champions, private_stack, receiver, tmp_path)
     assert summary["outages"] == ["redis stopped for 10 s", "redis restarted empty", "broker restarted"], summary
 
 
-async def _run(case: Case, plan: list[Step], champions: Registry, private_stack: tuple[PrivateRedis, PrivateBroker],
-               receiver: Receiver, tmp_path: Path) -> dict[str, Any]:
-    """Publish the world through the plan's chaos, then check every effect happened exactly once."""
+async def _run(cases: list[Case], plan: list[Step], champions: Registry,
+               private_stack: tuple[PrivateRedis, PrivateBroker], receiver: Receiver, tmp_path: Path) -> dict[str, Any]:
+    """Publish the world through the plan's chaos, with every case's service running, then check every
+    effect of every service happened exactly once."""
     redis_, broker = private_stack
     prefix = f"crash-{uuid.uuid4().hex[:8]}."
     settings = MeshSettings()
     settings.kafka.bootstrap_servers, settings.kafka.topic_prefix = broker.bootstrap, prefix
     settings.redis.url = redis_.url
     registry = TopicRegistry(prefix)
-    ensure_topics(settings.kafka, registry, [*case.topics, case.output, "dlq"])
-    events = _inputs(case)
-    expected = case.expected(events)
+    topics = sorted({t for case in cases for t in (*case.topics, case.output)})
+    ensure_topics(settings.kafka, registry, [*topics, "dlq"])
+    events = _inputs(cases)
+    expected = {case.name: case.expected(events) for case in cases}
 
     gw = harness.gateway_settings(worker=True)
     gw.kafka.bootstrap_servers, gw.kafka.topic_prefix = broker.bootstrap, prefix
     env = service_env(champions, redis_.url, broker.bootstrap, prefix, tmp_path / "offline")
-    svc = ServiceProcess(case.name, env, Path(os.environ.get("MESH_TEST_LOG_DIR", tmp_path / "logs")))
+    log_dir = Path(os.environ.get("MESH_TEST_LOG_DIR", tmp_path / "logs"))
+    svcs = [ServiceProcess(case.name, env, log_dir) for case in cases]
     publisher = KafkaPublisher(settings.kafka, registry)
     stop, published, chaos = threading.Event(), threading.Event(), Chaos()
+    every = set().union(*expected.values())
+    outs: dict[str, list[Any]] = {}
     try:
         async with harness.lifespan_client(harness.build(gw)) as http:
-            await _subscribe(http, {ev.tenant_id for ev in events}, receiver.url)
+            await _subscribe(http, {ev.tenant_id for ev in events}, receiver.url, [c.output_type for c in cases])
             feeder = threading.Thread(target=_publish, args=(publisher, events, chaos, len(plan), published, stop),
                                       daemon=True)
             feeder.start()
-            await asyncio.to_thread(_chaos, plan, svc, redis_, broker, stop, chaos, random.Random(11))
+            await asyncio.to_thread(_chaos, plan, svcs, redis_, broker, stop, chaos, random.Random(11))
             await asyncio.to_thread(published.wait, 300)
-            await asyncio.to_thread(svc.wait_serving, 240)
-            await await_until(lambda: set(_body_ids(receiver)) >= expected, "every prediction delivered", 240.0)
-            out = await asyncio.to_thread(lambda: list(TopicReader(settings.kafka, registry.physical(case.output))))
+            for svc in svcs:
+                await asyncio.to_thread(svc.wait_serving, 240)
+            await await_until(lambda: set(_body_ids(receiver)) >= every, "every prediction delivered", 240.0)
+            for case in cases:
+                outs[case.name] = await asyncio.to_thread(
+                    lambda c=case: list(TopicReader(settings.kafka, registry.physical(c.output))))  # type: ignore[misc]
             dlq = await asyncio.to_thread(drain, settings.kafka, registry.physical("dlq"), 1, None, 5.0)
     except BaseException:
-        print("\n".join(chaos.timeline), "\n", svc.log_tail(60))
+        print("\n".join(chaos.timeline), "\n", "\n".join(svc.log_tail(60) for svc in svcs))
         raise
     finally:
         stop.set()
-        svc.close()
+        for svc in svcs:
+            svc.close()
         publisher.close()
-    ids = [logged.envelope.event_id for logged in out if case.counted(logged.envelope)]
-    others = {logged.envelope.event_id for logged in out} - set(ids)
     deliveries = Counter(_body_ids(receiver))
     summary: dict[str, Any] = {
-        "service": case.name, "inputs": len(events), "expected_outputs": len(expected), "published_outputs": len(ids),
-        "distinct_output_ids": len(set(ids)), "kills": chaos.kills, "exits_restarted": chaos.restarts_after_exit,
-        "outages": chaos.outages, "webhook_posts": sum(deliveries.values()),
-        "seconds": round(time.monotonic() - chaos.started, 1), "timeline": chaos.timeline}
+        "services": [c.name for c in cases], "inputs": len(events), "kills": dict(chaos.kills),
+        "exits_restarted": chaos.restarts_after_exit, "outages": chaos.outages,
+        "webhook_posts": sum(deliveries.values()), "seconds": round(time.monotonic() - chaos.started, 1),
+        "chaos": chaos.timeline}
+    others: set[str] = set()
+    for case in cases:
+        ids = [logged.envelope.event_id for logged in outs[case.name] if case.counted(logged.envelope)]
+        others |= {logged.envelope.event_id for logged in outs[case.name]} - set(ids)
+        summary[case.name] = {"expected_outputs": len(expected[case.name]), "published_outputs": len(ids),
+                              "distinct_output_ids": len(set(ids))}
+        missing, extra = expected[case.name] - set(ids), set(ids) - expected[case.name]
+        assert not missing and not extra, f"{case.name}: missing {len(missing)}, unexpected {len(extra)}"
     print(json.dumps(summary))  # the figures the report quotes
-    assert set(ids) == expected, f"missing {len(expected - set(ids))}, unexpected {len(set(ids) - expected)}"
     assert not dlq, [dict(m.headers).get("dlq.reason") for m in dlq]
-    assert set(deliveries) - others == expected and set(deliveries.values()) == {1}, summary  # each one once
+    assert set(deliveries) - others == every and set(deliveries.values()) == {1}, summary  # each one once
     assert len(_keys(receiver)) == len(deliveries)  # one idempotency key per prediction
-    diffs = case.state_matches_replay(events, redis_.url, settings.namespace)
-    assert not diffs, diffs[:5]
+    for case in cases:
+        diffs = case.state_matches_replay(events, redis_.url, settings.namespace)
+        assert not diffs, (case.name, diffs[:5])
     return summary
 
 
