@@ -1,4 +1,5 @@
-"""MLflow model registry: log + register ONNX models, aliases, promotion, loading by alias.
+"""MLflow model registry: log + register ONNX models (and plain model files), aliases, promotion, loading by
+alias.
 
 In-process MLflow (sqlite backend + file artifact store by default, no tracking server); mlflow is
 imported lazily so that importing :mod:`mesh.models` stays cheap.
@@ -131,13 +132,40 @@ class ModelRegistry:
     ) -> str:
         """Log an ONNX model with its metrics, params and training-data time range; register it as a
         new version of ``name`` and point ``alias`` at it. Returns the version."""
+        return self._register(name, metrics, params, data_time_range, alias,
+                              lambda run_id: self._log_onnx(run_id, model))
+
+    def log_and_register_file(
+        self,
+        name: str,
+        path: Path,
+        metrics: Mapping[str, float],
+        params: Mapping[str, str | int | float | bool],
+        data_time_range: tuple[datetime, datetime],
+        alias: str | None = CHALLENGER,
+    ) -> str:
+        """As :meth:`log_and_register` for a model that is not an ONNX graph (e.g. exported factors as
+        ``.npz``): the file is logged as ``model/<its name>``; fetch it with ``local_path(name, version,
+        path.name)``. Returns the version."""
+        if not path.is_file():
+            raise InvalidArgument(f"{path} is not a file")
+
+        def log_file(run_id: str) -> str:
+            self._client.log_artifact(run_id, str(path), "model")
+            return f"{self._client.get_run(run_id).info.artifact_uri}/model"
+
+        return self._register(name, metrics, params, data_time_range, alias, log_file)
+
+    def _register(self, name: str, metrics: Mapping[str, float], params: Mapping[str, str | int | float | bool],
+                  data_time_range: tuple[datetime, datetime], alias: str | None,
+                  log_model: Callable[[str], str]) -> str:
         start, end = _check_range(data_time_range)
         tags = {"data_start": start.isoformat(), "data_end": end.isoformat()}
         run = self._client.create_run(self._experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         try:
             self._log_run(run_id, metrics, params)
-            source = self._log_onnx(run_id, model)
+            source = log_model(run_id)
         except BaseException:
             self._client.set_terminated(run_id, status="FAILED")
             raise
@@ -257,19 +285,20 @@ class ModelRegistry:
         except MlflowException:
             return None
 
-    def load(self, name: str, alias: str) -> ResolvedModel:
-        """The version behind ``alias`` and a local copy of its ONNX file; NotFound if unset."""
+    def load(self, name: str, alias: str, filename: str = ONNX_FILE) -> ResolvedModel:
+        """The version behind ``alias`` and a local copy of its model file (the ONNX graph unless
+        ``filename`` names the file of :meth:`log_and_register_file`); NotFound if unset."""
         version = self.version_of(name, alias)
         if version is None:
             raise NotFound(f"model {name!r} has no version with alias {alias!r}")
-        return ResolvedModel(version, self.local_path(name, version))
+        return ResolvedModel(version, self.local_path(name, version, filename))
 
-    def local_path(self, name: str, version: str) -> Path:
-        """Download (once) the ONNX file of a registered version."""
+    def local_path(self, name: str, version: str, filename: str = ONNX_FILE) -> Path:
+        """Download (once) the model file of a registered version (the ONNX graph unless ``filename``)."""
         import mlflow.artifacts
 
         target = self._downloads / name / str(version)
-        onnx_file = target / "model" / ONNX_FILE
+        onnx_file = target / "model" / filename
         if not onnx_file.exists():
             source = self._client.get_model_version(name, str(version)).source
             staging = Path(tempfile.mkdtemp(dir=self._downloads.parent))
@@ -295,6 +324,7 @@ class ModelRegistry:
         challenger: str = CHALLENGER,
         champion: str = CHAMPION,
         rescore: Rescore | None = None,
+        filename: str = ONNX_FILE,
     ) -> PromotionDecision:
         """Move ``champion`` to the challenger when its ``metric`` beats the champion's (or there is no
         champion yet). Ties keep the champion.
@@ -302,7 +332,8 @@ class ModelRegistry:
         Without ``rescore`` both sides are compared by the metric logged with their runs. With it, both
         are scored by ``rescore(version, onnx_path)`` on the same data (the validation period of the run
         that trained the challenger): figures from two runs on two periods are not comparable. A champion
-        that cannot be scored because it reads another feature schema loses."""
+        that cannot be scored because it reads another feature schema loses. ``filename``: the model file
+        ``rescore`` is given (that of :meth:`log_and_register_file` for a model that is not ONNX)."""
         challenger_version = self.version_of(name, challenger)
         if challenger_version is None:
             raise NotFound(f"model {name!r} has no {challenger!r} version")
@@ -311,8 +342,8 @@ class ModelRegistry:
             challenger_value = self.metric(name, challenger_version, metric)
             champion_value = None if champion_version is None else self.metric(name, champion_version, metric)
         else:
-            challenger_value = rescore(challenger_version, self.local_path(name, challenger_version))
-            champion_value = self._rescore_champion(name, champion_version, rescore)
+            challenger_value = rescore(challenger_version, self.local_path(name, challenger_version, filename))
+            champion_value = self._rescore_champion(name, champion_version, rescore, filename)
         if challenger_value is None:
             raise InvalidArgument(f"{name} v{challenger_version} has no metric {metric!r}")
         promoted, reason = _decide(challenger_version, challenger_value, champion_version, champion_value,
@@ -324,11 +355,12 @@ class ModelRegistry:
         log.info("promotion of %s: %s", name, decision)
         return decision
 
-    def _rescore_champion(self, name: str, version: str | None, rescore: Rescore) -> float | None:
+    def _rescore_champion(self, name: str, version: str | None, rescore: Rescore, filename: str = ONNX_FILE
+                          ) -> float | None:
         if version is None:
             return None
         try:
-            return rescore(version, self.local_path(name, version))
+            return rescore(version, self.local_path(name, version, filename))
         except FeatureSchemaMismatch as exc:
             log.warning("champion %s v%s cannot be re-scored on this validation period: %s", name, version, exc)
             return None
