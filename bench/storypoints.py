@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench._report import write_report
-from services.timeline.effort import (
+from services.nlp.effort import (
     FloatArray,
     MiniLMEmbedder,
     clean_text,

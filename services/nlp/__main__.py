@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -14,6 +15,9 @@ from mesh.events import TopicRegistry
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import run_service, service_main
 from mesh.telemetry import serve_metrics, setup_tracing
+from services.nlp.effort_train import DEFAULT_MODEL as DEFAULT_EFFORT_MODEL
+from services.nlp.effort_train import TRAIN_COMMAND as EFFORT_TRAIN_COMMAND
+from services.nlp.effort_train import EffortEstimator
 from services.nlp.embedder import DIM, MODEL_NAME, TRAIN_COMMAND, Embedder
 from services.nlp.handlers import MeetingsOnly, NlpHandler
 from services.nlp.search import HybridSearcher
@@ -24,6 +28,7 @@ from services.nlp.text import LLMPipeline, LLMSettings
 from services.nlp.textwire import TextModels, TextServicer
 from services.nlp.vectors import VectorIndex
 
+log = logging.getLogger(__name__)
 GROUP = "nlp"
 SENTIMENT_TRAIN_COMMAND = "python -m services.nlp.text.sentiment_train"
 TOPICS = ("tasks", "comments", "meetings", "tenants")
@@ -36,6 +41,8 @@ class NlpOptions(BaseModel):
                             "http://host:19530 = a Milvus server or cluster (the same client code)")
     sentiment: bool = Field(True, description="score comments with the nlp-sentiment champion (comments wait, "
                             "retried, until one is registered: `python -m services.nlp.text.sentiment_train`)")
+    effort_model: Path = Field(DEFAULT_EFFORT_MODEL, description="the story-point model EstimateEffort serves "
+                               f"(written by `{EFFORT_TRAIN_COMMAND}`; absent: EstimateEffort is Unavailable)")
     llm: LLMSettings = Field(default_factory=LLMSettings)  # type: ignore[arg-type]
     data_dir: Path | None = Field(None, description="where the Milvus Lite file lives, one file per namespace "
                                   "(default: nlp/ beside the offline store)")
@@ -72,14 +79,18 @@ async def run(settings: NlpSettings) -> None:
     embedder = Embedder(model)
     searcher = HybridSearcher(index, embedder)
     text = TextModels(sentiment, embedder, searcher)
+    effort = await asyncio.to_thread(EffortEstimator.load, settings.nlp.effort_model)
+    if effort is None:
+        log.warning("no effort model at %s: EstimateEffort answers Unavailable until `%s` writes one",
+                    settings.nlp.effort_model, EFFORT_TRAIN_COMMAND)
     redis = Redis.from_url(settings.redis.url)
     pipeline = LLMPipeline(settings.nlp.llm, redis, settings.namespace)
     publisher = KafkaPublisher(settings.kafka, registry)
     handler = NlpHandler(index, searcher, publisher, text if settings.nlp.sentiment else MeetingsOnly(text))
     runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)
     try:
-        await run_service("nlp", runner, [binding(searcher, embedder, TextServicer(text, pipeline, searcher))],
-                          settings)
+        servicer = TextServicer(text, pipeline, searcher, effort)
+        await run_service("nlp", runner, [binding(searcher, embedder, servicer)], settings)
     finally:
         publisher.close()
         await model.aclose()

@@ -1,5 +1,6 @@
-"""A typed client of the nlp service's ``Embed`` RPC for other services (personalization, automation):
-``await NlpClient(channel).embed(texts)`` -> an ``(n, 384)`` float32 array of unit vectors.
+"""A typed client of the nlp service for other services: ``await NlpClient(channel).embed(texts)`` -> an
+``(n, 384)`` float32 array of unit vectors (personalization, automation); ``await .estimate_effort(tenant,
+title, description)`` -> story points (timeline's effort feature).
 
 Inside an event handler pass ``translate_errors=True`` (the default): an nlp outage raises
 :class:`mesh.errors.Unavailable`, which the bus retries and holds instead of dead-lettering the event."""
@@ -20,7 +21,7 @@ MAX_TEXTS = 256
 
 
 class NlpClient:
-    """Embeddings over gRPC (Embed is idempotent: retried on UNAVAILABLE / DEADLINE_EXCEEDED)."""
+    """Embeddings and effort estimates over gRPC (both idempotent: retried on UNAVAILABLE / DEADLINE_EXCEEDED)."""
 
     def __init__(self, channel: grpc.aio.Channel, *, deadline_s: float = 5.0, retry: RetryPolicy = DEFAULT_RETRY,
                  translate_errors: bool = True) -> None:
@@ -39,3 +40,10 @@ class NlpClient:
             rows.append(np.asarray([e.values for e in response.embeddings], dtype=np.float32).reshape(-1,
                                                                                                     response.dim))
         return np.concatenate(rows) if rows else np.zeros((0, 384), dtype=np.float32)
+
+    async def estimate_effort(self, tenant_id: str, title: str, description: str = "") -> float:
+        """Predicted story points of a task from its text (Unavailable while nlp has no effort model)."""
+        request = nlp_pb2.EstimateEffortRequest(tenant_id=tenant_id, title=title, description=description)
+        response: nlp_pb2.EstimateEffortResponse = await call_with_retry(
+            self._stub.EstimateEffort, request, self._deadline_s, self._retry, translate_errors=self._translate)
+        return float(response.story_points)

@@ -9,7 +9,8 @@
 - ``Summarize`` / ``DraftDescription`` on request: through the LLM pipeline (PII masking, cache, per-tenant
   budget and rate limits, fallback to the local provider; local only when no provider is configured);
   drafts get their context from the project's similar tasks (the hybrid search);
-- ``EstimateEffort``: the story-point model still lives in the timeline service: Unavailable here.
+- ``EstimateEffort``: the story-point model of :mod:`services.nlp.effort_train` (TF-IDF, no embedder), loaded
+  from its file at start; Unavailable, naming the training command, while there is none.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from mesh.errors import InvalidArgument, Unavailable
 from mesh.events import Envelope, occurred_at
 from mesh.models import ModelSource, VersionedModel, build_provenance
 from mesh.telemetry import current_trace_id
+from services.nlp.effort_train import TRAIN_COMMAND as EFFORT_TRAIN_COMMAND
+from services.nlp.effort_train import EffortEstimator
 from services.nlp.embedder import Embedder, check_texts
 from services.nlp.search import Calibration, HybridSearcher, Scored
 from services.nlp.text import (
@@ -46,6 +49,7 @@ SUMMARIZER = "nlp-local-summarizer"
 """Provenance name of the local (extractive) meeting summaries."""
 SUMMARIZER_VERSION = "1"
 LINK_MIN_COSINE = 0.5
+MAX_EFFORT_CHARS = 100_000
 Prediction = tuple[Envelope, events_pb2.NlpPrediction]
 
 
@@ -118,10 +122,12 @@ class TextModels:
 class TextServicer:
     """The text RPCs (see :class:`services.nlp.server.TextService`)."""
 
-    def __init__(self, models: TextModels, pipeline: LLMPipeline, searcher: HybridSearcher) -> None:
+    def __init__(self, models: TextModels, pipeline: LLMPipeline, searcher: HybridSearcher,
+                 effort: EffortEstimator | None = None) -> None:
         self._models = models
         self._pipeline = pipeline
         self._searcher = searcher
+        self._effort = effort
 
     async def Sentiment(self, request: nlp_pb2.SentimentRequest, context: Any) -> nlp_pb2.SentimentResponse:
         texts = list(request.texts)
@@ -151,7 +157,16 @@ class TextServicer:
 
     async def EstimateEffort(self, request: nlp_pb2.EstimateEffortRequest, context: Any
                              ) -> nlp_pb2.EstimateEffortResponse:
-        raise Unavailable("effort from text is served by the timeline service for now")
+        if self._effort is None:
+            raise Unavailable(f"no effort model is loaded: run `{EFFORT_TRAIN_COMMAND}` and restart the nlp service")
+        if not (request.title.strip() or request.description.strip()):
+            raise InvalidArgument("give the task's title or description")
+        if len(request.title) + len(request.description) > MAX_EFFORT_CHARS:
+            raise InvalidArgument(f"title + description longer than {MAX_EFFORT_CHARS} characters")
+        effort = self._effort
+        points = await asyncio.to_thread(effort.estimate, request.title, request.description)
+        return nlp_pb2.EstimateEffortResponse(story_points=points,
+                                              provenance=_provenance(effort.name, effort.version))
 
     async def DraftDescription(self, request: nlp_pb2.DraftDescriptionRequest, context: Any
                                ) -> nlp_pb2.DraftDescriptionResponse:

@@ -36,8 +36,10 @@ class TimelineSettings(MeshSettings):
     risk_hysteresis: float = Field(0.15, ge=0, lt=1, description="how far below the threshold P(miss) must "
                                    "fall before the same alert may fire again")
     simulations: int = Field(2000, gt=0, le=100_000, description="Monte-Carlo runs per project forecast")
-    effort_prior: bool = Field(False, description="load the story-point effort model (a model trained with the "
-                               "effort feature needs it; off by default: it did not help on held-out weeks)")
+    effort_prior: bool = Field(False, description="read the effort feature (story points from the task text) from "
+                               "the nlp service's EstimateEffort (a model trained with the feature needs it; off by "
+                               "default: it did not help on held-out weeks); nlp down = the feature is missing")
+    nlp_target: str = Field("127.0.0.1:50053", description="host:port of the nlp service (effort estimates)")
 
 
 async def run(settings: TimelineSettings) -> None:
@@ -53,7 +55,7 @@ async def run(settings: TimelineSettings) -> None:
     milestone = ReloadingModel(models, MILESTONE_MODEL_NAME, settings.model_alias, settings.models,
                                schema=MILESTONE_FEATURES, train_hint=TRAIN_COMMAND)
     await milestone.start()
-    effort = _effort_prior() if settings.effort_prior else None
+    effort = _effort_prior(settings.nlp_target) if settings.effort_prior else None
     policy = AlertPolicy(settings.risk_threshold, settings.risk_hysteresis)
     state = open_state(settings, policy)
     project = DEFAULT_PROJECT if settings.namespace == "mesh" else settings.namespace
@@ -74,11 +76,11 @@ async def run(settings: TimelineSettings) -> None:
         await milestone.aclose()
 
 
-def _effort_prior() -> EffortPrior:
-    # imported only when turned on: the story-point model is a text model (the nlp service's, later)
-    from services.timeline.effort_prior import load_effort_prior
+def _effort_prior(target: str) -> EffortPrior:
+    # imported only when turned on: the estimates come from the nlp service over gRPC (no text model here)
+    from services.timeline.effort_prior import NlpEffortPrior
 
-    return load_effort_prior()
+    return NlpEffortPrior(target)
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """The effort slot of the task model's features: the interface of an effort prior (predicted story points
 of a task from its text) and the constant prior every service uses by default.
 
-Serving imports only this module; the fitted story-point model (`effort_prior`, `effort`: a text model
-that belongs to the nlp service) is imported only when the ``effort_prior`` setting turns it on.
+Serving imports only this module; the estimates of the story-point model (a text model: the nlp service's,
+read over gRPC by `effort_prior`) are used only when the ``effort_prior`` setting turns them on.
 """
 
 from __future__ import annotations

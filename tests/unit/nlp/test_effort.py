@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.timeline.effort import (
+from services.nlp.effort import (
     Candidate,
     EffortModel,
     clean_text,

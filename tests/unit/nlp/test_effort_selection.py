@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from services.timeline.effort import (
+from services.nlp.effort import (
     MEDIAN,
     Candidate,
     EffortModel,

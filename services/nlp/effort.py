@@ -1,7 +1,9 @@
-"""Effort model: issue text (title + description) -> story points.
+"""Effort model: issue text (title + description) -> story points (the nlp service's; seed "effort from text").
 
-Used by the timeline service as a prior for tasks with little history, and measured on the public
-story-point dataset by `python -m bench storypoints`.
+Served by the nlp service's ``EstimateEffort`` RPC (the pooled model of :mod:`services.nlp.effort_train`);
+the timeline service reads the estimate over gRPC as a feature of its task model
+(:mod:`services.timeline.effort_prior`). Measured on the public story-point dataset by
+`python -m bench storypoints`.
 
 The score is MAE, which is minimised by the conditional *median*, and on this data the train median
 alone is a hard baseline. So the model is built around the median:
@@ -34,8 +36,6 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-
-from mesh.models._minilm import CachedMiniLM
 
 FloatArray = NDArray[np.float64]
 Features = Literal["none", "tfidf", "minilm"]
@@ -78,12 +78,14 @@ class MiniLMEmbedder:
     cache_dir: Path | None = None
     max_seq_length: int = 128
     batch_size: int = 64
-    _encoder: CachedMiniLM | None = field(default=None, init=False, repr=False)
+    _encoder: Any = field(default=None, init=False, repr=False)
 
     def encode(self, texts: Sequence[str]) -> FloatArray:
-        if self._encoder is None:  # the shared cached encoder (same cache files as before)
+        if self._encoder is None:  # the shared cached encoder, imported only when a text is embedded
+            from mesh.models._minilm import CachedMiniLM
+
             self._encoder = CachedMiniLM(self.cache_dir, self.max_seq_length, self.batch_size)
-        return self._encoder.encode(texts).astype(np.float64)
+        return np.asarray(self._encoder.encode(texts), dtype=np.float64)
 
 
 @dataclass(frozen=True)
