@@ -70,6 +70,10 @@ class AutomationHandler:
             if now - self._last_pass.get(tenant, float("-inf")) >= self._interval:
                 self.suggest(tenant, now)
 
+    def last_pass(self, tenant_id: str) -> float | None:
+        """When this replica last ran a suggestion pass for the tenant (None: never)."""
+        return self._last_pass.get(tenant_id)
+
     def suggest(self, tenant_id: str, now: float) -> list[SuggestionRecord]:
         """One suggestion pass for a tenant; the records now open (announced once each)."""
         self._last_pass[tenant_id] = now

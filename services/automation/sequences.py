@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from mesh.events import Envelope
 from services.automation.state import Action, FactStore, PersonFacts, TaskFacts, Trigger
 
 WINDOW_S = 4 * 24 * 3600.0
@@ -118,3 +119,11 @@ def episodes(facts: FactStore, tenant_id: str, since: float = 0.0, until: float 
     for person in facts.people(tenant_id, tenant.people):
         out.extend(person_episodes(tenant_id, person, tasks, tenant.projects, since, until))
     return out
+
+
+def episodes_of(events: Sequence[Envelope]) -> list[Episode]:
+    """The episodes of every tenant of a time-ordered event stream (facts rebuilt in memory)."""
+    facts = FactStore()
+    for i in range(0, len(events), 1000):
+        facts.apply(events[i:i + 1000])
+    return [e for t in facts.tenants() for e in episodes(facts, t)]

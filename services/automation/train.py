@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from mesh.events import Envelope
 from services.automation import nets
 from services.automation.engine import MODEL_NAME
 from services.automation.model import SCHEMA, NextActionModel, save_vocabulary
@@ -32,8 +31,8 @@ from services.automation.process_log import (
     read_cases,
     split_cases,
 )
-from services.automation.sequences import Episode, episodes
-from services.automation.state import EVENT_TYPES, FactStore
+from services.automation.sequences import Episode, episodes_of
+from services.automation.state import EVENT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +121,6 @@ def fit_episodes(episodes: Sequence[Episode], path: Path, config: nets.NetConfig
     save_vocabulary(path, vocab)
     return NextActionModel.load(path), {"val_accuracy": val_acc,
                                         "onnx_max_abs_diff": max(c.max_abs_diff for c in report.checks)}
-
-
-def episodes_of(events: Sequence[Envelope]) -> list[Episode]:
-    """The episodes of every tenant of a time-ordered event stream (facts rebuilt in memory)."""
-    facts = FactStore()
-    for i in range(0, len(events), 1000):
-        facts.apply(events[i:i + 1000])
-    return [e for t in facts.tenants() for e in episodes(facts, t)]
 
 
 def next_step_accuracy(model: NextActionModel, held_out: Sequence[Episode]) -> float:

@@ -95,6 +95,14 @@ def _nlp(tmp: Path) -> Iterator[object]:
 
 
 @contextmanager
+def _automation(tmp: Path) -> Iterator[object]:
+    from tests.contract.test_automation_contract import automation_handler
+
+    with automation_handler(tmp) as handler:
+        yield handler
+
+
+@contextmanager
 def _personalization(tmp: Path) -> Iterator[object]:
     from mesh.features import InMemoryAggregates
     from services.personalization.handlers import PersonalizationHandler
@@ -108,16 +116,17 @@ def _personalization(tmp: Path) -> Iterator[object]:
 # consumer name (as declared in mesh/events/_topics.py) -> how to build its real handler
 CONSUMERS: dict[str, Callable[[Path], object]] = {
     "assignment": _assignment,
+    "automation": _automation,
     "features": _features,
     "gateway.webhooks": _webhooks,
     "nlp": _nlp,
     "personalization": _personalization,
     "timeline": _timeline,
 }
-NEEDS_REDIS = {"gateway.webhooks"}
+NEEDS_REDIS = {"gateway.webhooks", "automation"}
 
 
-BATCH_CONSUMERS = {"assignment", "timeline", "features", "nlp", "personalization"}
+BATCH_CONSUMERS = {"assignment", "timeline", "features", "nlp", "personalization", "automation"}
 """Consumers whose main runs them with ``batch_handler`` (the others take one event at a time)."""
 
 

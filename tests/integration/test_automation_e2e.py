@@ -32,9 +32,10 @@ from services.automation.engine import MODEL_NAME
 from services.automation.handlers import AutomationHandler
 from services.automation.model import VersionedScorer
 from services.automation.nets import NetConfig
+from services.automation.sequences import episodes_of
 from services.automation.server import binding
 from services.automation.state import AUTOMATION_REDUCERS, FactStore
-from services.automation.train import episodes_of, fit_episodes
+from services.automation.train import fit_episodes
 from services.automation.validate import Validator
 from simulator import SimConfig, Simulation
 from tests.support import drain
