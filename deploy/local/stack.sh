@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local stack: a real single-node Apache Kafka broker (KRaft) from Maven Central jars and Debian's
-# redis-server. Usage: deploy/local/stack.sh {start|stop|status|restart|reset|jars}
+# The local stack: a real single-node Apache Kafka broker (KRaft) from Maven Central jars, Debian's
+# redis-server and an MLflow tracking server (SQLite backend, artifacts served over HTTP from a folder under
+# the stack dir; the venv's `mlflow`). Usage: deploy/local/stack.sh {start|stop|status|restart|reset|jars}
 # Ports and folders come from the environment (defaults below, the same as mesh.config's defaults).
 # Every process is started by this script, recorded in a pid file, and stopped by that pid only.
 set -euo pipefail
@@ -9,12 +10,15 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 KAFKA_PORT="${MESH_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${MESH_KAFKA_CONTROLLER_PORT:-19093}"
 REDIS_PORT="${MESH_REDIS_PORT:-16379}"
+MLFLOW_PORT="${MESH_MLFLOW_PORT:-15000}"
+MLFLOW_BIN="${MESH_MLFLOW_BIN:-$ROOT/.venv/bin/mlflow}"
 STACK_DIR="${MESH_STACK_DIR:-$ROOT/.cache/stack}"
 KAFKA_LIBS="${MESH_KAFKA_LIBS:-$ROOT/.cache/kafka/libs}"
 KAFKA_HEAP="${MESH_KAFKA_HEAP:--Xms256m -Xmx768m}"
 LOG_DIR="$STACK_DIR/logs"
 PID_DIR="$STACK_DIR/pids"
 WAIT_S="${MESH_STACK_WAIT_S:-60}"
+MLFLOW_WAIT_S="${MESH_MLFLOW_WAIT_S:-240}"  # the server imports a lot: slow on a loaded machine
 
 say() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -138,19 +142,58 @@ start_redis() {
   die "redis did not answer PING within ${WAIT_S}s (log: $LOG_DIR/redis.log)"
 }
 
+mlflow_healthy() {
+  "$ROOT/.venv/bin/python" - "$MLFLOW_PORT" <<'PY' 2>/dev/null
+import sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/health", timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+PY
+}
+
+start_mlflow() {
+  # A tracking + registry server: clients use MLFLOW_TRACKING_URI / MESH_MODELS__TRACKING_URI =
+  # http://127.0.0.1:$MLFLOW_PORT. Artifacts are proxied by the server (mlflow-artifacts:/), so a client
+  # never reads the server's folder. The test suite keeps its own temp file registries; this one is for the
+  # demo, the integration test of the server path and anything run against the local stack.
+  local pidf="$PID_DIR/mlflow.pid"
+  if pid_alive "$pidf"; then say "mlflow already running (pid $(cat "$pidf")) on http://127.0.0.1:$MLFLOW_PORT"; return 0; fi
+  port_open "$MLFLOW_PORT" && die "port $MLFLOW_PORT is taken by a process this script did not start; set MESH_MLFLOW_PORT"
+  [ -x "$MLFLOW_BIN" ] || die "mlflow not found at $MLFLOW_BIN: run scripts/setup.sh (or set MESH_MLFLOW_BIN)"
+  mkdir -p "$STACK_DIR/mlflow/artifacts"
+  # setsid: the server and its uvicorn worker form one process group, stopped together by stop_group.
+  MLFLOW_DISABLE_TELEMETRY=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid nohup "$MLFLOW_BIN" server \
+    --backend-store-uri "sqlite:///$STACK_DIR/mlflow/mlflow.db" \
+    --serve-artifacts --artifacts-destination "$STACK_DIR/mlflow/artifacts" \
+    --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 \
+    >"$LOG_DIR/mlflow.log" 2>&1 < /dev/null &
+  echo $! > "$pidf"
+  local i
+  for ((i = 0; i < MLFLOW_WAIT_S * 4; i++)); do
+    if ! pid_alive "$pidf"; then tail -30 "$LOG_DIR/mlflow.log" >&2; rm -f "$pidf"; die "mlflow exited during start-up (log: $LOG_DIR/mlflow.log)"; fi
+    if port_open "$MLFLOW_PORT" && mlflow_healthy; then
+      say "mlflow up on http://127.0.0.1:$MLFLOW_PORT (pid $(cat "$pidf"), log $LOG_DIR/mlflow.log)"; return 0
+    fi
+    sleep 0.25
+  done
+  stop_pid mlflow; die "mlflow did not answer /health within ${MLFLOW_WAIT_S}s (MESH_MLFLOW_WAIT_S) (log: $LOG_DIR/mlflow.log)"
+}
+
 stop_pid() {
   local name="$1" pidf="$PID_DIR/$1.pid" pid i
   if ! pid_alive "$pidf"; then rm -f "$pidf"; say "$name not running"; return 0; fi
   pid="$(cat "$pidf")"
-  kill -TERM "$pid" 2>/dev/null || true
+  # mlflow was started as its own process group (setsid): signal the group so its worker goes too.
+  local target="$pid"; [ "$name" = mlflow ] && target="-$pid"
+  kill -TERM -- "$target" 2>/dev/null || true
   for ((i = 0; i < 120; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  if kill -0 "$pid" 2>/dev/null; then say "$name (pid $pid) ignored SIGTERM for 30s; sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  if kill -0 "$pid" 2>/dev/null; then say "$name (pid $pid) ignored SIGTERM for 30s; sending SIGKILL"; kill -KILL -- "$target" 2>/dev/null || true; fi
+  [ "$name" = mlflow ] && kill -KILL -- "$target" 2>/dev/null || true  # a worker that outlived its parent
   rm -f "$pidf"; say "$name stopped"
 }
 
 status() {
   local rc=0 n
-  for n in kafka redis; do
+  for n in kafka redis mlflow; do
     if pid_alive "$PID_DIR/$n.pid"; then say "$n running (pid $(cat "$PID_DIR/$n.pid"))"; else say "$n stopped"; rc=1; fi
   done
   return $rc
@@ -158,11 +201,12 @@ status() {
 
 mkdir -p "$LOG_DIR" "$PID_DIR"
 case "${1:-}" in
-  start) start_redis; start_kafka ;;
-  stop) stop_pid kafka; stop_pid redis ;;
-  restart) stop_pid kafka; stop_pid redis; start_redis; start_kafka ;;
+  start) start_redis; start_kafka; start_mlflow ;;
+  stop) stop_pid mlflow; stop_pid kafka; stop_pid redis ;;
+  restart) stop_pid mlflow; stop_pid kafka; stop_pid redis; start_redis; start_kafka; start_mlflow ;;
   status) status ;;
-  reset) stop_pid kafka; stop_pid redis; rm -rf "$STACK_DIR/kafka" "$STACK_DIR/redis"; say "data wiped" ;;
+  reset) stop_pid mlflow; stop_pid kafka; stop_pid redis
+    rm -rf "$STACK_DIR/kafka" "$STACK_DIR/redis" "$STACK_DIR/mlflow"; say "data wiped" ;;
   jars) jars ;;
   *) echo "usage: $0 {start|stop|status|restart|reset|jars}" >&2; exit 2 ;;
 esac
