@@ -21,6 +21,7 @@ _REQUIRED_IDS: dict[str, tuple[str, ...]] = {
     "task_completed": ("task_id",),
     "task_commented": ("task_id", "comment_id"),
     "task_viewed": ("task_id", "user_id"),
+    "task_deleted": ("task_id",),
     "project_created": ("project_id",),
     "project_updated": ("project_id",),
     "milestone_created": ("milestone_id", "project_id"),

@@ -72,6 +72,7 @@ _PAYLOADS: dict[str, list[Callable[[], Message]]] = {
     "suggestion_feedback": [lambda: e.SuggestionFeedback(suggestion_id="sugg-1", capability="assignment",
                                                          user_id="user-1", action=e.FEEDBACK_ACTION_ACCEPTED,
                                                          item_id="user-2")],
+    "task_deleted": [lambda: e.TaskDeleted(task_id="task-1", project_id="proj-1")],
     "tenant_erased": [lambda: e.TenantErased(reason="customer offboarding", requested_by="admin-1")],
     "assignment_prediction": [lambda: e.AssignmentPrediction(
         task_id="task-1", project_id="proj-1", provenance=_prov(),

@@ -35,7 +35,8 @@ _BACKEND = ("sunday.backend", "simulator")
 
 _INPUTS: tuple[TopicSpec, ...] = (
     TopicSpec("tasks", "sunday.tasks",
-              ("task_created", "task_updated", "task_assigned", "task_status_changed", "task_completed"),
+              ("task_created", "task_updated", "task_assigned", "task_status_changed", "task_completed",
+               "task_deleted"),
               _BACKEND, ("features", "timeline", "assignment", "nlp", "personalization", "automation"), partitions=6,
               description="task lifecycle, keyed by tenant:task"),
     TopicSpec("comments", "sunday.comments", ("task_commented",), _BACKEND, ("features", "nlp", "automation"),
@@ -48,7 +49,7 @@ _INPUTS: tuple[TopicSpec, ...] = (
               ("features", "timeline", "assignment", "personalization", "automation"), retention_ms=30 * DAY_MS,
               description="people and their skills"),
     TopicSpec("activity", "sunday.activity", ("user_activity", "task_viewed"), _BACKEND,
-              ("features", "personalization", "automation"),
+              ("features", "personalization", "automation", "anomaly"),
               partitions=6, retention_ms=3 * DAY_MS, description="logins, edits, exports, views"),
     TopicSpec("automations", "sunday.automations", ("automation_created", "automation_run"), _BACKEND,
               ("features", "automation"), description="automation rules and their runs"),

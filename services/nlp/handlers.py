@@ -7,13 +7,14 @@
 - ``task_commented``: the comment is embedded and indexed (kind ``comment``); with the text models
   plugged in (:class:`TextPredictions`), its sentiment is published;
 - ``meeting_transcript``: with the text models, a summary with action items is published;
+- ``task_deleted``: the task's vector and text are deleted (never searched or proposed as a duplicate again);
 - ``tenant_erased``: every vector and text of the tenant is deleted.
 
 Exactly once, step by step: writes are idempotent (upsert by key, delete by filter), so a redelivered event
 leaves the index as it was; predictions are recomputed and re-published under the SAME event id (derived
 from the input event id, the output type, the model version and the subject), so subscribers dedupe them.
-Replaying the topics into an empty collection rebuilds the index. There is no task deletion event in the
-schema yet; :meth:`VectorIndex.delete` is what it would call.
+Replaying the topics into an empty collection rebuilds the index. Deletions and erasures apply in the order of
+the batch (the texts collected before them are written first).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def check(env: Envelope) -> None:
     """Reject events whose ids cannot be stored (the vector database keys on them)."""
     try:
         checked_id(env.tenant_id, "tenant_id")
-        if env.type in ("task_created", "task_updated", "task_commented"):
+        if env.type in ("task_created", "task_updated", "task_commented", "task_deleted"):
             payload = getattr(env, env.type)
             checked_id(payload.task_id, "task_id")
             if payload.project_id:
@@ -107,6 +108,11 @@ class NlpHandler:
                 self._index.erase_tenant(env.tenant_id)
                 self._searcher.invalidate(env.tenant_id)
                 log.info("tenant %s erased from the vector index (%s)", env.tenant_id, env.tenant_erased.reason)
+            elif env.type == "task_deleted":
+                self._flush(pending)
+                pending = _Pending([], [])
+                self._index.delete(env.tenant_id, "task", [env.task_deleted.task_id])
+                self._searcher.invalidate(env.tenant_id)
             else:
                 self._collect(env, pending)
         self._flush(pending)

@@ -86,6 +86,25 @@ def test_text_updates_re_embed_and_other_updates_keep_the_text(svc: Service) -> 
     assert "t-1" not in {h.item.item_id for h in similar} and len(similar) == 2
 
 
+def test_a_deleted_task_is_no_longer_searched_nor_proposed_as_a_duplicate(svc: Service) -> None:
+    broker = InMemoryBroker()
+    handler = svc.handler(Publisher(broker.producer(), REGISTRY))
+    handler(WORLD)
+    deleted = event(A, e.TaskDeleted(task_id="t-1", project_id="proj-1"))
+    handler([deleted])
+    handler([deleted])  # redelivered: deleting again is a no-op
+    assert svc.index.count(A) == 2 and svc.index.count(B) == 1  # B's task with the same text stays
+    assert "t-1" not in {h.item.item_id for h in svc.searcher.search(A, "namenode restart crash", 5)[0]}
+    with pytest.raises(NotFound):
+        svc.searcher.similar(A, "t-1", 5)
+    handler([created(A, "t-4", "Namenode crash at restart when the disk is full",
+                     "After a full disk the NameNode does not come back up: edit log replay fails.")])
+    assert predictions(broker) == []  # its duplicate was deleted: nothing to propose
+    # created and deleted in one batch: the order of the batch holds
+    handler([created(A, "t-5", "Rotate the TLS certificates"), event(A, e.TaskDeleted(task_id="t-5"))])
+    assert svc.index.get(A, "task", ["t-5"]) == {}
+
+
 def test_tenant_erasure_deletes_every_vector_of_the_tenant_only(svc: Service) -> None:
     handler = svc.handler(Publisher(InMemoryBroker().producer(), REGISTRY))
     comment = event(A, e.TaskCommented(task_id="t-1", project_id="proj-1", comment_id="c-1", author_id="u-1",
