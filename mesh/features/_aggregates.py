@@ -190,6 +190,18 @@ class InMemoryAggregates:
     def keys(self, kind: str) -> list[str]:
         return sorted(k for k in self._data if k.startswith(f"{kind}:"))
 
+    def update(self, state_type: type[S], tenant_id: str, entity_id: str, change: Callable[[S], None]) -> S | None:
+        """Change one existing state outside any event (an operator's action); None when it does not exist."""
+        key = state_key(state_type.kind, tenant_id, entity_id)
+        with self._lock:
+            raw = self._data.get(key)
+            if raw is None:
+                return None
+            state = state_type.model_validate_json(raw)
+            change(state)
+            self._data[key] = state.model_dump_json().encode()
+        return state
+
     def built(self) -> bool:
         return self._built
 
@@ -347,6 +359,29 @@ class RedisAggregates:
         with _unavailable(f"reading {state_type.kind} state of {self._ns}"):
             raws = self._r.mget([self._k(state_key(state_type.kind, tenant_id, i)) for i in entity_ids])
         return [None if raw is None else state_type.model_validate_json(raw) for raw in raws]
+
+    def update(self, state_type: type[S], tenant_id: str, entity_id: str, change: Callable[[S], None]) -> S | None:
+        """Change one existing state outside any event (an operator's action, e.g. acknowledging an incident):
+        read, ``change``, write, in one optimistic transaction (WATCHed like :meth:`apply`'s reads, so it
+        never overwrites a concurrent apply, and is retried after one). None when the state does not exist."""
+        key = self._k(state_key(state_type.kind, tenant_id, entity_id))
+
+        def body(pipe: Any) -> S | None:
+            raw = pipe.get(key)
+            if raw is None:
+                return None
+            state = state_type.model_validate_json(raw)
+            change(state)
+            pipe.multi()
+            pipe.set(key, state.model_dump_json().encode())
+            return state
+
+        with _unavailable(f"updating {state_type.kind} state of {self._ns}"):
+            out: S | None = self._r.transaction(body, key, value_from_callable=True)
+        if out is not None and self._cache_max:
+            with self._kept_lock:
+                self._kept.pop(state_key(state_type.kind, tenant_id, entity_id), None)
+        return out
 
     def keys(self, kind: str) -> list[str]:
         with _unavailable(f"listing {kind} state of {self._ns}"):

@@ -2,6 +2,7 @@
 
 from mesh.telemetry import _names as names
 from mesh.telemetry._metrics import (
+    ALERTS_RAISED,
     CONSUMER_BACKPRESSURE,
     CONSUMER_BACKPRESSURE_RETRIES,
     CONSUMER_LAG,
@@ -11,11 +12,13 @@ from mesh.telemetry._metrics import (
     EVENTS_HANDLED,
     EVENTS_PUBLISHED,
     HANDLER_SECONDS,
+    PREDICTION_SCORE,
     serve_metrics,
 )
 from mesh.telemetry._tracing import Headers, context_from_headers, current_trace_id, inject_headers, setup_tracing
 
 __all__ = [
+    "ALERTS_RAISED",
     "CONSUMER_BACKPRESSURE",
     "CONSUMER_BACKPRESSURE_RETRIES",
     "CONSUMER_LAG",
@@ -25,6 +28,7 @@ __all__ = [
     "EVENTS_HANDLED",
     "EVENTS_PUBLISHED",
     "HANDLER_SECONDS",
+    "PREDICTION_SCORE",
     "Headers",
     "context_from_headers",
     "current_trace_id",

@@ -27,6 +27,12 @@ CONSUMER_BACKPRESSURE = Gauge(n.METRIC_BACKPRESSURE, "1 while the consumer holds
 CONSUMER_BACKPRESSURE_RETRIES = Counter(n.METRIC_BACKPRESSURE_RETRIES, "Retries of a held batch past the retry "
                                         "policy", (*_LABELS, "reason"))
 
+ALERTS_RAISED = Counter(n.METRIC_ALERTS_RAISED, "Alerts a capability raised (first time only, not redeliveries), "
+                        "by the rule that fired and its severity", ("capability", "rule", "severity"))
+PREDICTION_SCORE = Histogram(n.METRIC_PREDICTION_SCORE, "Scores a capability's model gave, per tenant (anomaly: the "
+                             "ensemble's margin over its threshold, >= 0 alerts)", ("capability", "tenant"),
+                             buckets=(-10, -5, -2, -1, 0, 1, 2, 5, 10, 20, 50, 100))
+
 
 def serve_metrics(port: int, host: str | None = None) -> WSGIServer | None:
     """Serve /metrics on ``host:port`` (port 0 = do not serve) and return the server (None when not served).

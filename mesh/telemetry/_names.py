@@ -17,6 +17,8 @@ METRIC_HANDLER_SECONDS: Final = "mesh_handler_seconds"
 METRIC_CONSUMER_LAG: Final = "mesh_consumer_lag"
 METRIC_BACKPRESSURE: Final = "mesh_consumer_backpressure"
 METRIC_BACKPRESSURE_RETRIES: Final = "mesh_consumer_backpressure_retries"
+METRIC_ALERTS_RAISED: Final = "mesh_alerts_raised"
+METRIC_PREDICTION_SCORE: Final = "mesh_prediction_score"
 
 HEADER_TRACEPARENT: Final = "traceparent"
 HEADER_TENANT: Final = "tenant-id"

@@ -15,8 +15,8 @@ from datetime import timedelta
 import numpy as np
 
 from mesh.events import Envelope, occurred_at
-from services.anomaly.ensemble import FloatArray, OnnxEnsemble
-from services.anomaly.features import FEATURES
+from services.anomaly.ensemble import FloatArray, Scorer
+from services.anomaly.features import FEATURES, UserHour
 from services.anomaly.pipeline import Dataset
 from services.anomaly.rules import RuleEngine, RuleSet, Signal, load_rules
 
@@ -35,20 +35,23 @@ def default_rules() -> RuleSet:
     return load_rules(DEFAULT_RULES)
 
 
+def hour_signal(r: UserHour, margin: float, z_if: float, z_ae: float) -> Signal:
+    """The score signal of a closed user-hour: raised when the hour ends, caused by its last event; the
+    evidence names both models' z and the feature with the largest value, the window is the 1 h tumbling one."""
+    top = int(np.argmax(r.vector))
+    evidence = (("isolation_forest_z", float(z_if)), ("lstm_autoencoder_z", float(z_ae)),
+                (FEATURES[top], float(r.vector[top])))
+    hour_start = int(r.hour.timestamp())
+    return Signal(r.tenant_id, r.user_id, r.hour + timedelta(hours=1), r.event_ids[-1], score=float(margin),
+                  evidence=evidence, window_keys=(f"{r.tenant_id}|user|{r.user_id}|tumbling_1h|{hour_start}",))
+
+
 def _signals(ds: Dataset, margin: FloatArray, z_if: FloatArray, z_ae: FloatArray) -> list[Signal]:
-    out = []
-    for r, m, a, b in zip(ds.rows, margin, z_if, z_ae, strict=True):
-        top = int(np.argmax(r.vector))
-        evidence = (("isolation_forest_z", float(a)), ("lstm_autoencoder_z", float(b)),
-                    (FEATURES[top], float(r.vector[top])))
-        hour_start = int(r.hour.timestamp())
-        out.append(Signal(r.tenant_id, r.user_id, r.hour + timedelta(hours=1), r.event_ids[-1], score=float(m),
-                          evidence=evidence,
-                          window_keys=(f"{r.tenant_id}|user|{r.user_id}|tumbling_1h|{hour_start}",)))
-    return out
+    return [hour_signal(r, float(m), float(a), float(b)) for r, m, a, b in zip(ds.rows, margin, z_if, z_ae,
+                                                                               strict=True)]
 
 
-def alerts_for(events: Sequence[Envelope] | Iterable[Envelope], ensemble: OnnxEnsemble,
+def alerts_for(events: Sequence[Envelope] | Iterable[Envelope], ensemble: Scorer,
                rules: RuleSet | None = None) -> tuple[list[Envelope], RuleEngine]:
     """Alert envelopes (ml.alerts) for time-ordered events, and the engine (its incidents) after them."""
     events = list(events)

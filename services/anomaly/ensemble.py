@@ -9,11 +9,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+
+
+class Scorer(Protocol):
+    """An ensemble the service, the detector and the servicer score with (`OnnxEnsemble`, `ServedEnsemble`)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def weight_iforest(self) -> float: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+    def components(self, tenants: Sequence[str], vectors: FloatArray,
+                   seqs: FloatArray) -> tuple[FloatArray, FloatArray]: ...
 
 
 @dataclass(frozen=True)

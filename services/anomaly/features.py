@@ -37,14 +37,14 @@ class UserHour:
 
 
 @dataclass
-class _UserHistory:
+class UserHistory:
     ips: set[str] = field(default_factory=set)
     devices: set[str] = field(default_factory=set)
     hours_of_day: FloatArray = field(default_factory=lambda: np.zeros(24))
 
 
 @dataclass
-class _Open:
+class OpenHour:
     hour: datetime
     counts: FloatArray = field(default_factory=lambda: np.zeros(len(ACTIONS)))
     items: FloatArray = field(default_factory=lambda: np.zeros(len(ACTIONS)))
@@ -53,7 +53,7 @@ class _Open:
     ids: list[str] = field(default_factory=list)
 
 
-def _close(tenant: str, user: str, w: _Open, hist: _UserHistory) -> UserHour:
+def close_hour(tenant: str, user: str, w: OpenHour, hist: UserHistory) -> UserHour:
     seen = float(hist.hours_of_day.sum())
     share = float(hist.hours_of_day[w.hour.hour]) / seen if seen else 1.0 / 24
     vec = np.concatenate([
@@ -70,8 +70,8 @@ def _close(tenant: str, user: str, w: _Open, hist: _UserHistory) -> UserHour:
 
 def user_hours(events: Iterable[Envelope]) -> list[UserHour]:
     """Hourly vectors of every user, in time order of their hour's end (events must come in time order)."""
-    history: dict[tuple[str, str], _UserHistory] = defaultdict(_UserHistory)
-    open_: dict[tuple[str, str], _Open] = {}
+    history: dict[tuple[str, str], UserHistory] = defaultdict(UserHistory)
+    open_: dict[tuple[str, str], OpenHour] = {}
     out: list[UserHour] = []
     for env in events:
         if env.WhichOneof("payload") != "user_activity":
@@ -81,17 +81,17 @@ def user_hours(events: Iterable[Envelope]) -> list[UserHour]:
         hour = occurred_at(env).replace(minute=0, second=0, microsecond=0)
         cur = open_.get(key)
         if cur is not None and cur.hour != hour:
-            out.append(_close(*key, cur, history[key]))
+            out.append(close_hour(*key, cur, history[key]))
             cur = None
         if cur is None:
-            cur = open_[key] = _Open(hour)
+            cur = open_[key] = OpenHour(hour)
         i = ACTIONS.index(act.action) if act.action in ACTIONS else len(ACTIONS) - 1
         cur.counts[i] += 1
         cur.items[i] += max(act.count, 1)
         cur.ips.add(act.ip)
         cur.devices.add(act.device)
         cur.ids.append(env.event_id)
-    out += [_close(*key, w, history[key]) for key, w in open_.items()]
+    out += [close_hour(*key, w, history[key]) for key, w in open_.items()]
     out.sort(key=lambda u: u.hour)
     return out
 

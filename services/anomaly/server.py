@@ -4,15 +4,15 @@ Thin: requests become calls on the ensemble, the rules engine's incidents and th
 (`rules_store`: GetRules / PutRules, versioned and audited); errors are domain errors (InvalidArgument,
 NotFound, Unavailable, FailedPrecondition for a stale rules version) that the mesh interceptor maps to
 status codes. Without a model
-(no champion yet) ScoreEntity answers Unavailable. Incidents are those of the engine this servicer is
-given (the service's consumer feeds it); a tenant only ever sees its own.
+(no champion yet) ScoreEntity answers Unavailable. Incidents are those of the service's store (its consumer
+raises them; `state.StoreIncidents`) or of an in-memory engine; a tenant only ever sees its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from sunday.ml.v1 import anomaly_pb2, anomaly_pb2_grpc
 from sunday.ml.v1 import common_pb2 as c
@@ -20,7 +20,7 @@ from sunday.ml.v1 import events_pb2 as e
 
 from mesh.errors import InvalidArgument, NotFound, Unavailable
 from mesh.serving import ServiceBinding, bind
-from services.anomaly.ensemble import OnnxEnsemble
+from services.anomaly.ensemble import Scorer
 from services.anomaly.pipeline import Dataset
 from services.anomaly.rules import SEVERITY, Incident, RuleEngine
 from services.anomaly.rules_store import RulesStore, TenantRules
@@ -44,10 +44,35 @@ def incident_message(inc: Incident) -> anomaly_pb2.Incident:
         last_alert_at_unix=int(inc.last_alert_at.timestamp()))
 
 
+class Incidents(Protocol):
+    """Where the servicer finds incidents: the service's store (`state.StoreIncidents`) or an engine."""
+
+    def list(self, tenant_id: str) -> list[Incident]: ...
+
+    def set_status(self, tenant_id: str, incident_id: str, status: str) -> Incident | None: ...
+
+
+class EngineIncidents:
+    """The incidents of an in-memory `RuleEngine` (the offline detector, tests)."""
+
+    def __init__(self, engine: RuleEngine) -> None:
+        self.engine = engine
+
+    def list(self, tenant_id: str) -> list[Incident]:
+        return [inc for inc in self.engine.state.incidents.values() if inc.tenant_id == tenant_id]
+
+    def set_status(self, tenant_id: str, incident_id: str, status: str) -> Incident | None:
+        inc = self.engine.state.incidents.get(incident_id)
+        if inc is None or inc.tenant_id != tenant_id:
+            return None
+        return self.engine.set_status(incident_id, "resolved" if status == "resolved" else "acknowledged")
+
+
 class AnomalyServicer(anomaly_pb2_grpc.AnomalyServiceServicer):
-    def __init__(self, model: Callable[[], OnnxEnsemble | None], engine: RuleEngine, rules: RulesStore) -> None:
+    def __init__(self, model: Callable[[], Scorer | None], incidents: Incidents, rules: RulesStore) -> None:
+        """``model``: the champion (None, or raising Unavailable, while there is none)."""
         self._model = model
-        self._engine = engine
+        self._incidents = incidents
         self._rules = rules
 
     async def ScoreEntity(self, request: anomaly_pb2.ScoreEntityRequest,
@@ -75,23 +100,26 @@ class AnomalyServicer(anomaly_pb2_grpc.AnomalyServiceServicer):
                             context: Ctx) -> anomaly_pb2.ListIncidentsResponse:
         if not request.tenant_id:
             raise InvalidArgument("tenant_id is required")
-        found = [incident_message(inc) for inc in self._engine.state.incidents.values()
-                 if inc.tenant_id == request.tenant_id and (request.include_resolved or inc.status != "resolved")]
-        return anomaly_pb2.ListIncidentsResponse(incidents=sorted(found, key=lambda i: i.opened_at_unix))
+        found = [incident_message(inc) for inc in await asyncio.to_thread(self._incidents.list, request.tenant_id)
+                 if request.include_resolved or inc.status != "resolved"]
+        return anomaly_pb2.ListIncidentsResponse(incidents=sorted(found, key=lambda i: (i.opened_at_unix,
+                                                                                         i.incident_id)))
 
-    def _change(self, request: anomaly_pb2.IncidentActionRequest, status: str) -> anomaly_pb2.IncidentResponse:
-        inc = self._engine.state.incidents.get(request.incident_id)
-        if inc is None or inc.tenant_id != request.tenant_id:  # another tenant's incident does not exist here
+    async def _change(self, request: anomaly_pb2.IncidentActionRequest, status: str) -> anomaly_pb2.IncidentResponse:
+        if not request.tenant_id or not request.incident_id:
+            raise InvalidArgument("tenant_id and incident_id are required")
+        # another tenant's incident does not exist here
+        inc = await asyncio.to_thread(self._incidents.set_status, request.tenant_id, request.incident_id, status)
+        if inc is None:
             raise NotFound(f"incident {request.incident_id!r} not found")
-        self._engine.set_status(inc.incident_id, "resolved" if status == "resolved" else "acknowledged")
         return anomaly_pb2.IncidentResponse(incident=incident_message(inc))
 
     async def Acknowledge(self, request: anomaly_pb2.IncidentActionRequest,
                           context: Ctx) -> anomaly_pb2.IncidentResponse:
-        return self._change(request, "acknowledged")
+        return await self._change(request, "acknowledged")
 
     async def Resolve(self, request: anomaly_pb2.IncidentActionRequest, context: Ctx) -> anomaly_pb2.IncidentResponse:
-        return self._change(request, "resolved")
+        return await self._change(request, "resolved")
 
     async def GetRules(self, request: anomaly_pb2.GetRulesRequest, context: Ctx) -> anomaly_pb2.RulesResponse:
         return rules_message(await asyncio.to_thread(self._rules.get, request.tenant_id))
@@ -102,6 +130,8 @@ class AnomalyServicer(anomaly_pb2_grpc.AnomalyServiceServicer):
         return rules_message(changed)
 
 
-def binding(model: Callable[[], OnnxEnsemble | None], engine: RuleEngine, rules: RulesStore) -> ServiceBinding:
+def binding(model: Callable[[], Scorer | None], incidents: Incidents | RuleEngine, rules: RulesStore) -> ServiceBinding:
+    """The servicer's binding; a `RuleEngine` as `incidents` serves that engine's (in-memory) incidents."""
+    source = EngineIncidents(incidents) if isinstance(incidents, RuleEngine) else incidents
     return bind(SERVICE_NAME, anomaly_pb2_grpc.add_AnomalyServiceServicer_to_server,
-                AnomalyServicer(model, engine, rules))
+                AnomalyServicer(model, source, rules))

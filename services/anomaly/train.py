@@ -98,3 +98,122 @@ def lstm_onnx(model: Any, n_features: int) -> bytes:
                       dynamic_axes={"seq": {0: "batch", 1: "steps"}, "recon_error": {0: "batch"}},
                       dynamo=False, opset_version=17)
     return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------ command line
+def _split(hours: list[Any], train_share: float) -> tuple[Any, Any]:
+    """(train_end, val_end): the first `train_share` of the days trains, the rest validates (time order)."""
+    from datetime import timedelta
+
+    t0 = min(hours).replace(hour=0)
+    t1 = max(hours)
+    days = max(2, int((t1 - t0).total_seconds() // 86400) + 1)
+    return t0 + timedelta(days=max(1, round(days * train_share))), t1 + timedelta(hours=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m services.anomaly.train [--source simulator|eventlog] ...`: train, register, promote if better.
+
+    With the simulator the weight and threshold are chosen by incident F1 against the planted anomalies of
+    the validation days, and promotion compares that F1 of the challenger and the champion on the same days.
+    The event log has no labels: the weight stays 0.5 and the threshold is the validation quantile giving
+    `--alert-rate` alerted user-hours; the challenger is registered, and promoted only where there is no
+    champion yet (nothing to compare it on).
+    """
+    import argparse
+    import logging
+
+    from mesh.config import MeshSettings
+    from mesh.models import (
+        Challenger,
+        ModelRegistry,
+        Objective,
+        VersionedModel,
+        add_training_arguments,
+        logged_training_events,
+        output_dir,
+        register_and_promote,
+        source_of,
+        time_range,
+    )
+    from services.anomaly.ensemble import TenantNorm
+    from services.anomaly.model import MODEL_NAME, SCHEMA, ServedEnsemble, export_ensemble
+    from services.anomaly.pipeline import SEQ_LEN, Dataset, evaluate, train_and_choose
+
+    parser = argparse.ArgumentParser(prog="python -m services.anomaly.train", description=main.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_training_arguments(parser, tenants=2, users=40, weeks=3, seed=7)
+    parser.add_argument("--anomaly-fraction", type=float, default=0.3,
+                        help="simulator: share of people with a planted anomaly (default 0.3)")
+    parser.add_argument("--train-share", type=float, default=2 / 3, help="share of the days that trains")
+    parser.add_argument("--epochs", type=int, default=20, help="LSTM autoencoder epochs")
+    parser.add_argument("--trees", type=int, default=100, help="Isolation Forest trees")
+    parser.add_argument("--alert-rate", type=float, default=0.002,
+                        help="eventlog: share of validation user-hours alerted (sets the threshold)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = MeshSettings()
+    planted: list[Any] = []
+    if source_of(args) == "simulator":
+        from simulator import SimConfig, Simulation
+
+        sim = Simulation(SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks,
+                                   seed=args.seed, anomaly_user_fraction=args.anomaly_fraction))
+        events = list(sim.events())
+        planted = list(sim.truth.anomalies)
+    else:
+        events = logged_training_events(args, settings, {"user_activity"})
+    ds = Dataset.from_events(events)
+    if len(ds.rows) < 50:
+        raise SystemExit(f"only {len(ds.rows)} user-hours of activity: too few to train on")
+    train_end, val_end = _split([r.hour for r in ds.rows], args.train_share)
+    val = ds.mask(train_end, val_end)
+    planted_val = [a for a in planted if train_end <= a.start < val_end]
+    print(f"{len(events)} events, {len(ds.rows)} user-hours; training before {train_end:%Y-%m-%d}, "
+          f"validating to {val_end:%Y-%m-%d} ({len(planted_val)} planted anomalies)", flush=True)
+    lstm = LstmConfig(epochs=args.epochs)
+    if planted_val:
+        trained = train_and_choose(ds, train_end, val_end, planted_val, lstm)
+        ens, choices = trained.ensemble, trained.choices
+    else:
+        from services.anomaly.ensemble import OnnxEnsemble
+
+        train = ds.mask(None, train_end)
+        x = ds.vectors
+        ens = OnnxEnsemble(iforest_onnx(fit_iforest(x[train], trees=args.trees), x.shape[1]),
+                           lstm_onnx(fit_lstm(ds.seqs[train], lstm), x.shape[1]),
+                           TenantNorm({}, (0.0, 1.0)), TenantNorm({}, (0.0, 1.0)), 0.5, 0.0)
+        iso, err = ens.raw(x, ds.seqs)
+        t_train = [t for t, m in zip(ds.tenants, train, strict=True) if m]
+        ens.iforest_norm, ens.lstm_norm = TenantNorm.fit(t_train, iso[train]), TenantNorm.fit(t_train, err[train])
+        score = ens.score(ds.tenants, x, ds.seqs)
+        ens.threshold = float(np.quantile(score[val], 1 - args.alert_rate)) if val.any() else float(score.max())
+        choices = {"ensemble": {"weight_iforest": 0.5, "threshold": ens.threshold, "alert_rate": args.alert_rate}}
+    print(f"chosen: {choices['ensemble']}", flush=True)
+    out = output_dir(args, "anomaly-")
+    path = export_ensemble(ens, out / "anomaly.onnx", SEQ_LEN)
+    print(f"exported {path}", flush=True)
+    if args.no_register:
+        return 0
+
+    def validation_f1(model: VersionedModel) -> float:
+        if not planted_val:
+            return 0.0  # no labels: every version ties, the champion stays (the first one is promoted)
+        served = ServedEnsemble.of(model)
+        z_if, z_ae = served.components(ds.tenants, ds.vectors, ds.seqs)
+        margin = served.weight_iforest * z_if + (1 - served.weight_iforest) * z_ae - served.threshold
+        return float(evaluate(ds, margin, val, 0.0, planted_val)["per_kind"]["overall"]["f1"])
+
+    metrics = {f"{name}_validation_f1": float(c.get("validation_f1", float("nan"))) for name, c in choices.items()}
+    challenger = Challenger(MODEL_NAME, path, SCHEMA, metrics,
+                            {"source": source_of(args), "weight_iforest": ens.weight_iforest,
+                             "threshold": ens.threshold, "epochs": args.epochs},
+                            time_range([r.hour for r in ds.rows]))
+    decision = register_and_promote(ModelRegistry(settings.models), challenger,
+                                    Objective("validation_f1", True, validation_f1), settings.models)
+    print(decision.summary(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
