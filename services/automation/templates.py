@@ -3,17 +3,23 @@ a mined pattern to its closest template.
 
 Closeness is structural — the trigger type must be the same; then the overlap (Jaccard) of the action
 kinds and whether the template's condition fields are the pattern's — plus, when the nlp service is
-reachable, the cosine similarity of the two descriptions' embeddings from its gRPC ``Embed`` (no embedder is
-copied here). Without nlp the match is structural alone (``TemplateMatch.semantic`` is None).
+reachable, the cosine similarity of the two descriptions' embeddings from its gRPC ``Embed`` through the
+nlp service's own client, ``services.nlp.client.NlpClient`` (no embedder is copied here). Without nlp the
+match is structural alone (``TemplateMatch.semantic`` is None) and :class:`NlpEmbedder` logs a WARNING
+that says so.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import grpc
+import grpc.aio
 import numpy as np
 
 from services.automation.validate import parse_condition
@@ -65,27 +71,65 @@ class Embedder(Protocol):
 
 
 class NlpEmbedder:
-    """The nlp service's ``Embed`` over gRPC (sync, short deadline); None while it is unreachable."""
+    """The nlp service's ``Embed`` through its typed client (:class:`services.nlp.client.NlpClient`), for the
+    synchronous suggestion pass: short deadline, texts cached (the library's descriptions are embedded
+    once). When nlp does not answer it returns None — the match is structural — logs one WARNING saying
+    so, and does not call again for ``retry_after_s``; when nlp answers again it logs that semantic
+    matching is back."""
 
-    def __init__(self, address: str, timeout_s: float = 2.0) -> None:
+    def __init__(self, address: str, timeout_s: float = 2.0, retry_after_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, max_cached: int = 10_000) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self._clock = clock
+        self._max_cached = max_cached
+        self._cache: dict[str, np.ndarray[Any, Any]] = {}
+        self._down_until = float("-inf")
+        self.reachable: bool | None = None
+        """None until the first call; then whether the last call was answered."""
 
     def embed(self, texts: Sequence[str]) -> np.ndarray[Any, Any] | None:
-        import grpc
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        now = self._clock()
+        if now < self._down_until:
+            return None
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            try:
+                rows = asyncio.run(self._fetch(missing))
+            except (grpc.RpcError, OSError) as error:
+                if self.reachable is not False:
+                    log.warning("automation: the nlp service's Embed at %s is unreachable (%s); template "
+                                "matching is structural only (trigger and action types) until it answers; "
+                                "next try in %.0fs", self.address, _reason(error), self.retry_after_s)
+                self.reachable = False
+                self._down_until = now + self.retry_after_s
+                return None
+            if self.reachable is False:
+                log.warning("automation: the nlp service's Embed at %s answers again: semantic template "
+                            "matching resumed", self.address)
+            self.reachable = True
+            if len(self._cache) + len(missing) > self._max_cached:
+                self._cache.clear()
+            self._cache.update(zip(missing, rows, strict=True))
+        return np.stack([self._cache[t] for t in texts])
 
-        try:
-            from sunday.ml.v1 import nlp_pb2, nlp_pb2_grpc
-        except ImportError:  # the nlp API is not generated in this build
-            return None
-        try:
-            with grpc.insecure_channel(self.address) as ch:
-                stub = nlp_pb2_grpc.NlpServiceStub(ch)
-                reply = stub.Embed(nlp_pb2.EmbedRequest(texts=list(texts)), timeout=self.timeout_s)
-        except grpc.RpcError as error:
-            log.info("nlp Embed at %s unavailable (%s): structural template match only", self.address, error)
-            return None
-        return np.asarray([list(e.values) for e in reply.embeddings], dtype=np.float32)
+    async def _fetch(self, texts: Sequence[str]) -> np.ndarray[Any, Any]:
+        from mesh.serving import RetryPolicy, channel
+        from services.nlp.client import NlpClient
+
+        async with channel(self.address) as ch:
+            client = NlpClient(ch, deadline_s=self.timeout_s, retry=RetryPolicy(max_attempts=1),
+                               translate_errors=False)
+            return await client.embed(texts)
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"{error.code().name}: {error.details()}"
+    return str(error) or type(error).__name__
 
 
 @dataclass(frozen=True)
