@@ -5,7 +5,8 @@
 - people segments: k-means over behaviour features (what types of task a person looks at, how much),
   the bandit's arm (one LinUCB model per segment) and the cold start of people ALS has not seen.
 
-``PolicyModel.save``/``load`` write and read one ``.npz`` (no pickle).
+``PolicyModel.save``/``load`` write and read one ``.npz`` (no pickle), registered in MLflow as
+:data:`MODEL_NAME` by ``python -m services.personalization.train`` and fetched by alias for serving.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from mesh.events import TASK_TYPE_SLOTS, task_type_slot
 from services.personalization.state import PersonState
 
 Array = npt.NDArray[np.float64]
+MODEL_NAME = "personalization-policy"
+"""The registered model (MLflow): one ``.npz`` per version, served by alias."""
+POLICY_FILE = "policy.npz"
 
 
 @dataclass(frozen=True)

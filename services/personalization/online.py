@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from mesh.features import Rebuilder, RedisAggregates
-from services.personalization.factors import PolicyModel, Segments
+from services.personalization.factors import POLICY_FILE, PolicyModel, Segments
 from services.personalization.state import PERSONALIZATION_REDUCERS
 
 if TYPE_CHECKING:
@@ -38,31 +38,47 @@ def rebuilder(store: RedisAggregates, settings: MeshSettings, event_log_dir: Pat
     return Rebuilder.of(store, settings, TOPICS, event_log_dir)
 
 
-async def follow_model(path: Path, recommender: Recommender, interval_s: float) -> None:
-    """Swap in a retrained model when the file changes (its version is a new policy version: new statistics)."""
+class PolicySource(Protocol):
+    """What the service needs of the registry (``mesh.models.ModelRegistry`` is one)."""
+
+    def version_of(self, name: str, alias: str) -> str | None: ...
+
+    def local_path(self, name: str, version: str, filename: str = ...) -> Path: ...
+
+
+def load_registered(registry: PolicySource, name: str, alias: str) -> tuple[str | None, PolicyModel]:
+    """(registry version, model) of ``name@alias``; (None, an untrained model: no ALS, one segment) when no
+    version has the alias yet: LinUCB serves and learns from the first feedback either way."""
+    version = registry.version_of(name, alias)
+    if version is None:
+        log.warning("no %s@%s in the registry yet (train: python -m services.personalization.train); "
+                    "serving LinUCB without ALS or segments", name, alias)
+        return None, untrained()
+    model = PolicyModel.load(registry.local_path(name, version, POLICY_FILE))
+    log.info("personalization model %s@%s v%s loaded: policy model %s", name, alias, version, model.version)
+    return version, model
+
+
+def untrained() -> PolicyModel:
+    return PolicyModel("untrained", None, Segments(np.zeros((1, 11))))
+
+
+async def follow_registry(registry: PolicySource, name: str, alias: str, recommender: Recommender,
+                          interval_s: float, loaded: str | None) -> None:
+    """Swap in the version ``alias`` points at whenever it moves (a new policy version: new statistics); a
+    version that fails to load is logged and the current one kept."""
     import asyncio
 
-    seen = path.stat().st_mtime if path.exists() else None
     while True:
         await asyncio.sleep(interval_s)
-        mtime = path.stat().st_mtime if path.exists() else None
-        if mtime is None or mtime == seen:
-            continue
         try:
-            model = await asyncio.to_thread(PolicyModel.load, path)
-        except (OSError, ValueError, KeyError) as exc:  # a half-written file: try again next time
-            log.warning("could not load %s yet: %s", path, exc)
+            version = await asyncio.to_thread(registry.version_of, name, alias)
+            if version is None or version == loaded:
+                continue
+            _, model = await asyncio.to_thread(load_registered, registry, name, alias)
+        except Exception:  # the registry unreachable, a broken file: keep serving, try again next time
+            log.exception("could not load %s@%s; keeping policy %s", name, alias, recommender.version)
             continue
-        seen = mtime
+        loaded = version
         recommender.model = model
-        log.info("personalization model %s loaded: policy version %s", model.version, recommender.version)
-
-
-def load_model(path: Path) -> PolicyModel:
-    """The trained policy model, or an untrained one (no ALS, one segment) when none was exported yet:
-    LinUCB serves and learns from the first feedback either way."""
-    if path.exists():
-        return PolicyModel.load(path)
-    log.warning("no personalization model at %s (train: python -m services.personalization.train); "
-                "serving LinUCB without ALS or segments", path)
-    return PolicyModel("untrained", None, Segments(np.zeros((1, 11))))
+        log.info("personalization policy version now %s", recommender.version)

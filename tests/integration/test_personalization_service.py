@@ -6,8 +6,9 @@ feedback goes to the DLQ and the service goes on. A redelivered batch changes no
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
-from pathlib import Path
+from datetime import UTC, datetime
 
 import grpc
 import numpy as np
@@ -17,9 +18,11 @@ from sunday.ml.v1 import events_pb2 as e
 from sunday.ml.v1 import personalization_pb2, personalization_pb2_grpc
 
 from mesh.bus import KafkaPublisher, ensure_topics
-from mesh.config import MeshSettings
+from mesh.config import MeshSettings, ModelSettings
 from mesh.events import TopicRegistry, decode
 from mesh.features import RedisAggregates
+from mesh.models import CHAMPION, ModelRegistry
+from services.personalization.factors import MODEL_NAME, POLICY_FILE, PolicyModel, Segments
 from services.personalization.handlers import PersonalizationHandler
 from services.personalization.online import TOPICS, state_namespace
 from services.personalization.state import PERSONALIZATION_REDUCERS, ArmState, arm_key
@@ -29,15 +32,32 @@ from tests.unit.personalization.helpers import feedback, world
 
 pytestmark = pytest.mark.integration
 TENANT = "tenant-it"
+POLICY_VERSION = "it-champion"
 
 
-@pytest.fixture
-def service(settings: MeshSettings, tmp_path: Path) -> Iterator[ServiceProcess]:
+@pytest.fixture(scope="module")
+def shared() -> MeshSettings:
+    """One service process for the module's tests (each starts in ~10-20 s): its own topic prefix."""
+    s = MeshSettings()
+    s.kafka.topic_prefix = f"test-pers-{uuid.uuid4().hex[:8]}."
+    s.kafka.connect_timeout_s = 10
+    return s
+
+
+@pytest.fixture(scope="module")
+def service(shared: MeshSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    settings, tmp_path = shared, tmp_path_factory.mktemp("personalization")
     ensure_topics(settings.kafka, TopicRegistry(settings.kafka.topic_prefix), [*TOPICS, "dlq"])
+    models = ModelSettings(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",  # type: ignore[call-arg]
+                           artifact_dir=tmp_path / "artifacts")
+    policy = PolicyModel(POLICY_VERSION, None, Segments(np.zeros((1, 11)))).save(tmp_path / POLICY_FILE)
+    span = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    ModelRegistry(models).log_and_register_file(MODEL_NAME, policy, {}, {}, span, alias=CHAMPION)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESH_")}
     env.update({"MESH_ENVIRONMENT": "test", "MESH_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
                 "MESH_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix, "MESH_REDIS__URL": settings.redis.url,
-                "MESH_FEATURES__OFFLINE_DIR": str(tmp_path / "offline"), "MESH_MODEL_PATH": str(tmp_path / "none.npz"),
+                "MESH_FEATURES__OFFLINE_DIR": str(tmp_path / "offline"),
+                "MESH_MODELS__TRACKING_URI": models.tracking_uri, "MESH_MODELS__ARTIFACT_DIR": str(models.artifact_dir),
                 "MESH_FEATURES__REPO_DIR": str(tmp_path / "feast"), "MESH_TELEMETRY__METRICS_PORT": "0",
                 "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
     proc = ServiceProcess("personalization", env, tmp_path / "logs")
@@ -59,7 +79,8 @@ def _recommend(port: int, request_id: str, k: int = 2) -> personalization_pb2.Re
 
 
 def test_feedback_in_statistics_updated_recommendations_change_poison_to_dlq(
-        service: ServiceProcess, settings: MeshSettings) -> None:
+        service: ServiceProcess, shared: MeshSettings) -> None:
+    settings = shared
     registry = TopicRegistry(settings.kafka.topic_prefix)
     publisher = KafkaPublisher(settings.kafka, registry)
     try:
@@ -72,6 +93,7 @@ def test_feedback_in_statistics_updated_recommendations_change_poison_to_dlq(
 
         wait_until(ready, "alice's visible tasks to be recommendable", timeout_s=60, ignore=(grpc.RpcError,))
         first = _recommend(service.port, "first")
+        assert first.prediction.policy_version == f"hybrid-{POLICY_VERSION}"  # the champion, fetched by alias
         assert all(p > 0 for p in first.prediction.propensities)
         shown = first.prediction.items[0].item_id
         bad = feedback(TENANT, first.suggestion_id, "alice", "", e.FEEDBACK_ACTION_CLICKED, 90)
@@ -95,7 +117,7 @@ def test_feedback_in_statistics_updated_recommendations_change_poison_to_dlq(
         publisher.close()
 
 
-def test_the_closed_loop_through_kafka_and_grpc_learns(service: ServiceProcess, settings: MeshSettings) -> None:
+def test_the_closed_loop_through_kafka_and_grpc_learns(service: ServiceProcess, shared: MeshSettings) -> None:
     """The simulated frontend asks the running service; clicks return through Kafka; the service's CTR
     beats the random recommender's on the same requests and the same dice."""
     from services.personalization.live import live_closed_loop
@@ -103,7 +125,7 @@ def test_the_closed_loop_through_kafka_and_grpc_learns(service: ServiceProcess, 
 
     cfg = LoopConfig(users=30, weeks=2, warmup_weeks=0)
     world = build_world(cfg)
-    live = live_closed_loop(settings, f"127.0.0.1:{service.port}", cfg, world=world, timeout_s=60)
+    live = live_closed_loop(shared, f"127.0.0.1:{service.port}", cfg, world=world, timeout_s=60)
     random = run_policy(world, "random", cfg)
     assert live.shown > 150 and live.clicks > 0
     assert live.ctr > random.ctr + 0.05

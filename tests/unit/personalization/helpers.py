@@ -33,7 +33,7 @@ def world(tenant: str) -> list[Envelope]:
     for i, (task, project, kind) in enumerate([("task-1", "proj-a", "bug"), ("task-2", "proj-a", "docs"),
                                                 ("task-3", "proj-a", "feature"), ("task-9", "proj-b", "bug")]):
         out.append(ev(tenant, e.TaskCreated(task_id=task, project_id=project, task_type=kind, title=f"{task} title",
-                                            priority=2), 2 + i))
+                                            priority=e.PRIORITY_MEDIUM), 2 + i))
     out.append(ev(tenant, e.TaskCompleted(task_id="task-2", project_id="proj-a", assignee_id="alice"), 10))
     out += [ev(tenant, e.TaskViewed(task_id="task-3", project_id="proj-a", user_id="alice", dwell_seconds=30), 20 + i)
             for i in range(4)]
