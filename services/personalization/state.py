@@ -85,7 +85,10 @@ class ServedState(EntityState):
     contexts: dict[str, list[float]] = Field(default_factory=dict)
     """shown item id -> the context it was scored with."""
     rewards: dict[str, float] = Field(default_factory=dict)
-    """item id -> best reward of its feedback so far."""
+    """item id -> best reward of the served person's feedback so far (feedback by anyone else is ignored)."""
+    pending: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """person -> item -> best reward: feedback that arrived before the recommendation (whose person is not
+    known yet); the served person's moves to ``rewards`` when it arrives, the rest is dropped."""
     credited: dict[str, float] = Field(default_factory=dict)
     """item id -> reward already added to the arm's statistics."""
 
@@ -234,6 +237,9 @@ def _served(ctx: Ctx, env: Envelope) -> None:
     p = env.personalization_prediction
     served = ctx.txn.get(ServedState, ctx.tenant, env.event_id)
     served.user_id, served.policy_version, served.arm = p.user_id, p.policy_version, p.arm
+    for item_id, reward in served.pending.pop(p.user_id, {}).items():
+        served.rewards[item_id] = max(reward, served.rewards.get(item_id, 0.0))
+    served.pending.clear()
     dim = int(p.context_dim)
     if dim:
         for j, item in enumerate(p.items):
@@ -263,7 +269,13 @@ def _feedback(ctx: Ctx, env: Envelope) -> None:
     person.clicks += int(reward > 0)
     _save(ctx, person)
     served = ctx.txn.get(ServedState, ctx.tenant, p.suggestion_id)
-    served.rewards[p.item_id] = max(reward, served.rewards.get(p.item_id, 0.0))
+    if not served.user_id:  # the recommendation has not been applied yet: whose it is is not known
+        mine = served.pending.setdefault(p.user_id, {})
+        mine[p.item_id] = max(reward, mine.get(p.item_id, 0.0))
+    elif p.user_id != served.user_id:
+        return  # feedback on someone else's recommendation credits nothing
+    else:
+        served.rewards[p.item_id] = max(reward, served.rewards.get(p.item_id, 0.0))
     _save(ctx, served)
     _settle(ctx, served)
 

@@ -99,7 +99,9 @@ def test_feedback_before_its_recommendation_settles_when_the_recommendation_arri
     in_order.apply(served)
     in_order.apply(events)
     # the other order: e.g. a rebuild reading the feedback topic before the predictions topic
-    reversed_order.apply(events)
+    forged = [feedback("tenant-a", f.suggestion_feedback.suggestion_id, "bob", f.suggestion_feedback.item_id,
+                       e.FEEDBACK_ACTION_CLICKED, 90) for f in events]  # someone else's clicks, early
+    reversed_order.apply(forged + events)
     reversed_order.apply(served)
     version = recommender().version
     a = in_order.load(ArmState, "tenant-a", arm_key(version, "0"))
@@ -190,3 +192,23 @@ def test_a_segment_without_enough_updates_of_its_own_scores_by_the_pooled_arm() 
     fresh = alice_scores(0, "a0")  # her segment's own (empty) statistics
     pooled = alice_scores(5, "a5")  # fewer than 5 updates of its own: bob's click, pooled
     assert not np.allclose(fresh, pooled)
+
+
+def test_forged_feedback_moves_no_statistic() -> None:
+    """Feedback naming another tenant's suggestion, an item that was not shown, or sent by someone other than
+    the person the slate was shown to credits nothing."""
+    store = _store("tenant-a", "tenant-b")
+    rec = recommender(store)
+    out = rec.recommend(RecommendRequest("tenant-a", "alice", 1, now=NOW, request_id="forge"))
+    shown = out.item_ids[0]
+    not_shown = next(i for i in ("task-1", "task-3") if i != shown)
+    sid = out.envelope.event_id
+    store.apply([feedback("tenant-b", sid, "alice", shown, e.FEEDBACK_ACTION_CLICKED, 50),
+                 feedback("tenant-a", sid, "alice", not_shown, e.FEEDBACK_ACTION_CLICKED, 51),
+                 feedback("tenant-a", sid, "bob", shown, e.FEEDBACK_ACTION_CLICKED, 52)])
+    for tenant in ("tenant-a", "tenant-b"):
+        for arm in ("0", GLOBAL_ARM):
+            assert store.load(ArmState, tenant, arm_key(rec.version, arm)) is None
+    store.apply([feedback("tenant-a", sid, "alice", shown, e.FEEDBACK_ACTION_CLICKED, 53)])
+    arm_a = store.load(ArmState, "tenant-a", arm_key(rec.version, "0"))
+    assert arm_a is not None and arm_a.updates == 1 and arm_a.clicks == 1
