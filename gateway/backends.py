@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 import grpc.aio
 from sunday.ml.v1 import (
+    anomaly_pb2_grpc,
     assignment_pb2_grpc,
     automation_pb2_grpc,
     nlp_pb2_grpc,
@@ -69,6 +70,7 @@ class Backends:
     nlps: StubPool[nlp_pb2_grpc.NlpServiceStub] | None = None
     personalizations: StubPool[personalization_pb2_grpc.PersonalizationServiceStub] | None = None
     automations: StubPool[automation_pb2_grpc.AutomationServiceStub] | None = None
+    anomalies: StubPool[anomaly_pb2_grpc.AnomalyServiceStub] | None = None
     channels: list[grpc.aio.Channel] = field(default_factory=list)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -87,6 +89,8 @@ class Backends:
                                                        personalization_pb2_grpc.PersonalizationServiceStub)
         if settings.automation:
             backends.automations = backends._pool(settings.automation, automation_pb2_grpc.AutomationServiceStub)
+        if settings.anomaly:
+            backends.anomalies = backends._pool(settings.anomaly, anomaly_pb2_grpc.AnomalyServiceStub)
         return backends
 
     @property
@@ -108,6 +112,10 @@ class Backends:
     @property
     def automation(self) -> automation_pb2_grpc.AutomationServiceStub | None:
         return self.automations.get() if self.automations else None
+
+    @property
+    def anomaly(self) -> anomaly_pb2_grpc.AnomalyServiceStub | None:
+        return self.anomalies.get() if self.anomalies else None
 
     def _pool(self, target: str, stub: Callable[[grpc.aio.Channel], S]) -> StubPool[S]:
         stubs = []
@@ -155,7 +163,7 @@ def problem_for(capability: str, what: str, err: grpc.aio.AioRpcError, retry_aft
         return ProblemError(403, "forbidden", "Forbidden", "not allowed")
     if isinstance(error, Unavailable) or err.code() in _STILL_UNAVAILABLE:
         return unavailable(f"the {capability} service is unavailable", retry_after_s)
-    if err.code() == grpc.StatusCode.FAILED_PRECONDITION:
+    if err.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.ABORTED):
         return ProblemError(409, "failed-precondition", "Conflict", err.details() or None)
     if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return ProblemError(429, "too-many-requests", "Too Many Requests", f"{capability} is overloaded",

@@ -77,7 +77,8 @@ def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.t
     # Outside the routers' dependencies on purpose: no credential, no rate limit, on this path only.
     app.add_route(METRICS_PATH, metrics_endpoint, methods=["GET"], include_in_schema=False)
     for router in (health.router, auth.router, capabilities.assignment, capabilities.timeline,
-                   capabilities.nlp_router, capabilities.personalization, capabilities.automation, webhooks.router,
+                   capabilities.nlp_router, capabilities.personalization, capabilities.automation, capabilities.anomaly,
+                   webhooks.router,
                    keys.router, keys.admin):
         app.include_router(router)
     for capability in CAPABILITIES:

@@ -116,8 +116,7 @@ class BackendSettings(BaseModel):
     assignment: str = Field(default="127.0.0.1:50051", description="host:port of AssignmentService")
     timeline: str = Field(default="127.0.0.1:50052", description="host:port of TimelineService")
     nlp: str = Field(default="127.0.0.1:50053", description="host:port of NlpService")
-    anomaly: str = Field(default="127.0.0.1:50054", description="host:port of the anomaly service (its routes "
-                         "answer 503 until its gRPC API is served)")
+    anomaly: str = Field(default="127.0.0.1:50054", description="host:port of AnomalyService")
     personalization: str = Field(default="127.0.0.1:50055", description="host:port of PersonalizationService")
     automation: str = Field(default="127.0.0.1:50056", description="host:port of AutomationService")
     timeout_s: float = Field(default=2.0, gt=0, le=60,

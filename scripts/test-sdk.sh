@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The TypeScript SDK's tests against a LIVE gateway: a stub gRPC backend (assignment, timeline, nlp,
-# personalization, automation; anomaly is still pending: 503) and the real gateway (uvicorn) on free
-# loopback ports, `npm ci`, vitest; everything started here is stopped on exit, even on failure. Needs
-# the local Redis (deploy/local/stack.sh).
+# personalization, automation; anomaly configured at a port nobody listens on: the 503 path) and the real
+# gateway (uvicorn) on free loopback ports, `npm ci`, vitest; everything started here is stopped on exit,
+# even on failure. Needs the local Redis (deploy/local/stack.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -46,7 +46,7 @@ PLANS='{"free":{"rate_per_s":50,"burst":200,"client_rate_per_s":50,"client_burst
         "sdk-tiny":{"rate_per_s":0.01,"burst":2,"client_rate_per_s":0.01,"client_burst":2,"daily_quota":1000,"monthly_quota":1000}}'
 MESH_ENVIRONMENT=test MESH_PORT="$GATEWAY_PORT" MESH_REDIS_PREFIX="$PREFIX" MESH_AUTH__ADMIN_TOKEN="$ADMIN_TOKEN" \
 MESH_BACKENDS__ASSIGNMENT="$BACKEND" MESH_BACKENDS__TIMELINE="$BACKEND" MESH_BACKENDS__NLP="$BACKEND" \
-MESH_BACKENDS__PERSONALIZATION="$BACKEND" MESH_BACKENDS__AUTOMATION="$BACKEND" MESH_BACKENDS__ANOMALY="" \
+MESH_BACKENDS__PERSONALIZATION="$BACKEND" MESH_BACKENDS__AUTOMATION="$BACKEND" MESH_BACKENDS__ANOMALY="127.0.0.1:$(free_port)" \
 MESH_WEBHOOKS__WORKER_ENABLED=false \
 MESH_WEBHOOKS__ALLOW_PRIVATE_TARGETS=true MESH_PLANS="$PLANS" \
   "$PY" -m gateway serve >"$WORK/gateway.log" 2>&1 &

@@ -10,6 +10,7 @@ from gateway.settings import CAPABILITIES
 ALL_SCOPES: tuple[str, ...] = (
     *(f"{cap}:read" for cap in CAPABILITIES),
     "automation:write",
+    "anomaly:write", "anomaly:admin",
     "webhooks:read", "webhooks:write", "keys:read", "keys:write",
 )
 

@@ -37,7 +37,7 @@ def gateway_settings(*, backend: str = "", worker: bool = False, plans: dict[str
     settings = GatewaySettings(environment="test", redis_prefix=f"test-gw-{unique}:")
     settings.kafka.topic_prefix = f"test-{unique}."
     settings.auth = AuthSettings(signing_keys=[new_signing_key("k1")], admin_token=SecretStr(ADMIN_TOKEN))
-    for capability in ("assignment", "timeline", "nlp", "personalization", "automation"):
+    for capability in ("assignment", "timeline", "nlp", "anomaly", "personalization", "automation"):
         setattr(settings.backends, capability, backend)  # one stub backend serves them all
     settings.webhooks = settings.webhooks.model_copy(update={
         "worker_enabled": worker, "allow_private_targets": True, "consumer_group": f"test-gw-{unique}",

@@ -1,5 +1,5 @@
 """A small real gRPC server implementing the services' APIs (assignment, timeline, nlp, personalization,
-automation) with canned answers.
+automation, anomaly) with canned answers.
 
 For the SDK tests, the gateway benchmark and local development, where the real services (and their
 models) are not needed: the point is the gateway in front. Tenant-aware like the real ones: a task of
@@ -15,6 +15,8 @@ import time
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from sunday.ml.v1 import (
+    anomaly_pb2,
+    anomaly_pb2_grpc,
     assignment_pb2,
     assignment_pb2_grpc,
     automation_pb2,
@@ -217,6 +219,77 @@ class StubAutomation(automation_pb2_grpc.AutomationServiceServicer):
         raise AssertionError
 
 
+class StubAnomaly(anomaly_pb2_grpc.AnomalyServiceServicer):
+    """Incidents and rules in memory, per tenant; another tenant's incident is NOT_FOUND; a stale rules
+    version is FAILED_PRECONDITION and rules without a `rules:` key INVALID_ARGUMENT naming the field."""
+
+    def __init__(self) -> None:
+        now = int(time.time())
+        self._incidents = {
+            "acme": {"inc-1": anomaly_pb2.Incident(incident_id="inc-1", tenant_id="acme", entity_id="ada",
+                                                   severity=events_pb2.SEVERITY_WARNING, status="open",
+                                                   rules=["bulk_delete_burst"], alerts=2, opened_at_unix=now - 600,
+                                                   last_alert_at_unix=now - 60)},
+            "globex": {"inc-9": anomaly_pb2.Incident(incident_id="inc-9", tenant_id="globex", entity_id="gil",
+                                                     severity=events_pb2.SEVERITY_CRITICAL, status="open",
+                                                     rules=["unusual_activity"], alerts=1, opened_at_unix=now,
+                                                     last_alert_at_unix=now)}}
+        self._rules: dict[str, anomaly_pb2.RulesResponse] = {}
+
+    async def ScoreEntity(self, request: anomaly_pb2.ScoreEntityRequest,
+                          context: grpc.aio.ServicerContext) -> anomaly_pb2.ScoreEntityResponse:
+        mine = [ev for ev in request.events if ev.tenant_id == request.tenant_id
+                and ev.user_activity.user_id == request.user_id]
+        if not mine:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "events: no user_activity of this tenant and user")
+        bulk = sum(ev.user_activity.count for ev in mine if ev.user_activity.action == "bulk_delete")
+        prediction = events_pb2.AnomalyPrediction(user_id=request.user_id, score=round(bulk / 10 - 1, 4),
+                                                  provenance=_provenance("anomaly"))
+        prediction.components.add(feature="isolation_forest_z", contribution=round(bulk / 10, 4))
+        return anomaly_pb2.ScoreEntityResponse(prediction=prediction)
+
+    async def ListIncidents(self, request: anomaly_pb2.ListIncidentsRequest,
+                            context: grpc.aio.ServicerContext) -> anomaly_pb2.ListIncidentsResponse:
+        found = [i for i in self._incidents.get(request.tenant_id, {}).values()
+                 if request.include_resolved or i.status != "resolved"]
+        return anomaly_pb2.ListIncidentsResponse(incidents=found)
+
+    async def _set(self, request: anomaly_pb2.IncidentActionRequest, status: str,
+                   context: grpc.aio.ServicerContext) -> anomaly_pb2.IncidentResponse:
+        found = self._incidents.get(request.tenant_id, {}).get(request.incident_id)
+        if found is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "incident not found")
+        assert found is not None
+        found.status = status
+        return anomaly_pb2.IncidentResponse(incident=found)
+
+    async def Acknowledge(self, request: anomaly_pb2.IncidentActionRequest,
+                          context: grpc.aio.ServicerContext) -> anomaly_pb2.IncidentResponse:
+        return await self._set(request, "acknowledged", context)
+
+    async def Resolve(self, request: anomaly_pb2.IncidentActionRequest,
+                      context: grpc.aio.ServicerContext) -> anomaly_pb2.IncidentResponse:
+        return await self._set(request, "resolved", context)
+
+    async def GetRules(self, request: anomaly_pb2.GetRulesRequest,
+                       context: grpc.aio.ServicerContext) -> anomaly_pb2.RulesResponse:
+        return self._rules.get(request.tenant_id) or anomaly_pb2.RulesResponse(
+            tenant_id=request.tenant_id, rules_yaml="rules: []\n", version=0)
+
+    async def PutRules(self, request: anomaly_pb2.PutRulesRequest,
+                       context: grpc.aio.ServicerContext) -> anomaly_pb2.RulesResponse:
+        current = await self.GetRules(anomaly_pb2.GetRulesRequest(tenant_id=request.tenant_id), context)
+        if "rules:" not in request.rules_yaml:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "rules_yaml: invalid rules: rules: required")
+        if request.expected_version != current.version:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
+                                f"rules are at version {current.version}, not {request.expected_version}")
+        self._rules[request.tenant_id] = changed = anomaly_pb2.RulesResponse(
+            tenant_id=request.tenant_id, rules_yaml=request.rules_yaml, version=current.version + 1,
+            updated_by=request.actor, updated_at_unix=int(time.time()))
+        return changed
+
+
 async def start(port: int = 0, host: str = "127.0.0.1") -> tuple[grpc.aio.Server, int]:
     """Start the stub server; returns it and the bound port (``port=0`` picks a free one)."""
     from opentelemetry.instrumentation.grpc import aio_server_interceptor
@@ -228,6 +301,7 @@ async def start(port: int = 0, host: str = "127.0.0.1") -> tuple[grpc.aio.Server
     personalization_pb2_grpc.add_PersonalizationServiceServicer_to_server(  # type: ignore[no-untyped-call]
         StubPersonalization(), server)
     automation_pb2_grpc.add_AutomationServiceServicer_to_server(StubAutomation(), server)  # type: ignore[no-untyped-call]
+    anomaly_pb2_grpc.add_AnomalyServiceServicer_to_server(StubAnomaly(), server)  # type: ignore[no-untyped-call]
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     return server, bound

@@ -5,12 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Path, Query
-from sunday.ml.v1 import automation_pb2, nlp_pb2, personalization_pb2, timeline_pb2
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from sunday.ml.v1 import anomaly_pb2, automation_pb2, nlp_pb2, personalization_pb2, timeline_pb2
 
 from gateway.backends import not_deployed
 from gateway.context import GatewayContext
 from gateway.deps import (
+    AnomalyAdmin,
+    AnomalyReader,
+    AnomalyWriter,
     AssignmentCaller,
     AutomationReader,
     AutomationWriter,
@@ -20,11 +23,12 @@ from gateway.deps import (
     TimelineCaller,
     scoped,
 )
-from gateway.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem
+from gateway.problems import PROBLEM_MEDIA_TYPE, PROBLEM_RESPONSES, Problem, ProblemError
+from gateway.schemas import anomaly as anom
 from gateway.schemas import automation as auto
 from gateway.schemas import nlp
 from gateway.schemas import personalization as perso
-from gateway.schemas.assignment import Ranking, RankRequest
+from gateway.schemas.assignment import Ranking, RankRequest, ranking_json
 from gateway.schemas.common import Id
 from gateway.schemas.timeline import ProjectTimeline, TimelinePrediction
 
@@ -40,7 +44,8 @@ timeline = APIRouter(prefix="/v1/timeline", tags=["timeline"], responses=RESPONS
 nlp_router = APIRouter(prefix="/v1/nlp", tags=["nlp"], responses=RESPONSES)
 personalization = APIRouter(prefix="/v1/personalization", tags=["personalization"], responses=RESPONSES)
 automation = APIRouter(prefix="/v1/automation", tags=["automation"], responses=RESPONSES)
-SERVED = ("assignment", "timeline", "nlp", "personalization", "automation")
+anomaly = APIRouter(prefix="/v1/anomaly", tags=["anomaly"], responses=RESPONSES)
+SERVED = ("assignment", "timeline", "nlp", "personalization", "automation", "anomaly")
 """Capabilities with routes of their own; the others get :func:`pending_router`."""
 
 S = TypeVar("S")
@@ -52,13 +57,15 @@ def _deployed(ctx: GatewayContext, capability: str, stub: S | None) -> S:
     return stub
 
 
-@assignment.post("/rank", summary="Rank the people of the caller's tenant for a task")
-async def rank_assignees(body: RankRequest, caller: AssignmentCaller, ctx: Context) -> Ranking:
+@assignment.post("/rank", summary="Rank the people of the caller's tenant for a task", response_model=Ranking)
+async def rank_assignees(body: RankRequest, caller: AssignmentCaller, ctx: Context, limits: Response) -> Response:
     stub = ctx.backends.assignment
     if stub is None:
         raise not_deployed("assignment", ctx.settings.backends.retry_after_s)
     response = await ctx.backends.call("assignment", "task", stub.RankAssignees, body.to_proto(caller.tenant_id))
-    return Ranking.from_proto(response)
+    # The hottest route: serialised straight from the protobuf (no models built and validated again);
+    # a Response returned as is carries none of the dependencies' headers, so the limits' are copied.
+    return Response(ranking_json(response), media_type="application/json", headers=limits.headers)
 
 
 @timeline.get("/tasks/{task_id}", summary="Remaining duration and completion date of a task")
@@ -173,6 +180,68 @@ async def _decide(ctx: GatewayContext, tenant_id: str, client_id: str, suggestio
     method = stub.Approve if rpc == "Approve" else stub.Reject
     response = await ctx.backends.call("automation", "suggestion", method, request)
     return auto.Suggestion.from_proto(response.suggestion)
+
+
+# --- anomaly --------------------------------------------------------------------------------------------
+@anomaly.post("/scores", summary="Score a person's newest hour of activity against the hours before it",
+              description="The events are the person's recent activity in the caller's tenant; the answer is the "
+                          "ensemble's margin over the alert threshold and each detector's part. 503 while no "
+                          "anomaly model has been promoted.")
+async def score_entity(body: anom.ScoreIn, caller: AnomalyReader, ctx: Context) -> anom.AnomalyScore:
+    stub = _deployed(ctx, "anomaly", ctx.backends.anomaly)
+    return anom.AnomalyScore.from_proto(await ctx.backends.call("anomaly", "person", stub.ScoreEntity,
+                                                                body.to_proto(caller.tenant_id)))
+
+
+@anomaly.get("/incidents", summary="The caller's incidents (open and acknowledged; resolved ones on request)")
+async def list_incidents(caller: AnomalyReader, ctx: Context,
+                         include_resolved: Annotated[bool, Query(description="resolved ones too")] = False,
+                         ) -> anom.IncidentPage:
+    stub = _deployed(ctx, "anomaly", ctx.backends.anomaly)
+    request = anomaly_pb2.ListIncidentsRequest(tenant_id=caller.tenant_id, include_resolved=include_resolved)
+    return anom.IncidentPage.from_proto(await ctx.backends.call("anomaly", "incident", stub.ListIncidents, request))
+
+
+@anomaly.post("/incidents/{incident_id}/acknowledge", summary="Acknowledge an incident (someone is on it)")
+async def acknowledge_incident(incident_id: Annotated[Id, Path()], caller: AnomalyWriter,
+                               ctx: Context) -> anom.Incident:
+    stub = _deployed(ctx, "anomaly", ctx.backends.anomaly)
+    request = anomaly_pb2.IncidentActionRequest(tenant_id=caller.tenant_id, incident_id=incident_id)
+    return anom.Incident.from_proto((await ctx.backends.call("anomaly", "incident", stub.Acknowledge,
+                                                             request)).incident)
+
+
+@anomaly.post("/incidents/{incident_id}/resolve", summary="Resolve an incident")
+async def resolve_incident(incident_id: Annotated[Id, Path()], caller: AnomalyWriter, ctx: Context) -> anom.Incident:
+    stub = _deployed(ctx, "anomaly", ctx.backends.anomaly)
+    request = anomaly_pb2.IncidentActionRequest(tenant_id=caller.tenant_id, incident_id=incident_id)
+    return anom.Incident.from_proto((await ctx.backends.call("anomaly", "incident", stub.Resolve, request)).incident)
+
+
+@anomaly.get("/rules", summary="The caller's alert rules (the built-in defaults, version 0, until it sets its own)")
+async def get_rules(caller: AnomalyAdmin, ctx: Context) -> anom.Rules:
+    stub = _deployed(ctx, "anomaly", ctx.backends.anomaly)
+    request = anomaly_pb2.GetRulesRequest(tenant_id=caller.tenant_id)
+    return anom.Rules.from_proto(await ctx.backends.call("anomaly", "rules", stub.GetRules, request))
+
+
+@anomaly.put("/rules", summary="Replace the caller's alert rules (audited by the anomaly service)",
+             description="Validated by the service: a bad rule file answers 400 naming the field (e.g. "
+                         "`rules_yaml: invalid rules: rules.0.static.min_events: ...`); an `expected_version` "
+                         "that is not the current one answers 409 and changes nothing. The change is recorded "
+                         "with the calling client as its author.",
+             responses={400: {**_PROBLEM, "description": "the rules are invalid (the detail names the field)"},
+                        409: {**_PROBLEM, "description": "the rules changed since `expected_version`"}})
+async def put_rules(body: anom.RulesIn, caller: AnomalyAdmin, ctx: Context) -> anom.Rules:
+    stub = _deployed(ctx, "anomaly", ctx.backends.anomaly)
+    try:
+        response = await ctx.backends.call("anomaly", "rules", stub.PutRules,
+                                           body.to_proto(caller.tenant_id, actor=caller.client_id))
+    except ProblemError as problem:
+        if problem.status == 422:  # the service's InvalidArgument: a bad rule file, its field named
+            raise ProblemError(400, "invalid-rules", "Invalid rules", problem.detail) from None
+        raise
+    return anom.Rules.from_proto(response)
 
 
 def pending_router(capability: str) -> APIRouter:

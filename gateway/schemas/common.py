@@ -42,5 +42,12 @@ def provenance(p: common_pb2.Provenance) -> Provenance:
                       predicted_at=timestamp(p.predicted_at), feature_timestamps=stamps)
 
 
+def provenance_dict(p: common_pb2.Provenance) -> dict[str, object]:
+    """:func:`provenance` as the plain dict its model dumps to (for responses serialised without models)."""
+    stamps = {k: v for k, v in ((k, timestamp(t)) for k, t in p.feature_timestamps.items()) if v is not None}
+    return {"model_name": p.model_name, "model_version": p.model_version, "trace_id": p.trace_id,
+            "predicted_at": timestamp(p.predicted_at), "feature_timestamps": stamps}
+
+
 def reason(r: common_pb2.Reason) -> Reason:
     return Reason(feature=r.feature, contribution=r.contribution, description=r.description)

@@ -5,7 +5,9 @@ one in-process gRPC server (the mesh's server, its error-mapping interceptor inc
   bag-of-words ONNX embedder (the real Embedder and tokenizer; all-MiniLM's weights are not the point
   here), a tiny TF-IDF sentiment head, and the LLM pipeline on its local provider;
 - personalization: the recommender on in-memory state fed with a hand-written world;
-- automation: the approval store on the local Redis (its Lua transitions) behind the real handler.
+- automation: the approval store on the local Redis (its Lua transitions) behind the real handler;
+- anomaly: a tiny trained ensemble (ONNX), a rules engine holding the tenant's incidents and the per-tenant
+  rules store on the local Redis (tests/e2e/_anomaly.py).
 
 Asserted: answers for the caller's ids; another tenant's ids read exactly like missing ids (404, same body);
 scopes (403); invalid bodies and ids (422); approve/reject transitions with the approver taken from the
@@ -18,6 +20,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,7 @@ from services.nlp.vectors import VectorIndex
 from services.personalization.handlers import PersonalizationHandler
 from services.personalization.server import binding as personalization_binding
 from services.personalization.state import PERSONALIZATION_REDUCERS
+from tests.e2e._anomaly import PEOPLE, anomaly_service
 from tests.unit.nlp.test_textwire import sentiment_model
 from tests.unit.personalization.helpers import recommender, world
 
@@ -120,6 +124,7 @@ class World:
     owner_client_id: str
     other: dict[str, str]  # tenant B, every scope
     approvals: ApprovalStore
+    incident_ids: list[str]  # A's open anomaly incidents
 
 
 async def _bearer(http: httpx.AsyncClient, tenant: str, scopes: tuple[str, ...] | None = None
@@ -141,6 +146,7 @@ class NewServices:
 
     bindings: list[ServiceBinding]
     approvals: ApprovalStore
+    incident_ids: list[str]  # the tenant's open anomaly incidents
     llm_redis: AsyncRedis[bytes]  # closed by the owner of the loop it ran on
     cleanup: Callable[[], None]
 
@@ -158,7 +164,7 @@ def new_services(tmp: Path, tenant: str) -> NewServices:
     llm_redis: AsyncRedis[bytes] = AsyncRedis.from_url(mesh.redis.url)
     ns = f"it_gw_new_{uuid.uuid4().hex[:10]}"
     text = TextServicer(TextModels(sentiment_model(), embedder, searcher),
-                        LLMPipeline(LLMSettings(), llm_redis, ns), searcher)  # no provider configured: local
+                        LLMPipeline(LLMSettings(), llm_redis, ns), searcher)  # type: ignore[call-arg]  # no provider: local
     # personalization
     store = InMemoryAggregates(PERSONALIZATION_REDUCERS)
     store.mark_built()
@@ -171,15 +177,18 @@ def new_services(tmp: Path, tenant: str) -> NewServices:
     for sid, user in (("sug-1", "alice"), ("sug-2", "alice"), ("sug-3", "bob")):
         approvals.offer(_suggestion(tenant, sid, user), time.time())
 
+    anomaly = anomaly_service(tenant)
+
     def cleanup() -> None:
+        anomaly.cleanup()
         index.drop()
         for key in sync_redis.scan_iter(f"{ns}:*"):
             sync_redis.delete(key)
         sync_redis.close()
 
     bindings = [nlp_binding(searcher, embedder, text), personalization_binding(recommender(store)),
-                automation_binding(handler, Validator(facts))]
-    return NewServices(bindings, approvals, llm_redis, cleanup)
+                automation_binding(handler, Validator(facts)), anomaly.binding]
+    return NewServices(bindings, approvals, anomaly.incident_ids, llm_redis, cleanup)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -194,7 +203,7 @@ async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World]
         async with harness.lifespan_client(harness.build(settings)) as http:
             owner, owner_id = await _bearer(http, A)
             other, _ = await _bearer(http, B)
-            yield World(http, owner, owner_id, other, services.approvals)
+            yield World(http, owner, owner_id, other, services.approvals, services.incident_ids)
     finally:
         await server.stop()
         services.cleanup()
@@ -308,6 +317,14 @@ async def test_scopes_are_enforced(live: World) -> None:
     ("POST", "/v1/automation/suggestions/sug-3/approve", {"decided_by": "someone-else"}),
     ("POST", "/v1/automation/suggestions/sug 3/approve", {}),
     ("GET", "/v1/automation/suggestions?limit=0", None),
+    ("POST", "/v1/anomaly/scores", {"user_id": "alice", "events": []}),
+    ("POST", "/v1/anomaly/scores", {"user_id": "alice", "tenant_id": B,
+                                    "events": [{"occurred_at": "2026-01-05T10:00:00Z", "action": "login"}]}),
+    ("POST", "/v1/anomaly/scores", {"user_id": "alice", "events": [{"occurred_at": "2026-01-05T10:00:00",
+                                                                    "action": "login"}]}),
+    ("POST", "/v1/anomaly/incidents/inc%201/resolve", None),
+    ("PUT", "/v1/anomaly/rules", {"rules_yaml": "rules: []", "expected_version": -1}),
+    ("PUT", "/v1/anomaly/rules", {"rules_yaml": "rules: []", "expected_version": 0, "actor": "someone-else"}),
 ])
 async def test_invalid_requests_are_422_problems(live: World, method: str, path: str, body: Any) -> None:
     response = await live.http.request(method, path, json=body, headers=live.owner)
@@ -344,3 +361,90 @@ async def test_approve_and_reject_transitions(live: World) -> None:
     assert live.approvals.get(A, "sug-2").status == "rejected"
     remaining = await http.get("/v1/automation/suggestions", headers=owner)
     assert [s["suggestion_id"] for s in remaining.json()["items"]] == ["sug-3"]
+
+
+def _activity(start: datetime, hours: int, per_hour: int, action: str = "edit") -> list[dict[str, Any]]:
+    return [{"occurred_at": (start + timedelta(hours=h, minutes=m)).isoformat(), "action": action, "count": 1,
+             "ip": "10.0.0.1", "device": "laptop"} for h in range(hours) for m in range(per_hour)]
+
+
+async def test_anomaly_scores_a_persons_newest_hour(live: World) -> None:
+    http, owner = live.http, live.owner
+    start = datetime(2026, 1, 5, 8, tzinfo=UTC)
+    quiet = _activity(start, 5, 3)
+    burst = quiet + [{"occurred_at": (start + timedelta(hours=5, minutes=m)).isoformat(), "action": "bulk_delete",
+                      "count": 500, "ip": f"203.0.113.{m}", "device": f"dev-{m}"} for m in range(40)]
+    scored = [await http.post("/v1/anomaly/scores", json={"user_id": "alice", "events": events}, headers=owner)
+              for events in (quiet, burst)]
+    for response in scored:
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["user_id"] == "alice" and body["provenance"]["model_version"] == "e2e-1"
+        assert [c["feature"] for c in body["components"]] == ["isolation_forest_z", "lstm_autoencoder_z"]
+    assert scored[1].json()["score"] > scored[0].json()["score"]  # a bulk-delete storm from 40 devices
+
+
+async def test_anomaly_incidents_are_listed_acknowledged_and_resolved(live: World) -> None:
+    http, owner = live.http, live.owner
+    listed = await http.get("/v1/anomaly/incidents", headers=owner)
+    assert listed.status_code == 200, listed.text
+    items = listed.json()["items"]
+    assert sorted(i["incident_id"] for i in items) == live.incident_ids
+    assert sorted(i["entity_id"] for i in items) == sorted(PEOPLE) and {i["status"] for i in items} == {"open"}
+    first, second = live.incident_ids
+    acked = await http.post(f"/v1/anomaly/incidents/{first}/acknowledge", headers=owner)
+    assert acked.status_code == 200 and acked.json()["status"] == "acknowledged", acked.text
+    resolved = await http.post(f"/v1/anomaly/incidents/{second}/resolve", headers=owner)
+    assert resolved.status_code == 200 and resolved.json()["status"] == "resolved", resolved.text
+    still = (await http.get("/v1/anomaly/incidents", headers=owner)).json()["items"]
+    assert [(i["incident_id"], i["status"]) for i in still] == [(first, "acknowledged")]
+    everything = (await http.get("/v1/anomaly/incidents", params={"include_resolved": "true"}, headers=owner)).json()
+    assert {i["incident_id"]: i["status"] for i in everything["items"]} == {first: "acknowledged",
+                                                                           second: "resolved"}
+    # another tenant sees none of them and its acknowledge reads exactly like a missing incident's
+    assert (await http.get("/v1/anomaly/incidents", headers=live.other)).json()["items"] == []
+    theirs = await http.post(f"/v1/anomaly/incidents/{first}/resolve", headers=live.other)
+    missing = await http.post("/v1/anomaly/incidents/no-such-incident/resolve", headers=live.other)
+    assert theirs.status_code == 404 and _shape(theirs) == _shape(missing)
+    assert (await http.get("/v1/anomaly/incidents", headers=owner)).json()["items"][0]["status"] == "acknowledged"
+
+
+GOOD_RULES = """cooldown_minutes: 30
+rules:
+  - {name: unusual_activity, kind: score, thresholds: {warning: 1.0, critical: 5.0}}
+"""
+
+
+async def test_anomaly_rules_per_tenant_validated_versioned_admin_only(live: World) -> None:
+    http = live.http
+    admin, admin_id = await _bearer(http, A, scopes=("anomaly:admin",))
+    defaults = await http.get("/v1/anomaly/rules", headers=admin)
+    assert defaults.status_code == 200, defaults.text
+    assert defaults.json()["version"] == 0 and defaults.json()["updated_at"] is None
+    bad = await http.put("/v1/anomaly/rules", headers=admin, json={"expected_version": 0, "rules_yaml":
+                         "rules:\n  - {name: burst, kind: static, action: x, min_events: 0, within_minutes: 5}\n"})
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json", bad.text
+    assert "rules_yaml" in bad.json()["detail"] and "min_events" in bad.json()["detail"]
+    changed = await http.put("/v1/anomaly/rules", json={"rules_yaml": GOOD_RULES, "expected_version": 0},
+                             headers=admin)
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["version"], changed.json()["updated_by"]) == (1, admin_id)  # the author: the caller
+    stale = await http.put("/v1/anomaly/rules", json={"rules_yaml": GOOD_RULES, "expected_version": 0},
+                           headers=admin)
+    assert stale.status_code == 409 and stale.headers["content-type"] == "application/problem+json", stale.text
+    assert (await http.get("/v1/anomaly/rules", headers=admin)).json()["rules_yaml"] == GOOD_RULES
+    # tenant B still has the defaults; B's change does not touch A's rules
+    theirs = (await http.get("/v1/anomaly/rules", headers=live.other)).json()
+    assert theirs["version"] == 0 and theirs["rules_yaml"] == defaults.json()["rules_yaml"]
+    # readers and writers of incidents cannot read or change rules; the admin cannot act on incidents
+    reader, _ = await _bearer(http, A, scopes=("anomaly:read", "anomaly:write"))
+    for response in (await http.get("/v1/anomaly/rules", headers=reader),
+                     await http.put("/v1/anomaly/rules", json={"rules_yaml": GOOD_RULES, "expected_version": 1},
+                                    headers=reader),
+                     await http.get("/v1/anomaly/incidents", headers=admin),
+                     await http.post(f"/v1/anomaly/incidents/{live.incident_ids[0]}/resolve", headers=admin)):
+        assert response.status_code == 403 and response.headers["content-type"] == "application/problem+json"
+    only_read, _ = await _bearer(http, A, scopes=("anomaly:read",))
+    refused = await http.post(f"/v1/anomaly/incidents/{live.incident_ids[0]}/acknowledge", headers=only_read)
+    assert refused.status_code == 403 and "anomaly:write" in refused.json()["detail"]
+    assert (await http.get("/v1/anomaly/rules", headers=admin)).json()["version"] == 1

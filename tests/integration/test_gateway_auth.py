@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -112,11 +113,25 @@ async def test_api_keys_hashed_scoped_and_revocable(http: httpx.AsyncClient) -> 
     assert escalate.status_code == 403
 
 
-async def test_pending_capability_answers_503_problem(http: httpx.AsyncClient) -> None:
-    token = await harness.token(http, await harness.create_client(http, "acme"))
-    response = await http.post("/v1/anomaly/predict", json={}, headers=_bearer(token))
-    assert response.status_code == 503 and response.headers["retry-after"] == "5"
-    assert response.headers["content-type"] == "application/problem+json"
+def _port_nobody_listens_on() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed on return: connections to it are refused
+
+
+async def test_a_configured_backend_that_is_down_answers_503_problem() -> None:
+    """Every capability has routes now; a service whose target is configured but unreachable is the 503
+    path: the gateway's retries of UNAVAILABLE run out within the deadline, then 503 with Retry-After."""
+    settings = harness.gateway_settings(backend=f"127.0.0.1:{_port_nobody_listens_on()}")
+    async with harness.lifespan_client(harness.build(settings)) as http:
+        token = await harness.token(http, await harness.create_client(http, "acme"))
+        for method, path in (("GET", "/v1/anomaly/incidents"), ("POST", "/v1/anomaly/incidents/inc-1/resolve"),
+                             ("GET", "/v1/timeline/tasks/task-1")):
+            response = await http.request(method, path, headers=_bearer(token))
+            assert response.status_code == 503 and response.headers["retry-after"] == "5", (path, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            body = response.json()
+            assert body["status"] == 503 and body["retry_after_s"] == 5 and "unavailable" in body["detail"]
 
 
 async def test_http_span_and_grpc_call_share_one_trace(span_exporter: InMemorySpanExporter) -> None:

@@ -6,8 +6,6 @@ import type { components } from "./schema.js";
 import { errorFor, GatewayError, type Problem, TimeoutError } from "./errors.js";
 
 export type Schemas = components["schemas"];
-/** Capabilities whose service has no routes of its own yet (their `/predict` answers 503). */
-export type PendingCapability = "anomaly";
 
 export interface RecommendOptions {
   userId: string;
@@ -40,7 +38,7 @@ export interface ClientOptions {
 }
 
 interface RequestSpec {
-  method: "GET" | "POST" | "PATCH" | "DELETE";
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   path: string;
   query?: Record<string, string | number | undefined>;
   json?: unknown;
@@ -147,9 +145,37 @@ export class SundayMlClient {
                           json: reason === undefined ? {} : { reason } });
   }
 
-  /** Capabilities whose service is not reachable yet answer 503 (an UnavailableError). */
-  predict(capability: PendingCapability, body: Record<string, unknown>): Promise<unknown> {
-    return this.request({ method: "POST", path: `/v1/${capability}/predict`, json: body });
+  // anomaly
+  /** Score a person's newest hour of activity against the hours before it (needs `anomaly:read`). */
+  scoreActivity(body: Schemas["ScoreIn"]): Promise<Schemas["AnomalyScore"]> {
+    return this.request({ method: "POST", path: "/v1/anomaly/scores", json: body });
+  }
+
+  /** The tenant's open and acknowledged incidents (resolved ones too with `includeResolved`). */
+  listIncidents(options: { includeResolved?: boolean } = {}): Promise<Schemas["IncidentPage"]> {
+    return this.request({ method: "GET", path: "/v1/anomaly/incidents", query: {
+      include_resolved: options.includeResolved === undefined ? undefined : String(options.includeResolved) } });
+  }
+
+  /** open -> acknowledged (needs `anomaly:write`). */
+  acknowledgeIncident(incidentId: string): Promise<Schemas["Incident"]> {
+    return this.request({ method: "POST", path: `/v1/anomaly/incidents/${encodeURIComponent(incidentId)}/acknowledge` });
+  }
+
+  /** -> resolved (needs `anomaly:write`). */
+  resolveIncident(incidentId: string): Promise<Schemas["Incident"]> {
+    return this.request({ method: "POST", path: `/v1/anomaly/incidents/${encodeURIComponent(incidentId)}/resolve` });
+  }
+
+  /** The tenant's alert rules (the defaults, version 0, until it sets its own; needs `anomaly:admin`). */
+  getAnomalyRules(): Promise<Schemas["Rules"]> {
+    return this.request({ method: "GET", path: "/v1/anomaly/rules" });
+  }
+
+  /** Replace the rules: a bad file is a ValidationError (400, the detail names the field), a stale
+   * `expected_version` a ConflictError (409); needs `anomaly:admin`; audited with this client as the author. */
+  putAnomalyRules(body: Schemas["RulesIn"]): Promise<Schemas["Rules"]> {
+    return this.request({ method: "PUT", path: "/v1/anomaly/rules", json: body });
   }
 
   // --- webhooks ---------------------------------------------------------------------------------

@@ -21,7 +21,10 @@ export class GatewayError extends Error {
 export class UnauthorizedError extends GatewayError {}
 export class ForbiddenError extends GatewayError {}
 export class NotFoundError extends GatewayError {}
+/** 400 or 422: the request is invalid (`problem.detail` / `problem.errors` name the field). */
 export class ValidationError extends GatewayError {}
+/** 409: the resource changed since the version the request was made against. */
+export class ConflictError extends GatewayError {}
 export class RateLimitedError extends GatewayError {}
 export class UnavailableError extends GatewayError {}
 
@@ -35,7 +38,8 @@ export class TimeoutError extends Error {
 
 export function errorFor(problem: Problem, retryAfterS?: number): GatewayError {
   const kinds: Record<number, typeof GatewayError> = {
-    401: UnauthorizedError, 403: ForbiddenError, 404: NotFoundError, 422: ValidationError,
+    400: ValidationError, 401: UnauthorizedError, 403: ForbiddenError, 404: NotFoundError, 409: ConflictError,
+    422: ValidationError,
     429: RateLimitedError, 503: UnavailableError,
   };
   const Kind = kinds[problem.status] ?? GatewayError;

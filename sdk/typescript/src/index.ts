@@ -1,7 +1,7 @@
 export { SundayMlClient } from "./client.js";
-export type { ClientOptions, Credentials, PendingCapability, RecommendOptions, Schemas } from "./client.js";
+export type { ClientOptions, Credentials, RecommendOptions, Schemas } from "./client.js";
 export {
-  ForbiddenError, GatewayError, NotFoundError, RateLimitedError, TimeoutError, UnauthorizedError,
+  ConflictError, ForbiddenError, GatewayError, NotFoundError, RateLimitedError, TimeoutError, UnauthorizedError,
   UnavailableError, ValidationError,
 } from "./errors.js";
 export type { Problem } from "./errors.js";

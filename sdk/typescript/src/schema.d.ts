@@ -89,7 +89,24 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/anomaly/predict": {
+    "/v1/anomaly/incidents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's incidents (open and acknowledged; resolved ones on request) */
+        get: operations["list_incidents_v1_anomaly_incidents_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/anomaly/incidents/{incident_id}/acknowledge": {
         parameters: {
             query?: never;
             header?: never;
@@ -98,8 +115,66 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** anomaly predictions (503 until the service is reachable) */
-        post: operations["predict_anomaly"];
+        /** Acknowledge an incident (someone is on it) */
+        post: operations["acknowledge_incident_v1_anomaly_incidents__incident_id__acknowledge_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/anomaly/incidents/{incident_id}/resolve": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resolve an incident */
+        post: operations["resolve_incident_v1_anomaly_incidents__incident_id__resolve_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/anomaly/rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's alert rules (the built-in defaults, version 0, until it sets its own) */
+        get: operations["get_rules_v1_anomaly_rules_get"];
+        /**
+         * Replace the caller's alert rules (audited by the anomaly service)
+         * @description Validated by the service: a bad rule file answers 400 naming the field (e.g. `rules_yaml: invalid rules: rules.0.static.min_events: ...`); an `expected_version` that is not the current one answers 409 and changes nothing. The change is recorded with the calling client as its author.
+         */
+        put: operations["put_rules_v1_anomaly_rules_put"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/anomaly/scores": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Score a person's newest hour of activity against the hours before it
+         * @description The events are the person's recent activity in the caller's tenant; the answer is the ensemble's margin over the alert threshold and each detector's part. 503 while no anomaly model has been promoted.
+         */
+        post: operations["score_entity_v1_anomaly_scores_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -480,6 +555,70 @@ export interface components {
             /** Text */
             text: string;
         };
+        /**
+         * ActivityIn
+         * @description One activity event of the person scored (the service's `user_activity` event, without the tenant).
+         */
+        ActivityIn: {
+            /**
+             * Action
+             * @description login, edit, export, bulk_delete, permission_change, api_call, ...
+             */
+            action: string;
+            /**
+             * Count
+             * @description items affected
+             * @default 1
+             */
+            count: number;
+            /**
+             * Device
+             * @default
+             */
+            device: string;
+            /**
+             * Event Id
+             * @description the event's id (default: a new one)
+             */
+            event_id?: string | null;
+            /**
+             * Ip
+             * @default
+             */
+            ip: string;
+            /**
+             * Occurred At
+             * Format: date-time
+             * @description when it happened (with a time zone)
+             */
+            occurred_at: string;
+            /**
+             * Resource
+             * @default
+             */
+            resource: string;
+            /**
+             * Session Id
+             * @default
+             */
+            session_id: string;
+        };
+        /** AnomalyScore */
+        AnomalyScore: {
+            /**
+             * Components
+             * @description each detector's per-tenant normalised score
+             */
+            components: components["schemas"]["Reason"][];
+            provenance: components["schemas"]["Provenance"];
+            /**
+             * Score
+             * @description the ensemble's margin over the alert threshold (>= 0: an alert)
+             */
+            score: number;
+            /** User Id */
+            user_id: string;
+        };
         /** ApiKey */
         ApiKey: {
             /** Created At */
@@ -518,7 +657,7 @@ export interface components {
              * Scopes
              * @description a subset of the caller's scopes
              */
-            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "automation:write" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
+            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "automation:write" | "anomaly:write" | "anomaly:admin" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
         };
         /** ApiKeyPage */
         ApiKeyPage: {
@@ -582,7 +721,7 @@ export interface components {
              */
             plan?: string | null;
             /** Scopes */
-            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "automation:write" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
+            scopes: ("assignment:read" | "timeline:read" | "nlp:read" | "anomaly:read" | "personalization:read" | "automation:read" | "automation:write" | "anomaly:write" | "anomaly:admin" | "webhooks:read" | "webhooks:write" | "keys:read" | "keys:write")[];
             /** Tenant Id */
             tenant_id: string;
         };
@@ -682,6 +821,53 @@ export interface components {
              * @description state of the in-process webhook consumer (starting, running, restarting, failed, stopped); absent when the worker runs in its own process
              */
             webhook_consumer?: string | null;
+        };
+        /** Incident */
+        Incident: {
+            /** Alerts */
+            alerts: number;
+            /**
+             * Entity Id
+             * @description the person the alerts are about
+             */
+            entity_id: string;
+            /** Incident Id */
+            incident_id: string;
+            /**
+             * Last Alert At
+             * Format: date-time
+             */
+            last_alert_at: string;
+            /**
+             * Opened At
+             * Format: date-time
+             */
+            opened_at: string;
+            /**
+             * Rules
+             * @description the rules that fired
+             */
+            rules: string[];
+            /**
+             * Severity
+             * @enum {string}
+             */
+            severity: "unspecified" | "info" | "warning" | "critical";
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "open" | "acknowledged" | "resolved";
+            /**
+             * Suppressed
+             * @description repeats inside the cooldown, folded into this incident
+             */
+            suppressed: number;
+        };
+        /** IncidentPage */
+        IncidentPage: {
+            /** Items */
+            items: components["schemas"]["Incident"][];
         };
         /**
          * Problem
@@ -841,6 +1027,49 @@ export interface components {
              * @description the trigger and its condition, e.g. "task_status_changed to_status=done"
              */
             trigger: string;
+        };
+        /** Rules */
+        Rules: {
+            /** Rules Yaml */
+            rules_yaml: string;
+            /** Updated At */
+            updated_at: string | null;
+            /**
+             * Updated By
+             * @description the client that made the last change ('' for the defaults)
+             */
+            updated_by: string;
+            /**
+             * Version
+             * @description 0: the built-in defaults (the tenant never set its own)
+             */
+            version: number;
+        };
+        /**
+         * RulesIn
+         * @description The tenant's new alert rules (the format of GET's `rules_yaml`), made against `expected_version`.
+         */
+        RulesIn: {
+            /**
+             * Expected Version
+             * @description the version this change was made against (GET's `version`; 0: the defaults); another one answers 409
+             */
+            expected_version: number;
+            /**
+             * Rules Yaml
+             * @description the rules file (YAML)
+             */
+            rules_yaml: string;
+        };
+        /**
+         * ScoreIn
+         * @description A person's recent activity, in time order; the newest hour is scored against the hours before it.
+         */
+        ScoreIn: {
+            /** Events */
+            events: components["schemas"]["ActivityIn"][];
+            /** User Id */
+            user_id: string;
         };
         /** SearchHit */
         SearchHit: {
@@ -1401,7 +1630,414 @@ export interface operations {
             };
         };
     };
-    predict_anomaly: {
+    list_incidents_v1_anomaly_incidents_get: {
+        parameters: {
+            query?: {
+                /** @description resolved ones too */
+                include_resolved?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IncidentPage"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    acknowledge_incident_v1_anomaly_incidents__incident_id__acknowledge_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                incident_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Incident"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    resolve_incident_v1_anomaly_incidents__incident_id__resolve_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                incident_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Incident"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    get_rules_v1_anomaly_rules_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Rules"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    put_rules_v1_anomaly_rules_put: {
         parameters: {
             query?: never;
             header?: never;
@@ -1410,9 +2046,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["RulesIn"];
             };
         };
         responses: {
@@ -1422,7 +2056,121 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": unknown;
+                    "application/json": components["schemas"]["Rules"];
+                };
+            };
+            /** @description the rules are invalid (the detail names the field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the rules changed since `expected_version` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    score_entity_v1_anomaly_scores_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ScoreIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AnomalyScore"];
                 };
             };
             /** @description malformed request (body not JSON, nested too deeply) */

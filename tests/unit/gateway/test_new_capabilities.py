@@ -1,5 +1,5 @@
 """The nlp, personalization and automation adapters without I/O: requests to protos (the tenant and the
-approver always the caller's), protos to responses, one stub pool per new backend, only anomaly pending."""
+approver always the caller's), protos to responses, one stub pool per new backend, no capability pending."""
 
 from __future__ import annotations
 
@@ -68,23 +68,28 @@ def test_each_new_backend_gets_its_pool_of_channels() -> None:
     async def connect() -> None:
         backends = Backends.connect(settings)
         try:
-            assert backends.nlps and backends.personalizations and backends.automations
+            assert backends.nlps and backends.personalizations and backends.automations and backends.anomalies
             assert len(backends.nlps) == len(backends.personalizations) == len(backends.automations) == 3
-            assert len(backends.channels) == 3 * 5  # assignment, timeline, nlp, personalization, automation
+            assert len(backends.anomalies) == 3
+            assert len(backends.channels) == 3 * 6  # assignment, timeline, nlp, anomaly, personalization, automation
             assert backends.nlp is not backends.nlp  # round robin
         finally:
             await backends.close()
-        empty = Backends.connect(BackendSettings(nlp="", personalization="", automation=""))
+        empty = Backends.connect(BackendSettings(nlp="", personalization="", automation="", anomaly=""))
         try:
             assert empty.nlp is None and empty.personalization is None and empty.automation is None
+            assert empty.anomaly is None
         finally:
             await empty.close()
 
     asyncio.run(connect())
 
 
-def test_only_anomaly_is_still_pending() -> None:
+def test_no_capability_is_pending_any_more() -> None:
     paths = create_app(gateway_settings()).openapi()["paths"]
-    assert [p for p in paths if p.endswith("/predict")] == ["/v1/anomaly/predict"]
+    assert [p for p in paths if p.endswith("/predict")] == []
     assert {"/v1/nlp/search", "/v1/personalization/recommendations",
-            "/v1/automation/suggestions/{suggestion_id}/approve"} <= set(paths)
+            "/v1/automation/suggestions/{suggestion_id}/approve", "/v1/anomaly/scores", "/v1/anomaly/incidents",
+            "/v1/anomaly/incidents/{incident_id}/acknowledge", "/v1/anomaly/incidents/{incident_id}/resolve",
+            "/v1/anomaly/rules"} <= set(paths)
+    assert set(paths["/v1/anomaly/rules"]) == {"get", "put"}
