@@ -31,7 +31,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -46,6 +46,7 @@ from prometheus_client import Counter, Histogram
 from mesh.bus._classify import Failure, classify
 from mesh.bus._dedupe import DedupeStore, RedisDedupe
 from mesh.bus._errors import DeadLetterCapExceeded
+from mesh.bus._gc import consuming
 from mesh.bus._kafka import KafkaConsumerTransport
 from mesh.bus._policy import DeadLetterPolicy, RetryPolicy
 from mesh.bus._publisher import Publisher
@@ -61,7 +62,7 @@ from mesh.telemetry import (
     EVENTS_FAILED,
     EVENTS_HANDLED,
     HANDLER_SECONDS,
-    context_from_headers,
+    TraceContexts,
 )
 from mesh.telemetry import names as n
 
@@ -70,8 +71,24 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Envelope], None]
 BatchHandler = Callable[[Sequence[Envelope]], None]
 
-_PRODUCER_CONTEXTS: ContextVar[Mapping[str, otel_context.Context] | None] = ContextVar("mesh_producer_contexts",
-                                                                                      default=None)
+class _BatchContexts:
+    """The producer contexts of a batch handler's events, found lazily: nothing is extracted until a handler
+    asks (most batches' handlers never do), and then once per distinct trace header set (:class:`TraceContexts`)."""
+
+    def __init__(self, items: Sequence[tuple[Message, Envelope | InvalidEvent]], fresh: Sequence[int],
+                 extract: TraceContexts) -> None:
+        self._items, self._fresh, self._extract = items, fresh, extract
+        self._headers: dict[str, Sequence[tuple[str, bytes]]] | None = None
+
+    def get(self, event_id: str) -> otel_context.Context | None:
+        if self._headers is None:
+            self._headers = {self._items[i][1].event_id: self._items[i][0].headers  # type: ignore[union-attr]
+                             for i in self._fresh}
+        headers = self._headers.get(event_id)
+        return None if headers is None else self._extract(headers)
+
+
+_PRODUCER_CONTEXTS: ContextVar[_BatchContexts | None] = ContextVar("mesh_producer_contexts", default=None)
 
 
 def producer_context(env: Envelope) -> otel_context.Context | None:
@@ -117,6 +134,12 @@ class RunnerOptions:
     overlap_settle: bool = True
     """Flush, mark and commit a handled batch in the background while the next one is polled and handled
     (see the module doc); False settles each batch before polling the next."""
+    gc_gen0: int | None = 10_000
+    """While running, the collector's young-generation threshold is at least this (CPython's 700 collects a
+    10,000-record batch hundreds of times while it is built); None leaves it. See :mod:`mesh.bus._gc`."""
+    gc_freeze: bool = True
+    """Freeze the heap present when the run starts (imports, models, settings), so full collections do not
+    scan it again and again; handed back when the run ends unless something else froze it."""
 
     @classmethod
     def from_settings(cls, bus: BusSettings) -> RunnerOptions:
@@ -234,6 +257,7 @@ class ConsumerRunner:
         self._options = options or RunnerOptions()
         self._stop = threading.Event()
         self._tracer = trace.get_tracer("mesh.bus")
+        self._contexts = TraceContexts()
         self._consecutive_invalid = 0
         self._children: dict[str, _TopicMetrics] = {}
         self._revoked: set[TopicPartition] = set()
@@ -287,6 +311,10 @@ class ConsumerRunner:
         signal.signal(signal.SIGINT, _on_signal)
 
     def run(self) -> RunStats:
+        with consuming(self._options.gc_gen0, self._options.gc_freeze):
+            return self._run()
+
+    def _run(self) -> RunStats:
         stats = self._stats = RunStats()
         opts = self._options
         self._consumer.subscribe(list(self._allowed), on_revoke=self._on_revoke)
@@ -421,16 +449,20 @@ class ConsumerRunner:
             return True
         envs = [work.items[i][1] for i in fresh]
         first = work.items[fresh[0]][0]
-        links = [trace.Link(s.get_span_context()) for s in
-                 (trace.get_current_span(context_from_headers(work.items[i][0].headers)) for i in fresh[:64])
-                 if s.get_span_context().is_valid]
+        # the span links to the first 64 distinct producer spans (contexts extracted once per distinct headers)
+        extract, links, linked = self._contexts, [], set()
+        for i in fresh:
+            context = trace.get_current_span(extract(work.items[i][0].headers)).get_span_context()
+            if context.is_valid and (context.trace_id, context.span_id) not in linked:
+                linked.add((context.trace_id, context.span_id))
+                links.append(trace.Link(context))
+                if len(links) >= 64:
+                    break
         handler = self._batch_handler
         # a batch of one continues its producer's trace, as the per-event path does; larger ones link to theirs,
-        # and the handler finds each event's own context with producer_context(env)
-        parent = context_from_headers(first.headers) if len(envs) == 1 else None
-        contexts = {work.items[i][1].event_id: context_from_headers(work.items[i][0].headers)  # type: ignore[union-attr]
-                    for i in fresh}
-        token = _PRODUCER_CONTEXTS.set(contexts)
+        # and the handler finds each event's own context with producer_context(env), extracted when it asks
+        parent = extract(first.headers) if len(envs) == 1 else None
+        token = _PRODUCER_CONTEXTS.set(_BatchContexts(work.items, fresh, extract))
         try:
             stats.retries += self._with_retries(first, f"batch of {len(envs)}", lambda: handler(envs), parent,  # type: ignore[arg-type]
                                                 links, {"messaging.batch.message_count": len(envs)}, attempts)
@@ -440,11 +472,14 @@ class ConsumerRunner:
             return False
         finally:
             _PRODUCER_CONTEXTS.reset(token)
-        for i in fresh:
-            msg, env = work.items[i]
-            work.finished.add(i)
-            work.applied.append(env.event_id)  # type: ignore[union-attr]
-            self._metrics(msg.topic).handled.inc()
+        work.finished.update(fresh)
+        work.applied.extend(env.event_id for env in envs)  # type: ignore[union-attr]
+        per_topic: dict[str, int] = {}
+        for i in fresh:  # metrics per batch: one increment per topic, not per event
+            topic = work.items[i][0].topic
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+        for topic, count in per_topic.items():
+            self._metrics(topic).handled.inc(count)
         stats.handled += len(fresh)
         self._consecutive_invalid = 0
         return True
@@ -469,7 +504,7 @@ class ConsumerRunner:
         else:
             try:
                 stats.retries += self._with_retries(
-                    msg, f"{env.type} {env.event_id}", lambda: self._handler(env), context_from_headers(msg.headers),
+                    msg, f"{env.type} {env.event_id}", lambda: self._handler(env), self._contexts(msg.headers),
                     [], {"messaging.message.id": env.event_id, "sunday.event_type": env.type,
                          "sunday.tenant_id": env.tenant_id}, attempts)
             except InvalidEvent as exc:

@@ -15,7 +15,14 @@ from mesh.telemetry._metrics import (
     PREDICTION_SCORE,
     serve_metrics,
 )
-from mesh.telemetry._tracing import Headers, context_from_headers, current_trace_id, inject_headers, setup_tracing
+from mesh.telemetry._tracing import (
+    Headers,
+    TraceContexts,
+    context_from_headers,
+    current_trace_id,
+    inject_headers,
+    setup_tracing,
+)
 
 __all__ = [
     "ALERTS_RAISED",
@@ -30,6 +37,7 @@ __all__ = [
     "HANDLER_SECONDS",
     "PREDICTION_SCORE",
     "Headers",
+    "TraceContexts",
     "context_from_headers",
     "current_trace_id",
     "inject_headers",

@@ -80,6 +80,25 @@ def context_from_headers(headers: Sequence[tuple[str, bytes | str | None]] | Non
     return extract(carrier)
 
 
+class TraceContexts:
+    """:func:`context_from_headers` for a consumer's hot path: the context is extracted once per distinct
+    set of trace headers (a batch's events mostly share one producer trace, or carry none) and reused;
+    contexts are immutable, so sharing one is safe. At most ``size`` are kept (then it starts over)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._known: dict[tuple[tuple[str, bytes | str | None], ...], otel_context.Context] = {}
+
+    def __call__(self, headers: Sequence[tuple[str, bytes | str | None]] | None) -> otel_context.Context:
+        key = tuple(h for h in headers or () if h[0] in _TRACE_HEADERS)
+        ctx = self._known.get(key)
+        if ctx is None:
+            if len(self._known) >= self._size:
+                self._known.clear()
+            ctx = self._known[key] = context_from_headers(key)
+        return ctx
+
+
 def current_trace_id() -> str:
     """The current span's trace id as 32 hex chars ('' outside a span)."""
     ctx = trace.get_current_span().get_span_context()
