@@ -5,7 +5,9 @@ tenant's index of open suggestions and its weekly analytics, and on a rejection 
 that pattern for that person. So a concurrent approve and reject resolve once: the first wins, the other
 gets :class:`IllegalTransition` naming the status it found. Repeating the transition a suggestion already
 made (a retried approve) is not an error: it returns the record unchanged with ``changed=False``, and the
-caller re-publishes the same event (its id is derived from the suggestion id and the status).
+caller re-publishes the same event (its id is derived from the suggestion id and the status). Every
+status change (offered as suggested or invalid, approved, rejected, expired) is also appended, in the same
+script, to the suggestion's audit trail (:meth:`ApprovalStore.audit`: from, to, by whom, why, when).
 
 A candidate that failed validation is kept as ``invalid`` with its reasons and never listed. Analytics per
 tenant and ISO week: shown (offered), approved, rejected, expired, and the manual actions an approved
@@ -79,12 +81,23 @@ class Transition:
     changed: bool
 
 
+@dataclass(frozen=True)
+class AuditEntry:
+    """One status change of a suggestion: ``from`` ("" when first offered) -> ``to``, by whom, why, when."""
+
+    from_: str
+    to: str
+    by: str
+    reason: str
+    at: float
+
+
 def week_of(at: float) -> str:
     year, week, _ = datetime.fromtimestamp(at, UTC).isocalendar()
     return f"{year}-W{week:02d}"
 
 
-# KEYS: record, index, analytics, cooldown. ARGV: to, allowed(csv), by, reason, now, cooldown_s, saved
+# KEYS: record, index, analytics, cooldown, audit. ARGV: to, allowed(csv), by, reason, now, cooldown_s, saved
 _TRANSITION = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return {'missing', ''} end
@@ -104,14 +117,18 @@ redis.call('ZREM', KEYS[2], rec.suggestion_id)
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if ARGV[1] == 'approved' then redis.call('HINCRBYFLOAT', KEYS[3], 'actions_saved_per_week', ARGV[7]) end
 if ARGV[1] == 'rejected' then redis.call('SET', KEYS[4], 1, 'EX', ARGV[6]) end
+redis.call('RPUSH', KEYS[5], cjson.encode({from=previous, to=ARGV[1], by=ARGV[3], reason=ARGV[4],
+                                           at=tonumber(ARGV[5])}))
 return {previous, out}
 """
 
-# KEYS: record, index, analytics, cooldown. ARGV: record json, status, expires_at
+# KEYS: record, index, analytics, cooldown, audit. ARGV: record json, status, expires_at, now
 _OFFER = """
 local raw = redis.call('GET', KEYS[1])
+local previous = ''
 if raw then
   local cur = cjson.decode(raw).status
+  previous = cur
   if cur == 'approved' or cur == 'suggested' then return {'kept', raw} end
   if cur == 'rejected' and redis.call('EXISTS', KEYS[4]) == 1 then return {'cooling', raw} end
   if cur == ARGV[2] then return {'kept', raw} end
@@ -123,6 +140,9 @@ if ARGV[2] == 'suggested' then
 else
   redis.call('HINCRBY', KEYS[3], 'invalid', 1)
 end
+local reasons = cjson.decode(ARGV[1]).reasons
+redis.call('RPUSH', KEYS[5], cjson.encode({from=previous, to=ARGV[2], by='automation',
+                                           reason=table.concat(reasons, '; '), at=tonumber(ARGV[4])}))
 return {'offered', ARGV[1]}
 """
 
@@ -147,7 +167,8 @@ class ApprovalStore:
     def _keys(self, tenant_id: str, suggestion_id: str, user_id: str, at: float) -> list[str]:
         ns = self.namespace
         return [f"{ns}:sug:{tenant_id}:{suggestion_id}", f"{ns}:open:{tenant_id}",
-                f"{ns}:analytics:{tenant_id}:{week_of(at)}", f"{ns}:cooldown:{tenant_id}:{user_id}:{suggestion_id}"]
+                f"{ns}:analytics:{tenant_id}:{week_of(at)}", f"{ns}:cooldown:{tenant_id}:{user_id}:{suggestion_id}",
+                f"{ns}:audit:{tenant_id}:{suggestion_id}"]
 
     def offer(self, record: SuggestionRecord, now: float) -> tuple[str, SuggestionRecord]:
         """Register a candidate: ``suggested`` (shown) when valid, ``invalid`` (kept with its reasons, never
@@ -157,7 +178,7 @@ class ApprovalStore:
         fresh = replace(record, status=status, created_at=now, decided_by="", reason="", decided_at=0.0)
         outcome, raw = self._script("offer", _OFFER)(
             keys=self._keys(record.tenant_id, record.suggestion_id, record.user_id, now),
-            args=[fresh.to_json(), status, now + self.expire_after_s])
+            args=[fresh.to_json(), status, now + self.expire_after_s, now])
         return _text(outcome), SuggestionRecord.from_json(raw)
 
     def transition(self, tenant_id: str, suggestion_id: str, to: str, now: float, by: str = "", reason: str = ""
@@ -185,6 +206,16 @@ class ApprovalStore:
         if raw is None:
             raise UnknownSuggestion(f"no suggestion {suggestion_id!r} in tenant {tenant_id!r}")
         return SuggestionRecord.from_json(raw)
+
+    def audit(self, tenant_id: str, suggestion_id: str) -> list[AuditEntry]:
+        """Every status change of the suggestion, oldest first (written atomically with the change)."""
+        raws = self.client.lrange(f"{self.namespace}:audit:{tenant_id}:{suggestion_id}", 0, -1)
+        out = []
+        for raw in raws:
+            d: dict[str, Any] = json.loads(raw)
+            out.append(AuditEntry(str(d.get("from", "")), str(d["to"]), str(d.get("by", "")),
+                                  str(d.get("reason", "")), float(d["at"])))
+        return out
 
     def open(self, tenant_id: str, user_id: str = "", limit: int = 50) -> list[SuggestionRecord]:
         """The suggestions awaiting a decision (validated ones only), oldest first."""

@@ -113,3 +113,23 @@ def test_analytics_count_shown_decisions_and_actions_saved_per_week(store: Appro
     week = week_of(NOW)
     assert store.analytics("t1", [week])[week] == {"shown": 3.0, "approved": 1.0, "rejected": 1.0,
                                                    "actions_saved_per_week": 6.0}
+
+
+def test_every_status_change_is_in_the_audit_trail_in_order(store: ApprovalStore) -> None:
+    store.offer(RECORD, NOW)
+    store.transition("t1", "sug-1", "rejected", NOW + 5, by="u1", reason="not useful")
+    store.offer(RECORD, NOW + 6)  # cooling: no change, nothing audited
+    store.transition("t1", "sug-1", "rejected", NOW + 7, by="u1")  # a repeated decision: no change either
+    store.client.delete(f"{store.namespace}:cooldown:t1:u1:sug-1")
+    store.offer(RECORD, NOW + 4000)
+    store.expire_due("t1", NOW + 4000 + 601)
+    store.offer(replace(RECORD, suggestion_id="sug-2", reasons=("cycle: a -> b -> a", "permission: never did x")),
+                NOW)
+    trail = [(a.from_, a.to, a.by, a.reason, a.at) for a in store.audit("t1", "sug-1")]
+    assert trail == [("", "suggested", "automation", "", NOW),
+                     ("suggested", "rejected", "u1", "not useful", NOW + 5),
+                     ("rejected", "suggested", "automation", "", NOW + 4000),
+                     ("suggested", "expired", "", "no decision in time", NOW + 4601)]
+    assert [(a.to, a.reason) for a in store.audit("t1", "sug-2")] == [
+        ("invalid", "cycle: a -> b -> a; permission: never did x")]
+    assert store.audit("t1", "nope") == []
