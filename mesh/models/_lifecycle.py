@@ -28,6 +28,7 @@ from mesh.models._reloading import VersionedModel
 from mesh.models._runner import OnnxModel
 from mesh.models._schema import FeatureSchema, check_feature_schema
 
+DRIFT_REFERENCE_FILE = "drift_reference.json"
 D = TypeVar("D")
 Q = TypeVar("Q")
 Indices = npt.NDArray[np.int64]
@@ -94,6 +95,9 @@ class Challenger:
     params: Mapping[str, str | int | float | bool]
     data_time_range: tuple[datetime, datetime]
     """time range of the training samples"""
+    reference: str | None = None
+    """JSON of the training distribution of the inputs and predictions (``mesh.mlops.build_reference``),
+    stored with the version for drift monitoring (``mlops/drift_reference.json``)"""
 
 
 @dataclass(frozen=True)
@@ -111,8 +115,10 @@ def register_and_promote(registry: ModelRegistry, challenger: Challenger, object
     """Register ``challenger`` (alias ``challenger``); ``champion`` moves to it only when it scores better
     than the current champion on the same validation period (a champion on another schema loses)."""
     metrics = {k: float(v) for k, v in challenger.metrics.items() if np.isfinite(v)}
-    registry.log_and_register(challenger.name, challenger.path, metrics, challenger.params,
-                              challenger.data_time_range, alias=CHALLENGER)
+    version = registry.log_and_register(challenger.name, challenger.path, metrics, challenger.params,
+                                        challenger.data_time_range, alias=CHALLENGER)
+    if challenger.reference is not None:
+        registry.log_version_json(challenger.name, version, DRIFT_REFERENCE_FILE, challenger.reference)
 
     def rescore(version: str, path: Path) -> float:
         model = OnnxModel.load(path, settings, warm_up=False)

@@ -308,6 +308,28 @@ class ModelRegistry:
             staging.rename(target)  # atomic: a reader never sees a half-downloaded version
         return onnx_file
 
+    def log_version_json(self, name: str, version: str, filename: str, payload: str) -> None:
+        """Store a JSON document with ``version`` (an artifact ``mlops/<filename>`` of the run that produced
+        it): the drift reference, a model card."""
+        run_id = self._client.get_model_version(name, str(version)).run_id
+        if run_id is None:
+            raise InvalidArgument(f"{name} v{version} has no run to store {filename} with")
+        self._client.log_text(run_id, payload, f"mlops/{filename}")
+
+    def version_json(self, name: str, version: str, filename: str) -> Any | None:
+        """The JSON document :meth:`log_version_json` stored with ``version``, or None when there is none."""
+        import mlflow.artifacts
+        from mlflow.exceptions import MlflowException
+
+        run_id = self._client.get_model_version(name, str(version)).run_id
+        if run_id is None:
+            return None
+        try:
+            text = mlflow.artifacts.load_text(f"{self._client.get_run(run_id).info.artifact_uri}/mlops/{filename}")
+        except (MlflowException, OSError):
+            return None
+        return json.loads(text)
+
     def metric(self, name: str, version: str, metric: str) -> float | None:
         """A metric logged with the run that produced ``version``."""
         run_id = self._client.get_model_version(name, str(version)).run_id

@@ -10,11 +10,14 @@ from mesh.bus import ConsumerRunner, KafkaPublisher, ensure_topics
 from mesh.config import MeshSettings
 from mesh.events import TopicRegistry
 from mesh.features import DEFAULT_PROJECT, FeatureRepoConfig
+from mesh.mlops import DriftMonitor, DriftSettings, Runners, outcome_runner, registry_references
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import run_service, service_main
 from mesh.telemetry import serve_metrics, setup_tracing
 from services.assignment.handlers import AssignmentHandler, JsonlLabelSink
 from services.assignment.online import TOPICS, OnlineFeatures, open_state, rebuilder
+from services.assignment.outcomes import SPEC as OUTCOMES
+from services.assignment.outcomes import TOPICS as OUTCOME_TOPICS
 from services.assignment.ranker import MODEL_NAME, SCHEMA, AssignmentRanker
 from services.assignment.server import binding
 
@@ -24,28 +27,38 @@ GROUP = "assignment"
 
 class AssignmentSettings(MeshSettings):
     model_alias: str = Field(CHAMPION, description="registry alias the service serves and follows")
+    drift: DriftSettings = Field(default_factory=lambda: DriftSettings.model_validate({}))
+    live_metrics: bool = Field(True, description="join predictions to their delayed outcomes (live MRR per "
+                               "tenant and version, degradation alerts): consumer group assignment.outcomes")
 
 
 async def run(settings: AssignmentSettings) -> None:
     setup_tracing(settings.telemetry)
     serve_metrics(settings.telemetry.metrics_port)
     registry = TopicRegistry(settings.kafka.topic_prefix)
-    ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "dlq"])
+    ensure_topics(settings.kafka, registry, [*TOPICS, "predictions.assignment", "alerts", "dlq"])
     # starts without a champion too: Unavailable (retried) until one is registered, then picked up
-    model = ReloadingModel(ModelRegistry(settings.models), MODEL_NAME, settings.model_alias, settings.models,
+    models = ModelRegistry(settings.models)
+    model = ReloadingModel(models, MODEL_NAME, settings.model_alias, settings.models,
                            schema=SCHEMA, train_hint=TRAIN_COMMAND)
     await model.start()
     state = open_state(settings)
     project = DEFAULT_PROJECT if settings.namespace == "mesh" else settings.namespace
     rebuild = rebuilder(state, settings, FeatureRepoConfig.from_settings(settings, project).event_log_dir)
     await asyncio.to_thread(rebuild.ensure_built)  # the state is a cache of the inputs: rebuilt when missing
-    ranker = AssignmentRanker(state, OnlineFeatures(state), model)
     publisher = KafkaPublisher(settings.kafka, registry)
+    # drift of the inputs and scores per tenant vs the training reference of the version serving them
+    drift = DriftMonitor("assignment", registry_references(models), publisher.publish, settings.drift.policy()
+                         ) if settings.drift.enabled else None
+    ranker = AssignmentRanker(state, OnlineFeatures(state), model, drift=drift)
     labels = JsonlLabelSink(settings.features.offline_dir / settings.namespace / "assignment" / "labels.jsonl")
     handler = AssignmentHandler(state, ranker, publisher, labels, rebuild)
     runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler)
+    # the outcome joiner: its own consumer group, in this process (mesh.mlops)
+    runners = Runners(runner, outcome_runner(settings, OUTCOMES, OUTCOME_TOPICS, publisher)[0]
+                      ) if settings.live_metrics else runner
     try:
-        await run_service("assignment", runner, [binding(ranker)], settings)
+        await run_service("assignment", runners, [binding(ranker)], settings)
     finally:
         publisher.close()
         await model.aclose()

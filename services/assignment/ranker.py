@@ -4,10 +4,12 @@ ranker, explain the top k, and build the prediction with its provenance. No torc
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +41,11 @@ from services.assignment.features import (
 )
 from services.assignment.online import OnlineFeatures, candidate_rows
 from services.assignment.state import StateStore
+
+if TYPE_CHECKING:
+    from mesh.mlops import DriftMonitor
+
+log = logging.getLogger(__name__)
 
 DEFAULT_K = 5
 MAX_K = 100
@@ -96,13 +103,16 @@ class AssignmentRanker:
     requests); reasons are computed for each request's top k only (one more run)."""
 
     def __init__(self, state: StateStore, online: OnlineFeatures, model: ModelSource, *,
-                 max_reasons: int = 3, shortlist: int = DEFAULT_SHORTLIST, pool: CandidatePool | None = None) -> None:
+                 max_reasons: int = 3, shortlist: int = DEFAULT_SHORTLIST, pool: CandidatePool | None = None,
+                 drift: DriftMonitor | None = None) -> None:
+        """``drift``: fed every scored row (per tenant) to measure input and score drift (``mesh.mlops``)."""
         self._state = state
         self._online = online
         self._model = model
         self._max_reasons = max_reasons
         self._shortlist = shortlist
         self._pool = pool or CandidatePool(online)
+        self._drift = drift
 
     def task(self, tenant_id: str, task_id: str) -> TaskFeatures:
         features = self._online.task(tenant_id, task_id)
@@ -221,6 +231,8 @@ class AssignmentRanker:
         xs = [feature_matrix(_task(j), people, j.rows) for j in jobs]
         bounds = np.cumsum([0, *(len(x) for x in xs)])
         scores = self._run(version, np.concatenate(xs))
+        if self._drift is not None:
+            self._observe(self._drift, version, jobs, xs, scores)
         reference = reference_of(version.model)
         tops = [_top_k(scores[a:b], min(j.request.k or DEFAULT_K, b - a))
                 for j, a, b in zip(jobs, bounds[:-1], bounds[1:], strict=True)]
@@ -236,6 +248,20 @@ class AssignmentRanker:
             out.append(self._prediction(version, _task(job), [people.people[i] for i in _rows(job)], job_scores,
                                         reasons, job.request.trace_id))
         return out
+
+    @staticmethod
+    def _observe(drift: DriftMonitor, version: VersionedModel, jobs: list[_Job], xs: list[Matrix],
+                 scores: np.ndarray) -> None:
+        by_tenant: dict[str, list[int]] = {}
+        for at, job in enumerate(jobs):
+            by_tenant.setdefault(job.request.tenant_id, []).append(at)
+        bounds = np.cumsum([0, *(len(x) for x in xs)])
+        for tenant, ats in by_tenant.items():
+            try:
+                drift.observe(version.name, version.version, tenant, np.concatenate([xs[a] for a in ats]),
+                              np.concatenate([scores[bounds[a]:bounds[a + 1]] for a in ats]))
+            except Exception:  # monitoring never fails a prediction
+                log.exception("drift monitoring failed for tenant %s", tenant)
 
     def _reasons(self, score: float, drops: np.ndarray) -> list[tuple[str, float]]:
         contributions = ((g, float(score - d)) for g, d in zip(_GROUP_COLUMNS, drops, strict=True))

@@ -20,6 +20,7 @@ import numpy as np
 from mesh.config import MeshSettings
 from mesh.events import Envelope
 from mesh.metrics import RankingQuality, ranking_quality, split_scores
+from mesh.mlops import build_reference
 from mesh.models import (
     INPUT_NAME,
     Challenger,
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 REGISTERED = {"ensemble": MODEL_NAME, "nn": "assignment-nn", "lambdamart": "assignment-lambdamart"}
 METRIC = "val_ndcg_at_5"
+REFERENCE_ROWS = 5000
+"""training rows summarised into the drift reference stored with each version"""
 DEFAULT_TENANTS, DEFAULT_USERS, DEFAULT_WEEKS, DEFAULT_SEED = 2, 30, 8, 1
 """The simulated world trained on by default (``--source simulator``)."""
 
@@ -116,6 +119,8 @@ def register_and_promote_all(trained: Trained, registry: ModelRegistry, settings
     paths = {"ensemble": trained.exported.ensemble.path, "nn": trained.exported.nn.path,
              "lambdamart": trained.exported.lambdamart.path}
     objective = Objective(METRIC, True, lambda version: onnx_quality(version.model, trained.split.val).ndcg_at_5)
+    fns = scorers(trained.net, trained.booster, trained.ensemble)
+    sample = trained.split.train.x[np.random.default_rng(0).permutation(len(trained.split.train.x))[:REFERENCE_ROWS]]
     decisions: dict[str, PromotionDecision] = {}
     for kind, name in REGISTERED.items():
         val, test = trained.val[kind], trained.test[kind]
@@ -123,7 +128,10 @@ def register_and_promote_all(trained: Trained, registry: ModelRegistry, settings
                    **{f"test_ndcg_at_5_{k}": q.ndcg_at_5 for k, q in trained.test.items() if k.startswith("baseline")}}
         params: dict[str, str | int | float | bool] = {"kind": kind, "train_lists": len(trained.split.train),
                                                        "ensemble_weight": trained.ensemble.weight}
-        challenger = Challenger(name, paths[kind], SCHEMA, metrics, params, trained.split.train.time_range())
+        # the training distribution of the inputs and of this model's scores: what serving drift is measured against
+        reference = build_reference(sample, SCHEMA.names, fns[kind](sample)).to_json()
+        challenger = Challenger(name, paths[kind], SCHEMA, metrics, params, trained.split.train.time_range(),
+                                reference=reference)
         decisions[name] = register_and_promote(registry, challenger, objective, settings.models)
     return decisions
 

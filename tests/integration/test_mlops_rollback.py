@@ -15,7 +15,17 @@ import pytest
 
 from mesh.config import ModelSettings
 from mesh.errors import NotFound
-from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
+from mesh.mlops import build_reference, registry_references
+from mesh.models import (
+    CHAMPION,
+    Challenger,
+    FeatureSchema,
+    ModelRegistry,
+    Objective,
+    ReloadingModel,
+    register_and_promote,
+    stamp_metadata,
+)
 from mesh.models.__main__ import main as cli
 from tests.support import await_until
 from tests.unit.models.tiny_models import write_scale_model
@@ -116,3 +126,20 @@ async def test_rollback_under_live_calls_switches_version_with_no_failed_call(
     versions = [v for v, _ in seen]
     assert versions[0] == "3" and versions[-1] == "2"
     assert all(y == {"3": 3.0, "2": 2.0}[v] for v, y in seen)  # each call ran wholly on one version
+
+
+def test_drift_reference_is_stored_with_the_version(registry: ModelRegistry, settings: ModelSettings,
+                                                    tmp_path: Path) -> None:
+    name = f"ref-{uuid.uuid4().hex[:8]}"
+    x = np.column_stack([np.arange(100.0), np.arange(100) % 2, np.zeros(100)])
+    reference = build_reference(x, ["a", "b", "c"], x[:, 0] * 2)
+    path = write_scale_model(tmp_path / "scale.onnx", 2.0)
+    schema = FeatureSchema("scale-v1", ("a", "b", "c"))
+    stamp_metadata(path, schema.metadata())
+    challenger = Challenger(name, path, schema, {"m": 1.0}, {}, DATA_RANGE,
+                            reference=reference.to_json())
+    decision = register_and_promote(registry, challenger, Objective("m", True, lambda v: 1.0), settings)
+    read = registry_references(registry)
+    assert read(name, decision.challenger_version) == reference
+    promote_three(registry, tmp_path, name)  # versions registered without a reference have none
+    assert read(name, "2") is None

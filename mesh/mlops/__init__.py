@@ -1,0 +1,70 @@
+"""MLOps for every model of the mesh: drift per tenant against the training reference stored with each
+version (:mod:`mesh.mlops._drift`), live metrics on delayed outcomes (:mod:`mesh.mlops._outcomes`), and the
+registry's versioning and rollback (``python -m mesh.models``).
+
+A service gets them by declaring what its model reads and what the truth of its predictions is: a
+:class:`DriftMonitor` fed from its scoring path, an :class:`OutcomeSpec` next to the service.
+"""
+
+from mesh.mlops._drift import (
+    KIND_CLEARED,
+    KIND_DRIFT,
+    PREDICTION,
+    ColumnReference,
+    DriftMonitor,
+    DriftPolicy,
+    DriftReference,
+    DriftReport,
+    DriftSettings,
+    build_reference,
+    drift_alert,
+    evaluate,
+    psi,
+    registry_references,
+)
+from mesh.mlops._outcomes import (
+    KIND_DEGRADED,
+    KIND_RECOVERED,
+    Emitter,
+    JoinState,
+    LiveMetricState,
+    OutcomeJoiner,
+    OutcomeSpec,
+    degradation_alert,
+    live_table,
+    model_version,
+    reducers,
+)
+from mesh.mlops._runtime import Runners, joiner_namespace, open_joiner, outcome_runner
+
+__all__ = [
+    "KIND_CLEARED",
+    "KIND_DEGRADED",
+    "KIND_DRIFT",
+    "KIND_RECOVERED",
+    "PREDICTION",
+    "ColumnReference",
+    "DriftMonitor",
+    "DriftPolicy",
+    "DriftReference",
+    "DriftReport",
+    "DriftSettings",
+    "Emitter",
+    "JoinState",
+    "LiveMetricState",
+    "OutcomeJoiner",
+    "OutcomeSpec",
+    "Runners",
+    "build_reference",
+    "degradation_alert",
+    "drift_alert",
+    "evaluate",
+    "joiner_namespace",
+    "live_table",
+    "model_version",
+    "open_joiner",
+    "outcome_runner",
+    "psi",
+    "reducers",
+    "registry_references",
+]
