@@ -1,5 +1,5 @@
-"""The adversarial suite, against the gateway in front of the REAL assignment and timeline services (not
-the stub backend): another tenant's ids read exactly like missing ids on every route with an id, forged
+"""The adversarial suite, against the gateway in front of the REAL assignment, timeline and anomaly services
+(not the stub backend): another tenant's ids read exactly like missing ids on every route with an id, forged
 tokens are 401 problems, API keys hold to their scopes and tenant, and a revoked key is refused at once."""
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from services.timeline.handlers import in_memory_handler
 from services.timeline.predictor import MODEL_NAME
 from services.timeline.server import binding as timeline_binding
 from simulator import SimConfig, Simulation
+from tests.e2e._anomaly import anomaly_service
 from tests.unit.assignment.helpers import build_service, static_model, tiny_model
 
 pytestmark = pytest.mark.integration
@@ -55,6 +56,7 @@ class World:
     task_id: str
     project_id: str
     victim: dict[str, str]  # B's credentials
+    incident_ids: list[str]  # B's open anomaly incidents
     attacker: dict[str, str]  # tenant A's credentials, every scope
 
 
@@ -73,17 +75,20 @@ async def _world(assignment_model: Path, tmp: Path) -> AsyncIterator[World]:
     assignment = build_service(static_model(assignment_model))
     assignment.apply(events)
     task = next(e.task_created for e in events if e.type == "task_created")
-    server = build_server([timeline_binding(predictor), assignment_binding(assignment.ranker)], MeshSettings(), 0,
-                          host="127.0.0.1")
+    anomaly = anomaly_service(tenant)
+    server = build_server([timeline_binding(predictor), assignment_binding(assignment.ranker), anomaly.binding],
+                          MeshSettings(), 0, host="127.0.0.1")
     await server.start()
     try:
         settings = harness.gateway_settings(backend=f"127.0.0.1:{server.port}")
         async with harness.lifespan_client(harness.build(settings)) as http:
             victim = {"Authorization": f"Bearer {await harness.token(http, await harness.create_client(http, tenant))}"}
             attacker = {"Authorization": f"Bearer {await harness.token(http, await harness.create_client(http, 'a'))}"}
-            yield World(http, settings, tenant, task.task_id, task.project_id, victim, attacker)
+            yield World(http, settings, tenant, task.task_id, task.project_id, victim, anomaly.incident_ids,
+                        attacker)
     finally:
         await server.stop()
+        anomaly.cleanup()
 
 
 @pytest.fixture
@@ -123,6 +128,8 @@ async def test_another_tenants_ids_read_exactly_like_missing_ids_on_every_route(
         ("GET", f"/v1/webhooks/deliveries/{dlv}", f"/v1/webhooks/deliveries/{missing_dlv}", None),
         ("POST", f"/v1/webhooks/deliveries/{dlv}/replay", f"/v1/webhooks/deliveries/{missing_dlv}/replay", None),
         ("DELETE", f"/v1/api-keys/{key['key_id']}", f"/v1/api-keys/{missing_key}", None),
+        *[("POST", f"/v1/anomaly/incidents/{incident}/{action}", f"/v1/anomaly/incidents/inc-missing-{i}/{action}",
+           None) for i, incident in enumerate(world.incident_ids) for action in ("acknowledge", "resolve")],
     ]
     for method, theirs_path, missing_path, body in cases:
         if theirs_path == "/v1/assignment/rank":
@@ -137,10 +144,19 @@ async def test_another_tenants_ids_read_exactly_like_missing_ids_on_every_route(
     assert (await http.get(f"/v1/webhooks/{sub['id']}", headers=victim)).json()["description"] == ""
     assert (await http.get(f"/v1/webhooks/deliveries/{dlv}", headers=victim)).status_code == 200
     assert [k["key_id"] for k in (await http.get("/v1/api-keys", headers=victim)).json()["items"]] == [key["key_id"]]
+    incidents = (await http.get("/v1/anomaly/incidents", headers=victim)).json()["items"]
+    assert sorted((i["incident_id"], i["status"]) for i in incidents) == [(i, "open") for i in world.incident_ids]
     # lists are the caller's own
     assert (await http.get("/v1/webhooks", headers=world.attacker)).json() == []
     assert (await http.get("/v1/api-keys", headers=world.attacker)).json()["items"] == []
     assert (await http.get("/v1/webhooks/dead-letters", headers=world.attacker)).json()["items"] == []
+    assert (await http.get("/v1/anomaly/incidents", headers=world.attacker,
+                           params={"include_resolved": "true"})).json()["items"] == []
+    # the attacker's rules change is its own tenant's: the victim's rules stay the defaults
+    own_rules = await http.put("/v1/anomaly/rules", headers=world.attacker, json={
+        "expected_version": 0, "rules_yaml": "rules:\n  - {name: s, kind: score, thresholds: {warning: 9.0}}\n"})
+    assert own_rules.status_code == 200, own_rules.text
+    assert (await http.get("/v1/anomaly/rules", headers=victim)).json()["version"] == 0
     # the victim's own reads work (the 404s above are not a broken backend)
     assert (await http.get(f"/v1/timeline/tasks/{world.task_id}", headers=victim)).status_code == 200
     ranked = await http.post("/v1/assignment/rank", json={"task_id": world.task_id}, headers=victim)
@@ -194,7 +210,8 @@ def _forged_tokens(settings: GatewaySettings) -> Iterator[tuple[str, str]]:
 
 
 PROTECTED = [("GET", "/v1/timeline/tasks/task-1"), ("POST", "/v1/assignment/rank"), ("GET", "/v1/webhooks"),
-             ("GET", "/v1/api-keys")]
+             ("GET", "/v1/api-keys"), ("GET", "/v1/anomaly/incidents"), ("POST", "/v1/anomaly/incidents/i-1/resolve"),
+             ("GET", "/v1/anomaly/rules")]
 
 
 async def test_forged_tokens_are_401_problems(world: World) -> None:
@@ -216,7 +233,8 @@ async def test_api_keys_hold_to_their_scopes_and_tenant_and_die_when_revoked(wor
     key = {"X-API-Key": created["key"]}
     assert (await http.get(f"/v1/timeline/tasks/{world.task_id}", headers=key)).status_code == 200
     for method, path in [("POST", "/v1/assignment/rank"), ("GET", "/v1/webhooks"), ("GET", "/v1/api-keys"),
-                         ("POST", "/v1/api-keys")]:
+                         ("POST", "/v1/api-keys"), ("GET", "/v1/anomaly/incidents"), ("GET", "/v1/anomaly/rules"),
+                         ("POST", f"/v1/anomaly/incidents/{world.incident_ids[0]}/resolve")]:
         response = await http.request(method, path, headers=key,
                                       json={"task_id": world.task_id, "scopes": ["timeline:read"]})
         assert response.status_code == 403, (path, response.text)
@@ -225,6 +243,13 @@ async def test_api_keys_hold_to_their_scopes_and_tenant_and_die_when_revoked(wor
                                     json={"scopes": ["timeline:read", "assignment:read"]})).json()["key"]
     theirs = await http.get(f"/v1/timeline/tasks/{world.task_id}", headers={"X-API-Key": attacker_key})
     assert theirs.status_code == 404
+    # an anomaly reader's key lists incidents but cannot act on them or touch the rules
+    reader = {"X-API-Key": (await http.post("/v1/api-keys", headers=world.victim,
+                                            json={"scopes": ["anomaly:read"]})).json()["key"]}
+    assert len((await http.get("/v1/anomaly/incidents", headers=reader)).json()["items"]) == len(world.incident_ids)
+    for method, path in [("POST", f"/v1/anomaly/incidents/{world.incident_ids[0]}/acknowledge"),
+                         ("GET", "/v1/anomaly/rules")]:
+        assert (await http.request(method, path, headers=reader)).status_code == 403, path
     # a key's id with another secret, or another tenant's id with this secret, is no key
     key_id, secret = created["key"].split(".")[1:]
     attacker_id = attacker_key.split(".")[1]
