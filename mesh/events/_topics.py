@@ -66,8 +66,8 @@ _OUTPUTS: tuple[TopicSpec, ...] = (
                 # personalization reads back what it served: the slates its feedback credits (rebuildable)
                 ("gateway.webhooks", *((cap,) if cap == "personalization" else ())),
                 description=f"predictions of the {cap} service") for cap in _CAPABILITIES),
-    TopicSpec("alerts", "ml.alerts", ("alert",), ("timeline", "anomaly"), ("gateway.webhooks",),
-              description="deadline risk, unusual activity"),
+    TopicSpec("alerts", "ml.alerts", ("alert",), ("timeline", "anomaly", "mlops"), ("gateway.webhooks",),
+              description="deadline risk, unusual activity, model drift and degradation (mesh.mlops)"),
     TopicSpec("suggestions", "ml.suggestions", ("suggestion",), ("automation", "assignment"),
               ("gateway.webhooks",), description="suggestions awaiting a human decision"),
     TopicSpec("dlq", "ml.dlq", (), ("mesh.bus",), (), partitions=1, retention_ms=30 * DAY_MS,
