@@ -6,7 +6,9 @@ embedding and search latency, ONNX vs sentence-transformers; then the text model
 
 Duplicates: on each gitbugs-format folder (default ``../shared/data/duplicates/hadoop``; Patil 2025,
 CC BY 4.0), every query bug of a pair ranks ALL bugs of the project (itself left out); recall@1/5/10 and MRR
-of the first listed duplicate. The hybrid's fusion weight is chosen on the TRAIN pairs (MRR) and reported
+of the first listed duplicate. The hybrid (the service's ranking: the union of the dense and lexical top-50
+candidates, fused, plus a time prior from the bugs' ``Created`` dates) has its fusion weight and time prior
+chosen on the TRAIN pairs (MRR; ``hybrid-text-only``: the weight alone, no time prior) and is reported
 on the test pairs (the dataset's own split) and on all pairs (the published TF-IDF recall@10 of about 0.73
 is over all Hadoop pairs). The duplicate threshold is calibrated for precision on the train side and its
 precision/recall reported on the held-out side (:mod:`services.nlp.duplicates`).
@@ -37,7 +39,7 @@ from mesh.config import MeshSettings
 from mesh.models import OnnxModel, StaticModel, VersionedModel
 from services.nlp import duplicates as dup
 from services.nlp.embedder import DIM, MODEL_NAME, Embedder
-from services.nlp.fusion import Bm25, choose_weight, first_relevant_ranks, quality
+from services.nlp.fusion import Bm25, TimePrior, choose_fusion, choose_weight, first_relevant_ranks, quality
 from services.nlp.search import Calibration, HybridSearcher
 from services.nlp.vectors import Item, VectorIndex
 
@@ -88,33 +90,40 @@ def evaluate_folder(folder: Path, embedder: Embedder) -> dict[str, Any]:
         return scores[name][[row_of[q] for q in pairs.queries]]
 
     train = split["train"]
-    weight = choose_weight(lambda w: dup.hybrid_mrr(rows("embeddings", train), rows("bm25", train), train, w))
+    days = bugs.days()
+    text_weight = choose_weight(lambda w: dup.hybrid_mrr(rows("embeddings", train), rows("bm25", train), train, w))
+    weight, prior = choose_fusion(lambda w, p: dup.hybrid_mrr(rows("embeddings", train), rows("bm25", train), train,
+                                                              w, p, days))
     table = []
     for pairs_name in ("test", "combined"):
         pairs = split[pairs_name]
         methods: dict[str, Sequence[npt.NDArray[np.float64]]] = {
             name: list(rows(name, pairs)) for name in ("tfidf", "bm25", "embeddings")}
-        methods["hybrid"] = dup.fused_rows(rows("embeddings", pairs), rows("bm25", pairs), weight)
+        methods["hybrid-text-only"] = dup.fused_rows(rows("embeddings", pairs), rows("bm25", pairs), text_weight)
+        methods["hybrid"] = dup.fused_rows(rows("embeddings", pairs), rows("bm25", pairs), weight, prior, days,
+                                           pairs.queries)
         for method, s in methods.items():
             q = quality(first_relevant_ranks(s, pairs.relevant, pairs.queries))
             table.append({"data": folder.name, "pairs": "all" if pairs_name == "combined" else pairs_name,
                           "method": method, **q.as_dict()})
-    threshold = threshold_report(bugs, split, vectors, bm25, weight)
+    threshold = threshold_report(bugs, split, vectors, bm25, weight, prior)
     overlap = len({frozenset((q, r)) for q, rel in zip(split["test"].queries, split["test"].relevant, strict=True)
                    for r in rel} & {frozenset((q, r)) for q, rel in zip(train.queries, train.relevant, strict=True)
                                     for r in rel})
     return {"folder": str(folder), "bugs": len(bugs.ids), "embed_all_s (0 when cached)": embed_s,
-            "fusion_weight": weight,
+            "fusion_weight": weight, "time_prior": {"weight": prior.weight, "scale_days": prior.scale_days},
+            "fusion_weight_text_only": text_weight,
             "test_pairs_also_in_train_reversed": overlap, "rows": table, "threshold": threshold,
             "vectors": vectors, "texts": bugs.texts}
 
 
 def threshold_report(bugs: dup.Bugs, split: dict[str, dup.Pairs], vectors: npt.NDArray[np.float32], bm25: Bm25,
-                     weight: float) -> dict[str, Any]:
+                     weight: float, prior: TimePrior) -> dict[str, Any]:
     calib, hold = dup.calibration_queries(bugs, split["train"], split["test"], split["combined"])
 
     def flagged(queries: list[int], truth: dict[int, set[int]]) -> dup.Flagged:
-        fused = dup.fused_rows(dup.dense_rows(vectors, queries), dup.lexical_rows(bm25, bugs, queries), weight)
+        fused = dup.fused_rows(dup.dense_rows(vectors, queries), dup.lexical_rows(bm25, bugs, queries), weight,
+                               prior, bugs.days(), queries)
         return dup.top1(fused, queries, truth)
 
     on_train = flagged(calib, dup.symmetric(split["train"]))

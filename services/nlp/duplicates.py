@@ -1,5 +1,7 @@
 """Duplicate detection on gitbugs-format data: loading, scoring, and the calibration of the served
-search (fusion weight, duplicate threshold) on TRAIN pairs only.
+search (fusion weight, time prior, duplicate threshold) on TRAIN pairs only. Scores are the service's: each
+query ranks only its candidates (dense and lexical top-N) and the time prior uses the bugs' ``Created`` dates
+(the service: the tasks' creation events).
 
 A gitbugs folder holds ``<project>_bugs.csv`` (``Summary, Issue id, ..., Description``) and pair files
 ``*-train.csv`` / ``*-test.csv`` / ``*-combined.csv`` (``Issue id, Duplicate id``; a duplicate id cell may
@@ -20,7 +22,8 @@ import hashlib
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,18 @@ import numpy.typing as npt
 from mesh.config import ModelSettings
 from mesh.models import OnnxModel, StaticModel, VersionedModel
 from services.nlp.embedder import MODEL_NAME, Embedder
-from services.nlp.fusion import Bm25, Scores, choose_weight, first_relevant_ranks, fuse, quality
+from services.nlp.fusion import (
+    DAY_S,
+    NO_TIME_PRIOR,
+    Bm25,
+    Scores,
+    TimePrior,
+    choose_fusion,
+    first_relevant_ranks,
+    fuse,
+    quality,
+)
+from services.nlp.search import CANDIDATES, TIME_SCALE_KEY, TIME_WEIGHT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +58,11 @@ HELD_OUT_SHARE = 0.2
 class Bugs:
     ids: list[str]
     texts: list[str]
+    created_days: list[float] = field(default_factory=list)
+    """creation time per bug in days since the Unix epoch (the ``Created`` column); 0 = unknown"""
+
+    def days(self) -> npt.NDArray[np.float64]:
+        return np.asarray(self.created_days or [0.0] * len(self.ids), dtype=np.float64)
 
     def position(self) -> dict[str, int]:
         return {b: i for i, b in enumerate(self.ids)}
@@ -74,14 +93,23 @@ def pairs_file(folder: Path, split: str) -> Path:
 
 def load_bugs(folder: Path) -> Bugs:
     csv.field_size_limit(sys.maxsize)
-    ids, texts = [], []
+    ids, texts, days = [], [], []
     with bugs_file(folder).open(encoding="utf-8", errors="replace", newline="") as f:
         for row in csv.DictReader(f):
             bug = (row.get("Issue id") or "").strip()
             if bug:
                 ids.append(bug)
                 texts.append(f"{row.get('Summary') or ''}\n{row.get('Description') or ''}".strip())
-    return Bugs(ids, texts)
+                days.append(_days(row.get("Created") or ""))
+    return Bugs(ids, texts, days)
+
+
+def _days(created: str) -> float:
+    """Jira's ``30/Sep/21 17:20`` (as exported; taken as UTC) in days since the epoch; 0 when absent or other."""
+    try:
+        return datetime.strptime(created.strip(), "%d/%b/%y %H:%M").replace(tzinfo=UTC).timestamp() / DAY_S
+    except ValueError:
+        return 0.0
 
 
 def load_pairs(path: Path, bugs: Bugs) -> Pairs:
@@ -141,13 +169,33 @@ def dense_rows(vectors: npt.NDArray[np.float32], queries: Sequence[int]) -> npt.
     return np.asarray(vectors[list(queries)] @ vectors.T, dtype=np.float64)
 
 
-def fused_rows(dense: npt.NDArray[np.float64], lexical: npt.NDArray[np.float64], weight: float) -> list[Scores]:
-    return [fuse(d, x, weight) for d, x in zip(dense, lexical, strict=True)]
+def fused_rows(dense: npt.NDArray[np.float64], lexical: npt.NDArray[np.float64], weight: float,
+               prior: TimePrior = NO_TIME_PRIOR, days: npt.NDArray[np.float64] | None = None,
+               queries: Sequence[int] = ()) -> list[Scores]:
+    """The service's ranking of each query row: only its candidates (the dense and the lexical top
+    :data:`~services.nlp.search.CANDIDATES` + 1, as the searcher takes them) get a score, the others -inf;
+    fused, plus the time prior when ``days`` (per bug) and ``queries`` (the rows' bugs) are given."""
+    out = []
+    for r, (d, x) in enumerate(zip(dense, lexical, strict=True)):
+        n = CANDIDATES + 1
+        keep = np.zeros(d.shape, dtype=bool)
+        keep[np.argsort(-d, kind="stable")[:n]] = True
+        top_lexical = np.argsort(-x, kind="stable")[:n]
+        keep[top_lexical[x[top_lexical] > 0]] = True
+        cand = np.flatnonzero(keep)
+        row = np.full(d.shape, -np.inf)
+        row[cand] = fuse(d[cand], x[cand], weight)
+        if days is not None and queries:
+            row[cand] += prior.bonus(float(days[queries[r]]), days[cand])
+        out.append(row)
+    return out
 
 
 def hybrid_mrr(dense: npt.NDArray[np.float64], lexical: npt.NDArray[np.float64], pairs: Pairs,
-               weight: float) -> float:
-    ranks = first_relevant_ranks(fused_rows(dense, lexical, weight), pairs.relevant, pairs.queries)
+               weight: float, prior: TimePrior = NO_TIME_PRIOR, days: npt.NDArray[np.float64] | None = None
+               ) -> float:
+    ranks = first_relevant_ranks(fused_rows(dense, lexical, weight, prior, days, pairs.queries), pairs.relevant,
+                                 pairs.queries)
     return quality(ranks).mrr
 
 
@@ -228,14 +276,17 @@ def calibrate_model(path: Path, settings: ModelSettings, folder: Path,
     vectors = embed_all(embedder, bugs.texts, cache_dir)
     bm25 = Bm25(bugs.texts)
     dense, lexical = dense_rows(vectors, train.queries), lexical_rows(bm25, bugs, train.queries)
-    weight = choose_weight(lambda w: hybrid_mrr(dense, lexical, train, w))
+    days = bugs.days()
+    weight, prior = choose_fusion(lambda w, p: hybrid_mrr(dense, lexical, train, w, p, days))
     calib, _ = calibration_queries(bugs, train, test, combined)
-    flagged = top1(fused_rows(dense_rows(vectors, calib), lexical_rows(bm25, bugs, calib), weight), calib,
-                   symmetric(train))
+    flagged = top1(fused_rows(dense_rows(vectors, calib), lexical_rows(bm25, bugs, calib), weight, prior, days,
+                              calib), calib, symmetric(train))
     threshold = calibrate_threshold(flagged)
     at = flagged.at(threshold)
-    log.info("fusion weight %.2f, duplicate threshold %.4f (train precision %.2f, recall %.2f)", weight, threshold,
-             at["precision"], at["recall"])
-    return {"fusion_weight": weight, "duplicate_threshold": round(threshold, 6), "calibrated_on": folder.name,
-            "target_precision": TARGET_PRECISION, "train_hybrid_mrr": hybrid_mrr(dense, lexical, train, weight),
+    log.info("fusion weight %.2f, time prior %.2f x exp(-days/%.0f), duplicate threshold %.4f (train precision "
+             "%.2f, recall %.2f)", weight, prior.weight, prior.scale_days, threshold, at["precision"], at["recall"])
+    return {"fusion_weight": weight, TIME_WEIGHT_KEY: prior.weight, TIME_SCALE_KEY: prior.scale_days,
+            "duplicate_threshold": round(threshold, 6), "calibrated_on": folder.name,
+            "target_precision": TARGET_PRECISION,
+            "train_hybrid_mrr": hybrid_mrr(dense, lexical, train, weight, prior, days),
             "train_duplicate_precision": at["precision"], "train_duplicate_recall": at["recall"]}

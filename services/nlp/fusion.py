@@ -1,5 +1,8 @@
 """Hybrid ranking: a convex combination of the embedding cosine and the BM25 score normalised by the
-query's best, with the weight chosen on training queries (:func:`choose_weight`), never by hand.
+query's best, with the weight chosen on training queries (:func:`choose_weight`), never by hand; plus, when
+both items' creation times are known, a time prior: ``time_weight * exp(-|days apart| / time_scale_days)``
+(duplicates are mostly filed close in time: half of Hadoop's train pairs within ~50 days), its weight and
+scale chosen on the same training queries (:func:`choose_fusion`).
 
 Also the BM25 side (``bm25s``) with one tokenisation for documents and queries, and the ranking metrics
 (recall@k, MRR) the calibration and the benchmark share."""
@@ -17,6 +20,9 @@ Scores = npt.NDArray[np.float64]
 DEFAULT_WEIGHT = 0.5
 """Used only when no calibrated weight is stamped in the served model (logged as uncalibrated)."""
 WEIGHT_GRID = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 21))
+TIME_WEIGHT_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+TIME_SCALE_GRID = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+DAY_S = 86400.0
 _TOKEN = re.compile(r"[a-z0-9_]+")
 
 
@@ -31,6 +37,42 @@ def fuse(dense: Scores, lexical: Scores, weight: float) -> Scores:
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"fusion weight {weight} is not in [0, 1]")
     return weight * dense.astype(np.float64) + (1.0 - weight) * normalised(lexical.astype(np.float64))
+
+
+@dataclass(frozen=True)
+class TimePrior:
+    """``weight * exp(-|days apart| / scale_days)`` added to the fused score; 0 when a time is unknown (<= 0)."""
+
+    weight: float = 0.0
+    scale_days: float = 100.0
+
+    def bonus(self, query_days: float, days: Scores) -> Scores:
+        days = np.asarray(days, dtype=np.float64)
+        if self.weight <= 0.0 or query_days <= 0.0:
+            return np.zeros_like(days)
+        return np.where(days > 0.0, self.weight * np.exp(-np.abs(days - query_days) / self.scale_days), 0.0)
+
+
+NO_TIME_PRIOR = TimePrior()
+
+
+def choose_fusion(objective: Callable[[float, TimePrior], float], weights: Sequence[float] = WEIGHT_GRID,
+                  time_weights: Sequence[float] = TIME_WEIGHT_GRID, time_scales: Sequence[float] = TIME_SCALE_GRID
+                  ) -> tuple[float, TimePrior]:
+    """The (fusion weight, time prior) with the highest ``objective`` (e.g. MRR on training queries) over the
+    grids; ties: the first (no time prior before any, smaller weights first)."""
+    best: tuple[float, int, float, TimePrior] | None = None
+    i = 0
+    for tw in time_weights:
+        for scale in (time_scales if tw > 0 else time_scales[:1]):
+            prior = TimePrior(tw, scale) if tw > 0 else NO_TIME_PRIOR
+            for w in weights:
+                value = objective(w, prior)
+                if best is None or value > best[0]:
+                    best = (value, i, w, prior)
+                i += 1
+    assert best is not None
+    return best[2], best[3]
 
 
 def tokens(text: str, stopwords: frozenset[str] | None = None) -> list[str]:

@@ -29,9 +29,10 @@ from sunday.ml.v1 import events_pb2
 
 from mesh.bus import Publisher, producer_context
 from mesh.errors import InvalidArgument
-from mesh.events import Envelope, InvalidEvent, new_envelope
+from mesh.events import Envelope, InvalidEvent, new_envelope, occurred_at
 from mesh.models import VersionedModel, build_provenance
 from mesh.telemetry import current_trace_id
+from services.nlp.fusion import DAY_S
 from services.nlp.search import Calibration, HybridSearcher, Scored
 from services.nlp.vectors import Item, VectorIndex, checked_id
 
@@ -123,7 +124,8 @@ class NlpHandler:
     def _collect(self, env: Envelope, pending: _Pending) -> None:
         if env.type == "task_created":
             e = env.task_created
-            pending.items.append(Item(env.tenant_id, "task", e.task_id, e.project_id, e.title, e.description))
+            pending.items.append(Item(env.tenant_id, "task", e.task_id, e.project_id, e.title, e.description,
+                                      created_days(env)))
             pending.created.append(env)
         elif env.type == "task_updated":
             item = self._updated(env, pending)
@@ -131,7 +133,8 @@ class NlpHandler:
                 pending.items.append(item)
         elif env.type == "task_commented":
             c = env.task_commented
-            pending.items.append(Item(env.tenant_id, "comment", c.comment_id, c.project_id, "", c.text))
+            pending.items.append(Item(env.tenant_id, "comment", c.comment_id, c.project_id, "", c.text,
+                                      created_days(env)))
 
     def _updated(self, env: Envelope, pending: _Pending) -> Item | None:
         """The task's new text, or None when its text did not change (priority, estimate...)."""
@@ -148,7 +151,7 @@ class NlpHandler:
         title = e.title if e.HasField("title") else (old.title if old else "")
         text = e.description if e.HasField("description") else (old.text if old else "")
         project = e.project_id or (old.project_id if old else "")
-        return Item(env.tenant_id, "task", e.task_id, project, title, text)
+        return Item(env.tenant_id, "task", e.task_id, project, title, text, old.created_days if old else 0.0)
 
     def _flush(self, pending: _Pending) -> None:
         if not pending.items:
@@ -163,7 +166,8 @@ class NlpHandler:
             e = env.task_created
             item = Item(env.tenant_id, "task", e.task_id, e.project_id, e.title, e.description)
             hits = self._searcher.rank(env.tenant_id, item.full_text, vectors[(env.tenant_id, "task", e.task_id)],
-                                       DUPLICATES_K, None, calibration, exclude=e.task_id)
+                                       DUPLICATES_K, None, calibration, exclude=e.task_id,
+                                       created_days=created_days(env))
             found = [h for h in hits if h.score >= calibration.threshold]
             if found:
                 self._publish(env, duplicates_prediction(e, found, embedded.model))
@@ -184,6 +188,11 @@ class NlpHandler:
         finally:
             if token is not None:
                 otel_context.detach(token)
+
+
+def created_days(env: Envelope) -> float:
+    """When the event happened, in days since the Unix epoch (the items' creation time for the time prior)."""
+    return occurred_at(env).timestamp() / DAY_S
 
 
 def duplicates_prediction(task: events_pb2.TaskCreated, hits: Sequence[Scored], model: VersionedModel

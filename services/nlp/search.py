@@ -3,7 +3,8 @@
 Candidates are the union of the dense top-N (Milvus) and the lexical top-N (BM25 over the tenant's texts,
 built lazily from the vector database itself and rebuilt after the tenant's next write); each candidate
 gets its exact cosine (vectors fetched for lexical-only ones) and its BM25 score, and they are ranked by
-:func:`services.nlp.fusion.fuse` with the weight stamped in the served embedder's metadata (calibrated on
+:func:`services.nlp.fusion.fuse` with the weight stamped in the served embedder's metadata, plus the time prior
+(:class:`services.nlp.fusion.TimePrior`) when the query is an item with a creation time (both calibrated on
 training pairs by :mod:`services.nlp.duplicates`).
 """
 
@@ -20,7 +21,7 @@ import numpy.typing as npt
 from mesh.errors import InvalidArgument, NotFound
 from mesh.models import VersionedModel
 from services.nlp.embedder import Embedder
-from services.nlp.fusion import DEFAULT_WEIGHT, Bm25, fuse, normalised
+from services.nlp.fusion import DEFAULT_WEIGHT, NO_TIME_PRIOR, Bm25, TimePrior, fuse, normalised
 from services.nlp.vectors import Item, VectorIndex, checked_id
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ CANDIDATES = 50
 """Candidates taken from each side (at least; ``2 k`` when larger)."""
 WEIGHT_KEY = "fusion_weight"
 THRESHOLD_KEY = "duplicate_threshold"
+TIME_WEIGHT_KEY = "fusion_time_weight"
+TIME_SCALE_KEY = "fusion_time_scale_days"
 DEFAULT_THRESHOLD = 0.8
 """Used only when no calibrated threshold is stamped in the served model."""
 
@@ -51,13 +54,17 @@ class Calibration:
     weight: float
     threshold: float
     calibrated: bool
+    time: TimePrior = NO_TIME_PRIOR
+    """the time prior (none unless the model was calibrated with one)"""
 
     @classmethod
     def of(cls, model: VersionedModel) -> Calibration:
         meta = model.model.metadata
         if WEIGHT_KEY not in meta:
             return cls(DEFAULT_WEIGHT, DEFAULT_THRESHOLD, False)
-        return cls(float(meta[WEIGHT_KEY]), float(meta.get(THRESHOLD_KEY, DEFAULT_THRESHOLD)), True)
+        time = TimePrior(float(meta[TIME_WEIGHT_KEY]), float(meta.get(TIME_SCALE_KEY, 100.0))) \
+            if TIME_WEIGHT_KEY in meta else NO_TIME_PRIOR
+        return cls(float(meta[WEIGHT_KEY]), float(meta.get(THRESHOLD_KEY, DEFAULT_THRESHOLD)), True, time)
 
 
 class _TenantLexicon:
@@ -106,13 +113,16 @@ class HybridSearcher:
         item, vector = found[task_id]
         assert vector is not None
         model = self._embedder.model
-        hits = self.rank(tenant_id, item.full_text, vector, _k(k), None, Calibration.of(model), exclude=task_id)
+        hits = self.rank(tenant_id, item.full_text, vector, _k(k), None, Calibration.of(model), exclude=task_id,
+                         created_days=item.created_days)
         return hits, model
 
     def rank(self, tenant_id: str, query: str, vector: npt.NDArray[np.float32], k: int,
-             filters: Mapping[str, str] | None, calibration: Calibration, *, exclude: str | None = None
-             ) -> list[Scored]:
-        """Fuse the dense and lexical candidates of one query; the best ``k`` (``exclude`` left out)."""
+             filters: Mapping[str, str] | None, calibration: Calibration, *, exclude: str | None = None,
+             created_days: float = 0.0) -> list[Scored]:
+        """Fuse the dense and lexical candidates of one query; the best ``k`` (``exclude`` left out).
+        ``created_days``: when the query item was created (its similar items, a new task's duplicates): the
+        calibrated time prior then adds to candidates created close to it; 0 (free-text search): none."""
         filters = dict(filters or {})
         kind = filters.setdefault("kind", "task")
         n = max(CANDIDATES, 2 * k) + (1 if exclude else 0)
@@ -127,7 +137,8 @@ class HybridSearcher:
         cos = np.asarray([dense[i].score if i in dense else float(np.dot(vector, fetched[i][1]))  # type: ignore[arg-type]
                           for i in ids])
         bm = normalised(np.asarray([lexical.get(i, 0.0) for i in ids]))
-        fused = fuse(cos, bm, calibration.weight)
+        fused = fuse(cos, bm, calibration.weight) + calibration.time.bonus(
+            created_days, np.asarray([items[i].created_days for i in ids]))
         order = np.argsort(-fused, kind="stable")[:k]
         return [Scored(items[ids[j]], float(fused[j]), float(cos[j]), float(bm[j])) for j in order]
 

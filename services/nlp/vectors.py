@@ -18,13 +18,14 @@ import logging
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mesh.errors import InvalidArgument
+from mesh.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ FILTER_FIELDS = ("project_id", "kind")
 MAX_TEXT = 8000
 """Characters of text kept per item (what BM25 indexes and SimilarTasks re-embeds)."""
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+CREATED_FIELD = "created_days"
 _OUTPUT = ["tenant_id", "kind", "item_id", "project_id", "title", "text"]
 
 
@@ -73,6 +75,8 @@ class Item:
     title: str
     text: str
     """the body (description, comment text); searched together with the title"""
+    created_days: float = 0.0
+    """when the item was created, in days since the Unix epoch (the time prior of the fusion); 0 = unknown"""
 
     @property
     def full_text(self) -> str:
@@ -103,11 +107,39 @@ class VectorIndex:
         self._dim = dim
         self._lock = threading.Lock()
         self._ensure_collection()
+        fields = {f["name"] for f in self._client.describe_collection(self._collection)["fields"]}
+        self._has_time = CREATED_FIELD in fields
+        if not self._has_time:  # a collection made before the field: still served, without the time prior
+            log.warning("vector collection %s has no %s field: no time prior in its rankings (rebuild it by "
+                        "replaying the topics into a new collection to get one)", collection, CREATED_FIELD)
+        self._output = [*_OUTPUT, CREATED_FIELD] if self._has_time else list(_OUTPUT)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One call at a time; the vector database's own errors (not loaded after a restart, connection
+        lost, server busy) become :class:`Unavailable`, so the consumer retries the batch (backpressure)
+        instead of dead-lettering valid events. A collection found released is loaded again first."""
+        from pymilvus import MilvusException  # type: ignore[import-untyped]
+
+        with self._lock:
+            try:
+                yield
+            except MilvusException as exc:
+                if "release" in str(exc) or "not loaded" in str(exc):
+                    self._reload()
+                raise Unavailable(f"vector database: {exc}") from exc
+
+    def _reload(self) -> None:
+        try:
+            self._client.load_collection(self._collection)
+        except Exception:  # still unavailable: the retry of the whole call tries again
+            log.warning("vector collection %s could not be loaded yet", self._collection, exc_info=True)
 
     def _ensure_collection(self) -> None:
         from pymilvus import DataType, MilvusClient  # type: ignore[import-untyped]
 
         if self._client.has_collection(self._collection):
+            self._client.load_collection(self._collection)  # a restarted process may find it released
             return
         schema = MilvusClient.create_schema(auto_id=False)
         schema.add_field("pk", DataType.VARCHAR, is_primary=True, max_length=300)
@@ -117,6 +149,7 @@ class VectorIndex:
         schema.add_field("project_id", DataType.VARCHAR, max_length=128)
         schema.add_field("title", DataType.VARCHAR, max_length=2048)
         schema.add_field("text", DataType.VARCHAR, max_length=4 * MAX_TEXT)
+        schema.add_field(CREATED_FIELD, DataType.DOUBLE)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self._dim)
         index = self._client.prepare_index_params()
         index.add_index("vector", metric_type="COSINE", index_type="FLAT")
@@ -130,8 +163,10 @@ class VectorIndex:
             return
         rows = [{"pk": primary_key(i.tenant_id, i.kind, i.item_id), "tenant_id": i.tenant_id, "kind": i.kind,
                  "item_id": i.item_id, "project_id": i.project_id, "title": i.title[:500],
-                 "text": i.text[:MAX_TEXT], "vector": v.tolist()} for i, v in zip(items, vectors, strict=True)]
-        with self._lock:
+                 "text": i.text[:MAX_TEXT], "vector": v.tolist(),
+                 **({CREATED_FIELD: float(i.created_days)} if self._has_time else {})}
+                for i, v in zip(items, vectors, strict=True)]
+        with self._locked():
             self._client.upsert(self._collection, rows)
             self._flush()
 
@@ -139,9 +174,9 @@ class VectorIndex:
                filters: Mapping[str, str] | None = None) -> list[list[Hit]]:
         """The ``k`` nearest items of the tenant to each query vector (cosine), within ``filters``."""
         expr = scoped_filter(tenant_id, filters)
-        with self._lock:
+        with self._locked():
             found = self._client.search(self._collection, [v.tolist() for v in vectors], limit=k, filter=expr,
-                                        output_fields=_OUTPUT)
+                                        output_fields=self._output)
         return [[Hit(_item(h["entity"]), float(h["distance"])) for h in hits
                  if h["entity"]["tenant_id"] == tenant_id] for hits in found]
 
@@ -151,8 +186,8 @@ class VectorIndex:
         if not item_ids:
             return {}
         expr = scoped_filter(tenant_id, {"kind": kind}, item_ids=item_ids)
-        fields = [*_OUTPUT, "vector"] if with_vectors else _OUTPUT
-        with self._lock:
+        fields = [*self._output, "vector"] if with_vectors else self._output
+        with self._locked():
             rows = self._client.query(self._collection, filter=expr, output_fields=fields)
         out: dict[str, tuple[Item, npt.NDArray[np.float32] | None]] = {}
         for row in rows:
@@ -164,9 +199,9 @@ class VectorIndex:
     def items(self, tenant_id: str, kind: str, batch: int = 2000) -> Iterator[Item]:
         """Every item of ``kind`` of the tenant (what the tenant's BM25 index is built from)."""
         expr = scoped_filter(tenant_id, {"kind": kind})
-        with self._lock:
+        with self._locked():
             iterator = self._client.query_iterator(self._collection, batch_size=batch, filter=expr,
-                                                   output_fields=_OUTPUT)
+                                                   output_fields=self._output)
             rows: list[dict[str, Any]] = []
             try:
                 while page := iterator.next():
@@ -178,14 +213,14 @@ class VectorIndex:
     def delete(self, tenant_id: str, kind: str, item_ids: Sequence[str]) -> None:
         """Delete these items of the tenant (absent ones are fine: deletes are idempotent)."""
         if item_ids:
-            with self._lock:
+            with self._locked():
                 self._client.delete(self._collection, filter=scoped_filter(tenant_id, {"kind": kind},
                                                                            item_ids=item_ids))
                 self._flush()
 
     def erase_tenant(self, tenant_id: str) -> None:
         """Delete every item of the tenant (tenant erasure)."""
-        with self._lock:
+        with self._locked():
             self._client.delete(self._collection, filter=scoped_filter(tenant_id))
             self._flush()
 
@@ -195,14 +230,14 @@ class VectorIndex:
         self._client.flush(self._collection)
 
     def count(self, tenant_id: str) -> int:
-        with self._lock:
+        with self._locked():
             rows = self._client.query(self._collection, filter=scoped_filter(tenant_id),
                                       output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
 
     def drop(self) -> None:
         """Drop the collection (before rebuilding it by replaying the topics from the start)."""
-        with self._lock:
+        with self._locked():
             self._client.drop_collection(self._collection)
 
     def close(self) -> None:
@@ -210,4 +245,5 @@ class VectorIndex:
 
 
 def _item(row: Mapping[str, Any]) -> Item:
-    return Item(row["tenant_id"], row["kind"], row["item_id"], row["project_id"], row["title"], row["text"])
+    return Item(row["tenant_id"], row["kind"], row["item_id"], row["project_id"], row["title"], row["text"],
+                float(row.get(CREATED_FIELD) or 0.0))

@@ -52,3 +52,26 @@ def test_bm25_scores_documents_sharing_the_query_words() -> None:
     assert s[0] > s[2] > 0 and s[1] == 0  # "the" is a stopword
     assert bm25.scores("zzz unknown").tolist() == [0, 0, 0]
     assert tokens("Hello, WORLD of it_works") == ["hello", "world", "it_works"]
+
+
+def test_time_prior_favours_items_created_close_to_the_query_and_ignores_unknown_times() -> None:
+    from services.nlp.fusion import NO_TIME_PRIOR, TimePrior
+
+    prior = TimePrior(0.3, 10.0)
+    bonus = prior.bonus(100.0, np.asarray([100.0, 110.0, 400.0, 0.0]))
+    assert bonus[0] == pytest.approx(0.3) and bonus[1] == pytest.approx(0.3 * np.exp(-1.0))
+    assert bonus[2] < 1e-6 and bonus[3] == 0.0  # far apart; unknown creation time: no bonus
+    assert prior.bonus(0.0, np.asarray([100.0])).tolist() == [0.0]  # query time unknown (free-text search)
+    assert NO_TIME_PRIOR.bonus(100.0, np.asarray([100.0])).tolist() == [0.0]
+
+
+def test_choose_fusion_finds_the_time_prior_that_the_objective_rewards() -> None:
+    from services.nlp.fusion import TimePrior, choose_fusion
+
+    def objective(weight: float, prior: TimePrior) -> float:
+        return -abs(weight - 0.6) - abs(prior.weight - 0.2) - abs(prior.scale_days - 30.0) / 100
+
+    weight, prior = choose_fusion(objective)
+    assert (weight, prior.weight, prior.scale_days) == (0.6, 0.2, 30.0)
+    weight, prior = choose_fusion(lambda w, p: -abs(w - 0.3) - p.weight)  # the prior never helps: none
+    assert weight == 0.3 and prior.weight == 0.0

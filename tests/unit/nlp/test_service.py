@@ -105,6 +105,39 @@ def test_a_deleted_task_is_no_longer_searched_nor_proposed_as_a_duplicate(svc: S
     assert svc.index.get(A, "task", ["t-5"]) == {}
 
 
+def test_the_time_prior_ranks_the_task_created_closer_in_time_first(svc: Service) -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from services.nlp.fusion import TimePrior
+    from services.nlp.search import Calibration
+
+    def at(env: Envelope, day: int) -> Envelope:
+        stamp = Timestamp()
+        stamp.FromDatetime(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day))
+        env.occurred_at.CopyFrom(stamp)
+        return env
+
+    handler = svc.handler(Publisher(InMemoryBroker().producer(), REGISTRY))
+    text = "Balancer hangs when a datanode is decommissioned"
+    handler([at(created(A, "old", text), 0), at(created(A, "new", text), 200), at(created(A, "q", text), 201)])
+    item = svc.index.get(A, "task", ["q"], with_vectors=True)["q"]
+    expected = (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=201)).timestamp() / 86400
+    assert item[0].created_days == pytest.approx(expected)
+    vector, days = item[1], item[0].created_days
+    assert vector is not None
+    base = Calibration(0.6, 0.9, True)
+    plain = svc.searcher.rank(A, text, vector, 2, None, base, exclude="q", created_days=days)
+    assert plain[0].score == pytest.approx(plain[1].score, abs=1e-5)  # the same text: no preference
+    timed = svc.searcher.rank(A, text, vector, 2, None, replace(base, time=TimePrior(0.3, 30.0)), exclude="q",
+                              created_days=days)
+    assert [h.item.item_id for h in timed] == ["new", "old"] and timed[0].score > timed[1].score + 0.2
+    free_text = svc.searcher.rank(A, text, vector, 2, None, replace(base, time=TimePrior(0.3, 30.0)), exclude="q")
+    assert free_text[0].score == pytest.approx(plain[0].score, abs=1e-5)  # no query time: no prior
+
+
 def test_tenant_erasure_deletes_every_vector_of_the_tenant_only(svc: Service) -> None:
     handler = svc.handler(Publisher(InMemoryBroker().producer(), REGISTRY))
     comment = event(A, e.TaskCommented(task_id="t-1", project_id="proj-1", comment_id="c-1", author_id="u-1",
