@@ -449,15 +449,14 @@ class ConsumerRunner:
             return True
         envs = [work.items[i][1] for i in fresh]
         first = work.items[fresh[0]][0]
-        # the span links to the first 64 distinct producer spans (contexts extracted once per distinct headers)
+        # the span links to the producer spans of its first 64 events, each once (contexts extracted once per
+        # distinct trace headers); every event's own context is there for the handler (producer_context)
         extract, links, linked = self._contexts, [], set()
-        for i in fresh:
+        for i in fresh[:64]:
             context = trace.get_current_span(extract(work.items[i][0].headers)).get_span_context()
             if context.is_valid and (context.trace_id, context.span_id) not in linked:
                 linked.add((context.trace_id, context.span_id))
                 links.append(trace.Link(context))
-                if len(links) >= 64:
-                    break
         handler = self._batch_handler
         # a batch of one continues its producer's trace, as the per-event path does; larger ones link to theirs,
         # and the handler finds each event's own context with producer_context(env), extracted when it asks

@@ -17,7 +17,7 @@ from sunday.ml.v1 import events_pb2 as e
 
 from mesh.events import Envelope
 from mesh.features._project import ProjectState
-from mesh.features._state import Ctx, EntityState, Reducer, Reducers, Txn, state_key
+from mesh.features._state import Ctx, EntityState, Reducer, Reducers, Txn
 from mesh.features._task import STATUS_DONE, TaskState
 from mesh.features._tenant import TenantState
 from mesh.features._user import Completion, UserState
@@ -101,7 +101,7 @@ def _active(ctx: Ctx, user_id: str) -> None:
         user.last_active = ctx.at
         _save(ctx, user)
     tenant = ctx.txn.get(TenantState, ctx.tenant, "")
-    seconds = int(ctx.at.timestamp())
+    seconds = ctx.stamp[0] // 1_000_000  # int(ctx.at.timestamp()), from the stamp already computed
     if tenant.users.get(user_id, -1) < seconds:
         tenant.users[user_id] = seconds
         _save(ctx, tenant)
@@ -296,15 +296,18 @@ def _prefetch(env: Envelope) -> list[tuple[type[EntityState], str]]:
     has_task, has_project, people = fields
     payload: Any = getattr(env, env.type)
     tenant = env.tenant_id
-    out: list[tuple[type[EntityState], str]] = [(TenantState, state_key("tenant", tenant, ""))]
+    # the keys of state_key(), inlined (per event, on the ingestor's hot path)
+    out: list[tuple[type[EntityState], str]] = [(TenantState, f"tenant:{tenant}:")]
     if has_task:
-        out.append((TaskState, state_key("task", tenant, payload.task_id)))
-    if has_project and payload.project_id:
-        out.append((ProjectState, state_key("project", tenant, payload.project_id)))
+        out.append((TaskState, f"task:{tenant}:{payload.task_id}"))
+    if has_project:
+        project_id = payload.project_id
+        if project_id:
+            out.append((ProjectState, f"project:{tenant}:{project_id}"))
     for name in people:
         user_id = getattr(payload, name)
         if user_id:
-            out.append((UserState, state_key("user", tenant, user_id)))
+            out.append((UserState, f"user:{tenant}:{user_id}"))
     return out
 
 
