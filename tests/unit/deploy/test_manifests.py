@@ -1,12 +1,17 @@
-"""Structural checks of the deployment files, since no Docker engine or cluster runs here.
+"""Structural checks of the deployment files, since no Docker engine or cluster runs here (the schema
+validations are in test_schemas.py).
 
 docker-compose.yml, deploy/docker/Dockerfile, deploy/k8s/, the OTel collector, Prometheus and Grafana are
-checked against the code they describe: MESH_* names against the settings classes, command modules against
-the repository, topics against mesh.events.TopicRegistry, metric names against mesh/telemetry.
+checked against the code they describe: the services enumerated from services/ (each deployed, nothing
+deployed that does not exist), MESH_* names against each process's own settings class, command modules
+against the repository, topics and partitions against mesh.events.TopicRegistry, metric names against
+mesh/telemetry.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import itertools
 import json
 import re
@@ -15,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import BaseModel
 
@@ -27,10 +32,9 @@ ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 MESH_IMAGE = "sunday-ml/mesh"
-CAPABILITIES = ("assignment", "timeline", "nlp", "anomaly", "personalization", "automation")
-# Processes the manifests run before their code has landed; printed, not failed. A module that is neither
-# in the repository nor here (a typo such as services.assignmnt) fails.
-NOT_YET_LANDED = frozenset({*(f"services.{c}" for c in CAPABILITIES), "gateway"})
+# Every service that exists: a package under services/ with a __main__ (what `python -m services.X` runs).
+CAPABILITIES = tuple(sorted(p.parent.name for p in (ROOT / "services").glob("*/__main__.py")))
+BOOTSTRAP = "deploy/docker/bootstrap.py"
 PROMQL_BUILTINS = frozenset({"up"})
 Obj = dict[str, Any]
 
@@ -47,20 +51,21 @@ def module_landed(module: str) -> bool:
 
 
 def check_module(module: str) -> str | None:
-    """None if runnable; 'pending' if allowed to be missing; else an error message."""
-    if module_landed(module):
+    """None if runnable (a module of the repository, or the bootstrap script), else an error message."""
+    if module_landed(module) or (module == BOOTSTRAP and (ROOT / module).is_file()):
         return None
-    if module in NOT_YET_LANDED:
-        return "pending"
-    return f"module {module!r} is neither in the repository nor in NOT_YET_LANDED (typo?)"
+    return f"module {module!r} is not in the repository (typo, or a service that has not landed?)"
 
 
 def python_module(command: Any) -> str | None:
-    """`python -m X` -> X."""
+    """`python -m X ...` -> X; `python deploy/docker/bootstrap.py ...` -> that path."""
     if isinstance(command, str):
         command = command.split()
     if isinstance(command, list) and len(command) >= 3 and command[0].startswith("python") and command[1] == "-m":
         return str(command[2])
+    if isinstance(command, list) and len(command) >= 2 and command[0].startswith("python") and \
+            command[1].endswith(".py"):
+        return str(command[1])
     return None
 
 
@@ -75,15 +80,26 @@ def env_names(model: type[BaseModel], prefix: str = "MESH_") -> set[str]:
     return names
 
 
-def settings_for(module: str) -> type[BaseModel] | None:
-    """The settings class a process reads; None where it has not landed (its own names go unchecked)."""
-    if module == "gateway":
-        if not (ROOT / "gateway" / "settings.py").is_file():
-            return None
-        from gateway.settings import GatewaySettings
+_SETTINGS: dict[str, type[BaseModel]] = {}
 
-        return GatewaySettings
-    return MeshSettings
+
+def settings_for(module: str) -> type[BaseModel]:
+    """The settings class a process reads: a service's own MeshSettings subclass in its __main__ (imported once;
+    a service's names such as MESH_NLP__VECTOR_URI are checked against it), GatewaySettings, else MeshSettings."""
+    if module not in _SETTINGS:
+        found: type[BaseModel] = MeshSettings
+        if module == "gateway":
+            from gateway.settings import GatewaySettings
+
+            found = GatewaySettings
+        elif module.startswith("services.") and module.count(".") == 1:
+            main = importlib.import_module(f"{module}.__main__")
+            own = [v for v in vars(main).values() if isinstance(v, type) and issubclass(v, MeshSettings)
+                   and v.__module__ == main.__name__]
+            assert len(own) <= 1, f"{module}: several settings classes {own}"
+            found = own[0] if own else MeshSettings
+        _SETTINGS[module] = found
+    return _SETTINGS[module]
 
 
 def mesh_vars(env: Any) -> dict[str, str]:
@@ -93,11 +109,7 @@ def mesh_vars(env: Any) -> dict[str, str]:
 
 
 def invalid_names(names: set[str], module: str) -> set[str]:
-    settings = settings_for(module)
-    if settings is None:
-        print(f"{module}: settings not landed; only MeshSettings names are checked")
-        return {n for n in names - env_names(MeshSettings) if n.split("__")[0] in env_names(MeshSettings)}
-    return names - env_names(settings)
+    return names - env_names(settings_for(module))
 
 
 def topic_script_lines(script: str) -> dict[str, tuple[int, int]]:
@@ -160,7 +172,8 @@ def of_kind(objs: list[Obj], *kinds: str) -> list[Obj]:
 
 
 def pod_spec(obj: Obj) -> Obj:
-    return obj["spec"]["template"]["spec"]  # type: ignore[no-any-return]
+    spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
+    return spec["template"]["spec"]  # type: ignore[no-any-return]
 
 
 def containers(obj: Obj) -> Iterator[Obj]:
@@ -179,6 +192,9 @@ def by_name(objs: list[Obj], kind: str) -> dict[str, Obj]:
     ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_file_parses(path: Path) -> None:
     docs = [json.loads(path.read_text())] if path.suffix == ".json" else load_yaml(path)
+    if path.parent.name == "k8s-gpu" and path.name.startswith("gpu-"):  # JSON 6902 patches: lists of ops
+        assert docs and all(isinstance(op, dict) and {"op", "path"} <= op.keys() for op in docs[0])
+        return
     assert docs and all(isinstance(d, dict) for d in docs)
 
 
@@ -190,10 +206,25 @@ def test_promql_extractor_catches_typos() -> None:
     assert {"mesh_handler_seconds_bucket", "mesh_events_dead_lettered_total"} <= allowed_metrics()
 
 
-def test_module_check_rejects_typos() -> None:
-    for typo in ("services.assignmnt", "gatewy", "services.timelime.server"):
-        assert check_module(typo) not in (None, "pending"), typo
-    assert check_module("services.nlp") in (None, "pending")
+def test_module_check_rejects_typos_and_missing_services() -> None:
+    for typo in ("services.assignmnt", "gatewy", "services.timelime.server", "services.forecasting",
+                 "deploy/docker/bootstrp.py"):
+        assert check_module(typo) is not None, typo
+    for ok in ("services.assignment", "gateway", "mesh.features", BOOTSTRAP):
+        assert check_module(ok) is None, ok
+    assert python_module(["python", "-m", "gateway", "worker"]) == "gateway"
+    assert python_module(["python", BOOTSTRAP]) == BOOTSTRAP
+
+
+def test_services_are_enumerated_from_the_repository() -> None:
+    assert {"assignment", "timeline"} <= set(CAPABILITIES)
+    assert all(module_landed(f"services.{c}") for c in CAPABILITIES)
+
+
+def test_settings_lookup_finds_a_services_own_names() -> None:
+    if "nlp" in CAPABILITIES:
+        assert "MESH_NLP__VECTOR_URI" in env_names(settings_for("services.nlp"))
+        assert "MESH_NLP__VECTOR_URI" not in env_names(settings_for("services.assignment"))
 
 
 def test_env_names_follow_mesh_config() -> None:
@@ -218,7 +249,6 @@ def test_compose_services_have_an_image_and_known_dependencies(compose: Obj) -> 
 
 
 def test_compose_commands_and_env(compose: Obj) -> None:
-    pending = set()
     for name, svc in compose["services"].items():
         env = mesh_vars(svc.get("environment"))
         if not svc.get("image", "").startswith(MESH_IMAGE):
@@ -226,20 +256,54 @@ def test_compose_commands_and_env(compose: Obj) -> None:
             continue
         module = python_module(svc.get("command"))
         assert module, f"{name} runs the mesh image without `python -m <module>`"
-        status = check_module(module)
-        assert status in (None, "pending"), f"{name}: {status}"
-        if status:
-            pending.add(module)
+        assert check_module(module) is None, f"{name}: {check_module(module)}"
         assert not invalid_names(set(env), module), f"{name}: unknown settings {invalid_names(set(env), module)}"
         assert env.get("MESH_TELEMETRY__SERVICE_NAME") == name
-        if "healthcheck" in svc and module == "gateway":
+        if "healthcheck" in svc and name == "gateway":
             assert re.search(r"127\.0\.0\.1:8080/(healthz|readyz)", " ".join(svc["healthcheck"]["test"]))
-    print(f"compose: not yet landed, not checked for existence: {sorted(pending)}")
 
 
-def test_compose_runs_every_capability_and_the_gateway(compose: Obj) -> None:
-    modules = {python_module(s.get("command")) for s in compose["services"].values()}
-    assert {f"services.{c}" for c in CAPABILITIES} | {"gateway"} <= modules
+def deployed_services(modules: set[str | None]) -> set[str]:
+    return {m.split(".")[1] for m in modules if m and m.startswith("services.") and m.count(".") == 1}
+
+
+def test_compose_runs_every_service_that_exists_and_no_other(compose: Obj) -> None:
+    commands = [s.get("command") for s in compose["services"].values()]
+    assert deployed_services({python_module(c) for c in commands}) == set(CAPABILITIES)
+    for process in (["python", "-m", "gateway", "serve"], ["python", "-m", "gateway", "worker"],
+                    ["python", "-m", "mesh.features", "consume"], ["python", BOOTSTRAP]):
+        assert process in commands, process
+
+
+def test_compose_start_order(compose: Obj) -> None:
+    """Every mesh process waits for the topics, Redis, the MLflow server and the bootstrap job; nlp for Milvus."""
+    services = compose["services"]
+    for name, svc in services.items():
+        if not svc.get("image", "").startswith(MESH_IMAGE) or name == "bootstrap":
+            continue
+        deps = svc["depends_on"]
+        assert deps["kafka-topics"]["condition"] == "service_completed_successfully", name
+        assert deps["bootstrap"]["condition"] == "service_completed_successfully", name
+        assert deps["mlflow"]["condition"] == deps["redis"]["condition"] == "service_healthy", name
+        assert "healthcheck" in svc, f"{name} has no healthcheck"
+        env = mesh_vars(svc["environment"])
+        assert env["MESH_MODELS__TRACKING_URI"] == "http://mlflow:5000" == svc["environment"]["MLFLOW_TRACKING_URI"]
+    if "nlp" in services:
+        assert services["nlp"]["depends_on"]["milvus"]["condition"] == "service_healthy"
+        assert services["nlp"]["environment"]["MESH_NLP__VECTOR_URI"] == "http://milvus:19530"
+    assert services["bootstrap"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
+    assert services["gateway"]["environment"]["MESH_WEBHOOKS__WORKER_ENABLED"] == "false"
+
+
+def test_bootstrap_trains_every_service() -> None:
+    spec = importlib.util.spec_from_file_location("mesh_bootstrap", ROOT / BOOTSTRAP)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert set(module.TRAININGS) == set(CAPABILITIES)
+    for service, cmd in module.TRAININGS.items():
+        assert module_landed(cmd[2]), (service, cmd)
+        assert cmd[2].startswith(f"services.{service}."), (service, cmd)
 
 
 def test_compose_mounts_exist(compose: Obj) -> None:
@@ -275,6 +339,10 @@ def test_compose_endpoints_point_at_services(compose: Obj) -> None:
                                                                  "MESH_BACKENDS__RETRY_AFTER_S"):
                 host = target.split(":")[0]
                 assert host == key.removeprefix("MESH_BACKENDS__").lower() and host in services, key
+            if key in ("MESH_MODELS__TRACKING_URI", "MESH_NLP__VECTOR_URI"):
+                assert target.split("//")[1].split(":")[0] in services, (name, key)
+            if key in ("MESH_NLP_TARGET", "MESH_AUTOMATION__NLP_ADDRESS"):
+                assert target == "nlp:50051" and "nlp" in services, (name, key)
 
 
 def test_prometheus_scrapes_every_mesh_process(compose: Obj) -> None:
@@ -285,7 +353,7 @@ def test_prometheus_scrapes_every_mesh_process(compose: Obj) -> None:
         port = mesh_vars(svc.get("environment")).get("MESH_TELEMETRY__METRICS_PORT")
         if port and port != "0":
             wanted.add(f"{name}:{port}")
-    assert {f"{c}:9464" for c in CAPABILITIES} <= wanted
+    assert {f"{c}:9464" for c in CAPABILITIES} | {"features:9464", "gateway-worker:9464"} <= wanted
     assert wanted <= targets, f"not scraped: {wanted - targets}"
     stray = {t for t in targets - wanted if not t.startswith("localhost:")}
     assert not stray, f"scraped but not defined: {stray}"
@@ -297,12 +365,17 @@ def test_prometheus_scrapes_every_mesh_process(compose: Obj) -> None:
 def test_dockerfile_builds_from_the_lock_as_non_root() -> None:
     text = (DEPLOY / "docker" / "Dockerfile").read_text()
     assert "uv pip sync" in text and "requirements.lock" in text and "grpc_tools.protoc" in text
+    args = dict(re.findall(r"^ARG\s+(\w+)=(\S+)", text, re.M))
+    assert args["LOCK"] == "requirements.lock"  # the GPU build passes deploy/docker/requirements-gpu.lock
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and re.fullmatch(r"[1-9]\d*(:\d+)?", users[-1]), "runtime user must be numeric and non-root"
     env = set(re.findall(r"\b(MESH_[A-Z0-9_]+)=", text))
     assert env and not env - env_names(MeshSettings), env - env_names(MeshSettings)
     ignore = (DEPLOY / "docker" / "Dockerfile.dockerignore").read_text()
-    for src in re.findall(r"^COPY\s+(?!--from)(\S+)", text, re.M):
+    sources = [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], s)
+               for s in re.findall(r"^COPY\s+(?!--from)(\S+)", text, re.M)]
+    assert {"simulator", BOOTSTRAP, "mesh", "services", "gateway"} <= set(sources)  # serve, ingest, train
+    for src in [*sources, "deploy/docker/requirements-gpu.lock"]:
         assert (ROOT / src).exists(), src
         assert f"!{src.rstrip('/')}" in ignore.replace("/\n", "\n"), f"{src} is excluded from the build context"
 
@@ -310,7 +383,9 @@ def test_dockerfile_builds_from_the_lock_as_non_root() -> None:
 # ----------------------------------------------------------------------------------------- kubernetes
 API_VERSIONS = {"Namespace": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1",
                 "PersistentVolumeClaim": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1",
-                "Job": "batch/v1", "HorizontalPodAutoscaler": "autoscaling/v2"}
+                "Job": "batch/v1", "CronJob": "batch/v1", "HorizontalPodAutoscaler": "autoscaling/v2",
+                "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1"}
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
 
 
 def test_k8s_objects_are_well_formed(k8s: list[Obj]) -> None:
@@ -366,7 +441,7 @@ def test_statefulsets_and_volumes_refer_to_defined_objects(k8s: list[Obj]) -> No
     for o in of_kind(k8s, "StatefulSet"):
         assert services[o["spec"]["serviceName"]]["spec"]["selector"].items() <= \
             o["spec"]["template"]["metadata"]["labels"].items()
-    for o in of_kind(k8s, "Deployment", "StatefulSet", "Job"):
+    for o in of_kind(k8s, *WORKLOADS):
         volumes = {v["name"]: v for v in pod_spec(o).get("volumes", [])}
         templates = {t["metadata"]["name"] for t in o["spec"].get("volumeClaimTemplates", [])}
         for v in volumes.values():
@@ -408,7 +483,7 @@ def probe_port(probe: Obj) -> Any:
 
 
 def test_containers_have_resources_probes_and_security(k8s: list[Obj]) -> None:
-    for o in of_kind(k8s, "Deployment", "StatefulSet", "Job"):
+    for o in of_kind(k8s, *WORKLOADS):
         name = o["metadata"]["name"]
         pod_sc = pod_spec(o).get("securityContext", {})
         assert pod_sc.get("runAsNonRoot") is True, name
@@ -419,7 +494,7 @@ def test_containers_have_resources_probes_and_security(k8s: list[Obj]) -> None:
                 assert {"cpu", "memory"} <= c.get("resources", {}).get(part, {}).keys(), (name, c["name"], part)
             assert c.get("securityContext", {}).get("allowPrivilegeEscalation") is False, (name, c["name"])
             assert c.get("securityContext", {}).get("capabilities", {}).get("drop") == ["ALL"], (name, c["name"])
-            if o["kind"] == "Job":
+            if o["kind"] in ("Job", "CronJob"):
                 continue
             for probe in ("readinessProbe", "livenessProbe"):
                 assert probe in c, (name, c["name"], probe)
@@ -446,7 +521,10 @@ def test_capability_deployments_serve_grpc_and_metrics(k8s: list[Obj]) -> None:
 def test_gateway_http_probes_and_hpa(k8s: list[Obj]) -> None:
     deployments = by_name(k8s, "Deployment")
     (c,) = deployments["gateway"]["spec"]["template"]["spec"]["containers"]
-    assert python_module(c["command"]) == "gateway"
+    assert c["command"] == ["python", "-m", "gateway", "serve"]
+    assert {"name": "MESH_WEBHOOKS__WORKER_ENABLED", "value": "false"} in c["env"]
+    (w,) = deployments["gateway-worker"]["spec"]["template"]["spec"]["containers"]
+    assert w["command"] == ["python", "-m", "gateway", "worker"]
     assert container_ports(deployments["gateway"])["http"] == 8080
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] in ("/healthz", "/readyz")
@@ -454,33 +532,95 @@ def test_gateway_http_probes_and_hpa(k8s: list[Obj]) -> None:
     if health.is_file():  # the probed routes exist once the gateway has landed
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             assert f'.get("{c[probe]["httpGet"]["path"]}"' in health.read_text(), probe
-    hpas = of_kind(k8s, "HorizontalPodAutoscaler")
-    assert [h["spec"]["scaleTargetRef"]["name"] for h in hpas] == ["gateway"]
-    for h in hpas:
-        target = deployments[h["spec"]["scaleTargetRef"]["name"]]
+
+
+CONSUMER_GROUPS = {**{c: c for c in CAPABILITIES}, "gateway-worker": "gateway.webhooks"}
+
+
+def test_hpas_scale_consumers_up_to_their_partitions(k8s: list[Obj]) -> None:
+    """One HPA per service, the gateway and its worker; a consumer beyond the partition count of its widest
+    input topic idles in its group, so that count bounds maxReplicas."""
+    deployments, registry = by_name(k8s, "Deployment"), TopicRegistry()
+    hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in of_kind(k8s, "HorizontalPodAutoscaler")}
+    assert set(hpas) == {*CAPABILITIES, "gateway", "gateway-worker"}
+    for name, h in hpas.items():
+        target = deployments[name]
         assert h["spec"]["scaleTargetRef"]["kind"] == "Deployment"
         assert 1 <= h["spec"]["minReplicas"] <= h["spec"]["maxReplicas"]
         assert all("cpu" in ct["resources"]["requests"] for ct in containers(target))  # utilisation needs it
+        if name in CONSUMER_GROUPS:
+            widest = max(t.partitions for t in registry.consumed_by(CONSUMER_GROUPS[name]))
+            assert h["spec"]["maxReplicas"] <= widest, (name, widest)
 
 
-def test_k8s_commands_exist_or_are_pending(k8s: list[Obj]) -> None:
-    pending = set()
-    for o in of_kind(k8s, "Deployment", "StatefulSet", "Job"):
+def test_pdbs_and_network_policies_select_workloads(k8s: list[Obj]) -> None:
+    workloads = {o["metadata"]["name"]: o for o in of_kind(k8s, "Deployment", "StatefulSet")}
+    pdbs = {p["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]: p
+            for p in of_kind(k8s, "PodDisruptionBudget")}
+    assert {*CAPABILITIES, "gateway", "gateway-worker"} <= set(pdbs)
+    for name, pdb in pdbs.items():
+        assert workloads[name]["spec"]["replicas"] > pdb["spec"]["minAvailable"], name  # else drains block
+    policies = of_kind(k8s, "NetworkPolicy")
+    assert any(p["spec"]["podSelector"] == {} and p["spec"]["ingress"] == [] for p in policies), "no default deny"
+    selected = {p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: p for p in policies
+                if p["spec"]["podSelector"]}
+    assert {*CAPABILITIES, "gateway", "kafka", "redis", "mlflow", "milvus"} <= set(selected)
+    for name, p in selected.items():
+        assert name in workloads, f"NetworkPolicy {name} selects nothing"
+        for rule in p["spec"]["ingress"]:
+            for peer in rule.get("from", []):
+                app = peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+                assert app is None or app in workloads, (name, app)
+    for cap in CAPABILITIES:  # gRPC from the gateway; nothing from outside the namespace but /metrics
+        grpc = [r for r in selected[cap]["spec"]["ingress"] if {"protocol": "TCP", "port": 50051} in r["ports"]]
+        assert grpc and all(peer.get("podSelector") for r in grpc for peer in r["from"]), cap
+        callers = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for r in grpc for peer in r["from"]}
+        assert "gateway" in callers, cap
+    if "nlp" in CAPABILITIES:  # the service-to-service calls that exist (services.nlp.client)
+        assert {"timeline", "automation"} & set(CAPABILITIES) <= {
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+            for r in selected["nlp"]["spec"]["ingress"] for peer in r.get("from", []) if "podSelector" in peer}
+
+
+def test_retraining_cronjob_per_service(k8s: list[Obj]) -> None:
+    crons = {c["metadata"]["name"]: c for c in of_kind(k8s, "CronJob")}
+    assert set(crons) == {f"retrain-{c}" for c in CAPABILITIES}
+    for cap in CAPABILITIES:
+        cron = crons[f"retrain-{cap}"]
+        assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+        (c,) = containers(cron)
+        module = python_module(c["command"])
+        assert module and module.startswith(f"services.{cap}.") and module_landed(module), (cap, module)
+        if cap != "nlp":
+            assert c["command"][-2:] == ["--source", "eventlog"], cap
+
+
+def test_k8s_deploys_every_service_that_exists_and_no_other(k8s: list[Obj]) -> None:
+    modules = {python_module(c.get("command")) for o in of_kind(k8s, "Deployment") for c in containers(o)}
+    assert deployed_services(modules) == set(CAPABILITIES)
+    assert {"gateway", "mesh.features"} <= modules
+    (job,) = [j for j in of_kind(k8s, "Job") if j["metadata"]["name"] == "bootstrap"]
+    assert python_module(next(containers(job))["command"]) == BOOTSTRAP
+
+
+def test_k8s_commands_exist(k8s: list[Obj]) -> None:
+    for o in of_kind(k8s, *WORKLOADS):
         for c in containers(o):
             if c["image"].startswith(MESH_IMAGE):
                 module = python_module(c.get("command"))
                 assert module, f"{o['metadata']['name']} runs the mesh image without `python -m <module>`"
-                status = check_module(module)
-                assert status in (None, "pending"), status
-                if status:
-                    pending.add(module)
-    print(f"k8s: not yet landed, not checked for existence: {sorted(pending)}")
+                assert check_module(module) is None, check_module(module)
+
+
+def test_milvus_config_is_the_shared_file(k8s: list[Obj]) -> None:
+    cm = by_name(k8s, "ConfigMap")["milvus-etcd"]
+    assert cm["data"]["embedEtcd.yaml"] == (DEPLOY / "milvus" / "embedEtcd.yaml").read_text()
 
 
 def test_k8s_env_names_exist_in_settings(k8s: list[Obj]) -> None:
     maps = by_name(k8s, "ConfigMap")
     consumers: dict[str, set[str]] = {}
-    for o in of_kind(k8s, "Deployment", "StatefulSet", "Job"):
+    for o in of_kind(k8s, *WORKLOADS):
         for c in containers(o):
             module = python_module(c.get("command"))
             env = {e["name"] for e in c.get("env", []) if e["name"].startswith("MESH_")}
@@ -514,6 +654,14 @@ def test_k8s_endpoints_point_at_services(k8s: list[Obj]) -> None:
     for cap in CAPABILITIES:
         exposed(env[f"MESH_BACKENDS__{cap.upper()}"])
     assert env["MESH_TELEMETRY__METRICS_PORT"] == "9464"
+    exposed(env["MESH_MODELS__TRACKING_URI"].split("//", 1)[1])
+    for o in of_kind(k8s, *WORKLOADS):
+        for c in containers(o):
+            for e in c.get("env", []):
+                if e["name"] in ("MESH_NLP__VECTOR_URI",):
+                    exposed(e["value"].split("//", 1)[1])
+                if e["name"] in ("MESH_NLP_TARGET", "MESH_AUTOMATION__NLP_ADDRESS"):
+                    exposed(e["value"])
 
 
 def test_k8s_job_creates_exactly_the_registry_topics(k8s: list[Obj]) -> None:
