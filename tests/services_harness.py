@@ -81,6 +81,13 @@ def _trained(root: Path, services: Sequence[str]) -> list[tuple[str, Path]]:
         from services.timeline.predictor import MODEL_NAME as TIMELINE
 
         out.append((TIMELINE, export_untrained(root / "timeline")))
+    if "nlp" in services:
+        from services.nlp.embedder import MODEL_NAME as EMBEDDER
+        from services.nlp.text import MODEL_NAME as SENTIMENT
+        from tests.unit.nlp.helpers import exported_embedder
+        from tests.unit.nlp.test_textwire import sentiment_model
+
+        out += [(EMBEDDER, exported_embedder()), (SENTIMENT, sentiment_model().current.model.path)]
     return out
 
 
@@ -143,14 +150,15 @@ class PrivateRedis:
 
 
 class PrivateBroker:
-    """A private single-node Kafka broker from ``deploy/local/stack.sh`` (own ports and folder; the
-    script also starts a spare Redis of its own, unused here)."""
+    """A private single-node Kafka broker from ``deploy/local/stack.sh`` (own ports and folder; only the
+    broker: ``MESH_STACK_COMPONENTS=kafka``)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = free_port()
         self._env = {**os.environ, "MESH_KAFKA_PORT": str(self.port), "MESH_KAFKA_CONTROLLER_PORT": str(free_port()),
                      "MESH_REDIS_PORT": str(free_port()), "MESH_STACK_DIR": str(root),
+                     "MESH_STACK_COMPONENTS": "kafka",
                      "MESH_KAFKA_HEAP": "-Xms128m -Xmx384m"}
 
     @property
@@ -280,7 +288,7 @@ class ServiceProcess:
             return None
         code = int(self._proc.returncode)
         self.exits.append(code)
-        self._close()
+        self.close_hour()
         return code
 
     def kill(self) -> None:
@@ -290,12 +298,12 @@ class ServiceProcess:
             self._proc.kill()
             self._proc.wait(30)
             self.kills += 1
-        self._close()
+        self.close_hour()
 
     def terminate(self, timeout_s: float = 30.0) -> int | None:
         """SIGTERM and wait (SIGKILL past the timeout); returns the exit code."""
         if not self.alive():
-            self._close()
+            self.close_hour()
             return None
         assert self._proc is not None
         self._proc.terminate()
@@ -304,10 +312,10 @@ class ServiceProcess:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             code = self._proc.wait(30)
-        self._close()
+        self.close_hour()
         return code
 
-    def _close(self) -> None:
+    def close_hour(self) -> None:
         self._proc = None
         if self._log is not None:
             self._log.close()

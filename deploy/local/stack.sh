@@ -19,6 +19,8 @@ LOG_DIR="$STACK_DIR/logs"
 PID_DIR="$STACK_DIR/pids"
 WAIT_S="${MESH_STACK_WAIT_S:-60}"
 MLFLOW_WAIT_S="${MESH_MLFLOW_WAIT_S:-240}"  # the server imports a lot: slow on a loaded machine
+# Which parts this stack runs, in start order (a test's private broker needs only kafka).
+read -r -a COMPONENTS <<< "${MESH_STACK_COMPONENTS:-redis kafka mlflow}"
 
 say() { printf '[stack] %s\n' "$*"; }
 die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -193,17 +195,21 @@ stop_pid() {
 
 status() {
   local rc=0 n
-  for n in kafka redis mlflow; do
+  for n in "${COMPONENTS[@]}"; do
     if pid_alive "$PID_DIR/$n.pid"; then say "$n running (pid $(cat "$PID_DIR/$n.pid"))"; else say "$n stopped"; rc=1; fi
   done
   return $rc
 }
 
+stop_all() {  # every part this script may have started, whatever COMPONENTS says now
+  stop_pid mlflow; stop_pid kafka; stop_pid redis
+}
+
 mkdir -p "$LOG_DIR" "$PID_DIR"
 case "${1:-}" in
-  start) start_redis; start_kafka; start_mlflow ;;
-  stop) stop_pid mlflow; stop_pid kafka; stop_pid redis ;;
-  restart) stop_pid mlflow; stop_pid kafka; stop_pid redis; start_redis; start_kafka; start_mlflow ;;
+  start) for n in "${COMPONENTS[@]}"; do "start_$n"; done ;;
+  stop) stop_all ;;
+  restart) stop_all; for n in "${COMPONENTS[@]}"; do "start_$n"; done ;;
   status) status ;;
   reset) stop_pid mlflow; stop_pid kafka; stop_pid redis
     rm -rf "$STACK_DIR/kafka" "$STACK_DIR/redis" "$STACK_DIR/mlflow"; say "data wiped" ;;
