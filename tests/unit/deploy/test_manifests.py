@@ -707,6 +707,34 @@ def test_alerts_use_declared_metrics() -> None:
         assert not unknown, f"{rule['alert']}: undeclared metrics {unknown}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+    """PyYAML keeps the last of duplicate keys silently; a rule that lost its `- alert:` line merges into the
+    previous one that way. This loader refuses duplicates."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        keys = [k.value for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]  # `<<:` merges
+        dupes = {k for k in keys if keys.count(k) > 1}
+        if dupes:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {dupes}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("path", sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml"), ROOT / "docker-compose.yml"]),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_duplicate_keys(path: Path) -> None:
+    list(yaml.load_all(path.read_text(), Loader=_UniqueKeyLoader))
+
+
+def test_alert_names_are_unique_and_cover_dead_letters() -> None:
+    names = [r["alert"] for r in alert_rules()]
+    assert len(names) == len(set(names))
+    (dlq,) = [r for r in alert_rules() if "mesh_events_dead_lettered_total" in r["expr"]]
+    assert dlq["alert"] == "MeshEventsDeadLettered"
+    runbook = (DEPLOY / "README.md").read_text()
+    for name in names:
+        assert f"### {name}" in runbook, f"deploy/README.md has no runbook for {name}"
+
+
 def test_alerts_cover_lag_dead_letters_and_p99() -> None:
     exprs = " ".join(r["expr"] for r in alert_rules())
     assert "mesh_consumer_lag" in exprs
