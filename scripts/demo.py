@@ -1,11 +1,16 @@
 """The main job: a simulated Sunday.com week through the mesh on the local stack, and what came out.
 
 Run by `make demo` (which sets up and starts the stack first). Steps, each with progress output:
-1. simulate one week of a mid-size tenant and publish it to Kafka (fresh topic prefix per run);
-2. the feature ingestor consumes every input topic through the bus into Feast (Redis) + the event log;
-3. the assignment service trains (if no champion yet), then ranks every new task from the stream and
-   publishes suggestions;
-4. a summary: events per type, feature freshness, DLQ, predictions, a sample suggestion; JSON in out/demo.
+1. champions: every model a service serves is trained on simulated history and registered, once, when the
+   registry has none (assignment, timeline, nlp embedder + sentiment, anomaly, personalization, automation);
+2. the mesh as deployed, as real processes on a fresh set of topics: the feature ingestor
+   (`python -m mesh.features consume`), the six services (`python -m services.<name>`) and the gateway
+   (`python -m gateway serve`) in front of them;
+3. one simulated week of a mid-size tenant is published to Kafka;
+4. what the services published (suggestions, forecasts, alerts, duplicates, sentiment, summaries,
+   automation suggestions) is read back from Kafka and scored against the simulator's ground truth; one
+   automation suggestion is approved through the gateway; the personalization service's policy runs the
+   closed loop against the live service; a summary in out/demo (JSON + PNG), logs per process.
 """
 
 from __future__ import annotations
@@ -13,119 +18,79 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mesh.bus import ConsumerRunner, KafkaConsumerTransport, KafkaPublisher, RunnerOptions, ensure_topics
+from mesh.bus import KafkaPublisher, ensure_topics
 from mesh.config import MeshSettings
 from mesh.events import Envelope, TopicRegistry, occurred_at
 from simulator import SimConfig, Simulation
 
-ASSIGNMENT_PORT = 50061  # MESH_SERVING__PORT of the demo's services
-TIMELINE_PORT = 50062
+PORTS = {"assignment": 50061, "timeline": 50062, "nlp": 50063, "anomaly": 50064, "personalization": 50065,
+         "automation": 50066}
+"""MESH_SERVING__PORT of the demo's services (beside the default ports, so a running mesh is left alone)."""
+GATEWAY_PORT = 8061
 USER_EVENTS = {"user_joined", "user_skills_updated", "user_activity"}
-INPUT_TOPICS = ["tasks", "comments", "projects", "users", "activity", "automations", "meetings", "feedback"]
+OUTPUT_TOPICS = ["predictions.assignment", "predictions.timeline", "predictions.nlp", "predictions.automation",
+                 "alerts", "suggestions"]
 
 
 def _say(msg: str) -> None:
     print(f"[demo {datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def publish_week(settings: MeshSettings, args: argparse.Namespace) -> tuple[Simulation, int, float]:
+def publish_week(settings: MeshSettings, args: argparse.Namespace) -> tuple[Simulation, int, float, Counter[str]]:
     from simulator._sinks import TokenBucket, throttle
 
     registry = TopicRegistry(settings.kafka.topic_prefix)
     sim = Simulation(SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed))
     pub = KafkaPublisher(settings.kafka, registry)
+    counts: Counter[str] = Counter()
     started, n = time.perf_counter(), 0
     for env in throttle(sim.events(), TokenBucket(args.rate) if args.rate else None):
         pub.publish(env)
+        counts[env.type] += 1
         n += 1
         if n % 20_000 == 0:
             _say(f"  published {n} events")
     pub.flush(120)
-    return sim, n, time.perf_counter() - started
+    return sim, n, time.perf_counter() - started, counts
 
 
-def ingest_features(settings: MeshSettings, n: int) -> tuple[Counter[str], dict[str, Any], float]:
-    from mesh.features import USER_VIEW, FeastFeatureClient, FeatureRepo, FeatureRepoConfig, LoggedEvent, build_ingestor
-
-    project = settings.kafka.topic_prefix.strip(".").replace("-", "_")
-    repo = FeatureRepo(FeatureRepoConfig.from_settings(settings, project=project))
-    repo.apply()
-    ingestor = build_ingestor(repo)
-    counts: Counter[str] = Counter()
-    newest: dict[str, datetime] = {}
-
-    user_newest: dict[str, datetime] = {}
-
-    def handle(envs: Sequence[Envelope]) -> None:
-        ingestor.handle_batch([LoggedEvent(env) for env in envs])
-        for env in envs:
-            counts[env.type] += 1
-            newest[env.type] = max(newest.get(env.type, occurred_at(env)), occurred_at(env))
-            if env.type in USER_EVENTS:
-                key = f"{env.tenant_id}:{getattr(env, env.type).user_id}"
-                user_newest[key] = max(user_newest.get(key, occurred_at(env)), occurred_at(env))
-        _say(f"  ingested {sum(counts.values())} / {n}")
-
-    started = time.perf_counter()
-    stats = ConsumerRunner(
-        consumer=KafkaConsumerTransport(settings.kafka, f"features-{uuid.uuid4().hex[:6]}"),
-        publisher=KafkaPublisher(settings.kafka, TopicRegistry(settings.kafka.topic_prefix)),
-        topics=INPUT_TOPICS, group_id="features", batch_handler=handle,
-        options=RunnerOptions(batch_size=2000, max_messages=n, idle_timeout_s=60)).run()
-    seconds = time.perf_counter() - started
-    freshness = {t: newest[t].isoformat() for t in sorted(newest)}
-    # Freshness: each person's online feature row against the newest event about that person.
-    keys = sorted(user_newest)
-    read_started = time.perf_counter()
-    rows = FeastFeatureClient(repo).get_online(USER_VIEW, keys)
-    read_ms = (time.perf_counter() - read_started) * 1000
-    # A row is fresh when it already reflects the person's newest own event (Feast keeps whole seconds).
-    lags = [(user_newest[k] - r.event_timestamp).total_seconds() for k, r in zip(keys, rows, strict=True)
-            if r is not None]
-    online = {"users": len(keys), "rows_found": len(lags), "batch_read_ms": round(read_ms, 1),
-              "fresh_rows": sum(1 for lag in lags if lag < 1.0), "max_staleness_s": max([0.0, *lags])}
-    return counts, {"handled": stats.handled, "dead_lettered": stats.dead_lettered,
-                    "newest_event_per_type": freshness, "user_features_online": online}, seconds
-
-
-def ensure_champion(settings: MeshSettings, service: str, model_name: str, train_args: list[str]) -> None:
-    from mesh.models import CHAMPION, ModelRegistry
-
-    if ModelRegistry(settings.models).version_of(model_name, CHAMPION) is not None:
-        _say(f"{service}: serving the registered {model_name}@{CHAMPION}")
-        return
-    _say(f"{service}: no champion yet -> training on simulated history (python -m services.{service}.train)")
-    subprocess.run([sys.executable, "-m", f"services.{service}.train", *train_args], check=True)
-
-
-def start_service(settings: MeshSettings, service: str, port: int, out: Path) -> subprocess.Popen[bytes]:
-    """The real service process (Kafka consumer + gRPC server) on this run's topics."""
+def start_process(settings: MeshSettings, name: str, module: list[str], out: Path, *, port: int | None = None,
+                  env: dict[str, str] | None = None, ready: None = None) -> subprocess.Popen[bytes]:
+    """``python -m <module>`` on this run's topics, its output in ``out/<name>.log``."""
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MESH_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix, "MESH_SERVING__PORT": str(port)}
-    log_path = out / f"{service}-service.log"
-    proc = subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env, stdout=log_path.open("wb"),
+    full = {**os.environ, "MESH_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix, **(env or {})}
+    if port is not None:
+        full["MESH_SERVING__PORT"] = str(port)
+    log_path = out / f"{name}.log"
+    proc = subprocess.Popen([sys.executable, "-m", *module], env=full, stdout=log_path.open("wb"),
                             stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
+    _say(f"{name}: started (pid {proc.pid}, log {log_path})")
+    return proc
+
+
+def wait_serving(proc: subprocess.Popen[bytes], name: str, port: int, out: Path, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the {service} service exited ({proc.returncode}); see {log_path}")
+            raise RuntimeError(f"the {name} service exited ({proc.returncode}); see {out / f'{name}.log'}")
         if _grpc_serving(f"127.0.0.1:{port}"):
-            _say(f"{service} service up (pid {proc.pid}, gRPC 127.0.0.1:{port}, log {log_path})")
-            return proc
+            _say(f"{name} service up (gRPC 127.0.0.1:{port})")
+            return
         time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError(f"the {service} service did not become healthy within 180 s; see {log_path}")
+    raise RuntimeError(f"the {name} service did not become healthy within {timeout_s:.0f} s; see "
+                       f"{out / f'{name}.log'}")
 
 
 def _grpc_serving(target: str) -> bool:
@@ -140,8 +105,109 @@ def _grpc_serving(target: str) -> bool:
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
+@dataclass
+class Gateway:
+    """The gateway as deployed (``python -m gateway serve``) in front of the demo's services, with one API
+    client of the demo tenant(s)."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    admin_token: str
+
+    @classmethod
+    def start(cls, settings: MeshSettings, out: Path) -> Gateway:
+        import httpx
+
+        admin = secrets.token_hex(16)
+        env = {"MESH_PORT": str(GATEWAY_PORT), "MESH_AUTH__ADMIN_TOKEN": admin,
+               "MESH_REDIS_PREFIX": f"{settings.kafka.topic_prefix}gw:", "MESH_WEBHOOKS__WORKER_ENABLED": "false",
+               **{f"MESH_BACKENDS__{name.upper()}": f"127.0.0.1:{port}" for name, port in PORTS.items()}}
+        proc = start_process(settings, "gateway", ["gateway", "serve"], out, env=env)
+        url = f"http://127.0.0.1:{GATEWAY_PORT}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the gateway exited ({proc.returncode}); see {out / 'gateway.log'}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    _say(f"gateway up ({url})")
+                    return cls(proc, url, admin)
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"the gateway did not answer /healthz within 120 s; see {out / 'gateway.log'}")
+
+    def token(self, tenant_id: str, scopes: list[str]) -> str:
+        import httpx
+
+        created = httpx.post(f"{self.url}/v1/admin/clients", headers={"Authorization": f"Bearer {self.admin_token}"},
+                             json={"tenant_id": tenant_id, "scopes": scopes}, timeout=10)
+        created.raise_for_status()
+        client = created.json()
+        issued = httpx.post(f"{self.url}/oauth/token", data={
+            "grant_type": "client_credentials", "client_id": client["client_id"],
+            "client_secret": client["client_secret"]}, timeout=10)
+        issued.raise_for_status()
+        return str(issued.json()["access_token"])
+
+
+def features_caught_up(settings: MeshSettings, project: str, sim: Simulation, n: int) -> dict[str, Any]:
+    """Wait until the ingestor process has consumed every published event (its consumer group's lag is 0),
+    then check each person's online row against their newest event."""
+    from mesh.features import USER_VIEW, FeastFeatureClient, FeatureRepo, FeatureRepoConfig
+    started = time.perf_counter()
+    lag = _group_lag(settings)
+    while lag > 0 and time.perf_counter() - started < 600:
+        _say(f"  ingestor lag {lag} events")
+        time.sleep(2)
+        lag = _group_lag(settings)
+    seconds = time.perf_counter() - started
+    user_newest: dict[str, datetime] = {}
+    for env in sim.events():
+        if env.type in USER_EVENTS:
+            key = f"{env.tenant_id}:{getattr(env, env.type).user_id}"
+            user_newest[key] = max(user_newest.get(key, occurred_at(env)), occurred_at(env))
+    repo = FeatureRepo(FeatureRepoConfig.from_settings(settings, project=project))
+    keys = sorted(user_newest)
+    read_started = time.perf_counter()
+    rows = FeastFeatureClient(repo).get_online(USER_VIEW, keys)
+    read_ms = (time.perf_counter() - read_started) * 1000
+    # A row is fresh when it already reflects the person's newest own event (Feast keeps whole seconds).
+    lags = [(user_newest[k] - r.event_timestamp).total_seconds() for k, r in zip(keys, rows, strict=True)
+            if r is not None]
+    online = {"users": len(keys), "rows_found": len(lags), "batch_read_ms": round(read_ms, 1),
+              "fresh_rows": sum(1 for x in lags if x < 1.0), "max_staleness_s": max([0.0, *lags])}
+    return {"events": n, "lag_at_end": lag, "caught_up_after_publish_s": round(seconds, 1),
+            "user_features_online": online}
+
+
+def _group_lag(settings: MeshSettings) -> int:
+    """Events of this run's input topics the features consumer group has not committed yet."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from mesh.features._ingest import CONSUMER
+
+    registry = TopicRegistry(settings.kafka.topic_prefix)
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": CONSUMER,
+                         "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(timeout=10)
+        parts = [TopicPartition(registry.physical(spec.logical), p)
+                 for spec in registry.consumed_by(CONSUMER) if registry.physical(spec.logical) in meta.topics
+                 for p in meta.topics[registry.physical(spec.logical)].partitions]
+        committed = consumer.committed(parts, timeout=10)
+        lag = 0
+        for tp in committed:
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()
+
+
 def collect(settings: MeshSettings, logical: list[str], expected: int) -> list[Envelope]:
-    """What the services published, read back from Kafka until ``expected`` or 15 s of quiet."""
+    """What the services published, read back from Kafka: at least ``expected`` assignment predictions
+    (one per new task) and then 20 s of quiet, or 5 minutes."""
     from confluent_kafka import Consumer
 
     from mesh.events import decode
@@ -151,13 +217,18 @@ def collect(settings: MeshSettings, logical: list[str], expected: int) -> list[E
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([registry.physical(t) for t in logical])
     got: list[Envelope] = []
-    deadline, last = time.monotonic() + 180, time.monotonic()
-    while time.monotonic() < deadline and len(got) < expected and time.monotonic() - last < 15:
+    assigned = 0
+    deadline, last = time.monotonic() + 300, time.monotonic()
+    while time.monotonic() < deadline and (assigned < expected or time.monotonic() - last < 20):
         for msg in consumer.consume(500, 1.0):
             if msg.error() is None:
-                got.append(decode(msg.value()))
+                env = decode(msg.value())
+                got.append(env)
+                assigned += env.type == "assignment_prediction"
                 last = time.monotonic()
     consumer.close()
+    by_type = Counter(env.type for env in got)
+    _say(f"  read {len(got)} outputs: {dict(by_type)}")
     return got
 
 
@@ -221,64 +292,95 @@ def timeline_results(sim: Simulation, predictions: list[Envelope], alerts: list[
     }
 
 
-def personalization_results(args: argparse.Namespace) -> dict[str, Any]:
-    """The demo week's closed loop: the personalization service's policy (its code path, in process) against
-    random and popularity on the same simulated people, requests and dice."""
-    from services.personalization.demo import results
-
-    return results(users=args.users, weeks=args.weeks, seed=args.seed)
-
-
-def anomaly_results(args: argparse.Namespace) -> dict[str, Any]:
-    """The anomaly detector (Isolation Forest + LSTM autoencoder ensemble, ONNX; rules engine) trained on a
-    separate simulated month (weeks 1-2 train, week 3 chooses weight and threshold), then run over the demo
-    week's events in process; its incidents beside the planted anomalies of the demo week."""
-    from datetime import timedelta
-
-    from services.anomaly.demo import results
-    from services.anomaly.detector import alerts_for
-    from services.anomaly.pipeline import Dataset, train_and_choose
-    from services.anomaly.train import LstmConfig
-
-    history = Simulation(SimConfig(tenants=3, users_per_tenant=40, weeks=4, seed=11, anomaly_user_fraction=0.4))
-    ds = Dataset.from_events(history.events())
-    t0 = min(r.hour for r in ds.rows).replace(hour=0)
-    train_end, val_end = t0 + timedelta(days=14), t0 + timedelta(days=21)
-    val = [a for a in history.truth.anomalies if train_end <= a.start < val_end]
-    _say(f"anomaly: training on a simulated month ({len(ds.rows)} user-hours, {len(val)} planted anomalies to "
-         "choose the threshold on)")
-    ensemble = train_and_choose(ds, train_end, val_end, val, LstmConfig(epochs=10)).ensemble
-    week = Simulation(SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed))
-    events = list(week.events())
-    alerts, _ = alerts_for(events, ensemble)
-    return {"mode": "in process (the anomaly service process is not built yet)", **results(week, alerts)}
-
-
 def plot_summary(summary: dict[str, Any], path: Path) -> None:
-    """One picture of the run: the stream, and what the two services made of it."""
+    """One picture of the run: the stream, and what the services made of it (a failed section is left out)."""
     from bench._report import save_plot
 
+    def ok(name: str) -> dict[str, Any] | None:
+        section = summary.get(name)
+        return section if isinstance(section, dict) and "error" not in section else None
+
     def draw(fig: Any) -> None:
-        events = sorted(summary["events_per_type"].items(), key=lambda kv: kv[1])
+        events = sorted(summary.get("events_per_type", {}).items(), key=lambda kv: kv[1])
         ax = fig.add_subplot(1, 3, 1)
         ax.barh([k for k, _ in events], [v for _, v in events], color="#4c72b0")
         ax.set_xscale("log")
-        ax.set_title(f"{summary['events_published']} events of one simulated week")
-        a = summary["assignment"]
+        ax.set_title(f"{summary.get('events_published', 0)} events of one simulated week")
         ax = fig.add_subplot(1, 3, 2)
-        ax.bar(["top-1", f"top-{a['k']}", f"random top-{a['k']}"],
-               [a["hit_at_1"] or 0, a["hit_at_k"] or 0, a["random_hit_at_k"] or 0],
-               color=["#55a868", "#55a868", "#999"])
-        ax.set_ylim(0, 1)
-        ax.set_title(f"assignment: true assignee in the suggestions\n({a['predictions']} tasks)")
-        t = summary["timeline"]
+        a = ok("assignment")
+        if a is not None:
+            ax.bar(["top-1", f"top-{a['k']}", f"random top-{a['k']}"],
+                   [a["hit_at_1"] or 0, a["hit_at_k"] or 0, a["random_hit_at_k"] or 0],
+                   color=["#55a868", "#55a868", "#999"])
+            ax.set_ylim(0, 1)
+            ax.set_title(f"assignment: true assignee in the suggestions\n({a['predictions']} tasks)")
         ax = fig.add_subplot(1, 3, 3)
-        ax.bar(["80% interval coverage", "target"], [t["coverage_80"] or 0, 0.8], color=["#c44e52", "#999"])
+        bars: list[tuple[str, float]] = []
+        if (t := ok("timeline")) is not None:
+            bars.append(("timeline\n80% interval\ncoverage", t["coverage_80"] or 0))
+        if (an := ok("anomaly")) is not None:
+            bars.append(("anomaly\nrecall", an["recall"] or 0))
+        if (au := ok("automation")) is not None:
+            bars += [("automation\nrecall", au["recall"]), ("automation\nprecision", au["precision"])]
+        ax.bar([b for b, _ in bars], [v for _, v in bars], color="#c44e52")
         ax.set_ylim(0, 1)
-        ax.set_title(f"timeline: forecast at creation vs real finish\n({t['tasks_scored']} tasks, "
-                     f"median error {t['completion_abs_error_h_median']} h)")
+        ax.set_title("against the simulator's truth")
 
-    save_plot(path, draw, figsize=(16, 6))
+    save_plot(path, draw, figsize=(18, 6))
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service of the demo: its gRPC port, the champions it needs (model name -> training command,
+    run once when the registry has none) and its extra settings."""
+
+    name: str
+    port: int
+    champions: tuple[tuple[str, tuple[str, ...]], ...]
+    env: tuple[tuple[str, str], ...] = ()
+
+
+def demo_services(out: Path) -> list[Service]:
+    from services.anomaly.model import MODEL_NAME as ANOMALY
+    from services.assignment.ranker import MODEL_NAME as ASSIGNMENT
+    from services.automation.engine import MODEL_NAME as AUTOMATION
+    from services.nlp.embedder import MODEL_NAME as EMBEDDER
+    from services.nlp.text import MODEL_NAME as SENTIMENT
+    from services.personalization.factors import MODEL_NAME as POLICY
+    from services.timeline.predictor import MODEL_NAME as TIMELINE
+
+    nlp = f"127.0.0.1:{PORTS['nlp']}"
+    return [
+        Service("nlp", PORTS["nlp"], ((EMBEDDER, ("services.nlp.export",)),
+                                      (SENTIMENT, ("services.nlp.text.sentiment_train", "--quick"))),
+                (("MESH_NLP__DATA_DIR", str(out / "nlp")),)),
+        Service("assignment", PORTS["assignment"], ((ASSIGNMENT, ("services.assignment.train", "--seed", "101")),)),
+        Service("timeline", PORTS["timeline"], ((TIMELINE, (
+            "services.timeline.train", "--tenants", "2", "--users", "20", "--weeks", "12", "--epochs", "25",
+            "--seed", "101")),)),
+        Service("anomaly", PORTS["anomaly"], ((ANOMALY, (
+            "services.anomaly.train", "--tenants", "3", "--users", "40", "--weeks", "4", "--seed", "11",
+            "--anomaly-fraction", "0.4")),)),
+        Service("personalization", PORTS["personalization"], ((POLICY, (
+            "services.personalization.train", "--source", "simulator", "--seed", "101")),),
+                (("MESH_NLP_TARGET", nlp),)),
+        Service("automation", PORTS["automation"], ((AUTOMATION, (
+            "services.automation.train", "--source", "simulator", "--seed", "101")),),
+                (("MESH_AUTOMATION__NLP_ADDRESS", nlp),)),
+    ]
+
+
+def ensure_champions(settings: MeshSettings, services: list[Service]) -> None:
+    from mesh.models import CHAMPION, ModelRegistry
+
+    registry = ModelRegistry(settings.models)
+    for svc in services:
+        for model_name, command in svc.champions:
+            if registry.version_of(model_name, CHAMPION) is not None:
+                _say(f"{svc.name}: serving the registered {model_name}@{CHAMPION}")
+                continue
+            _say(f"{svc.name}: no {model_name} champion yet -> training (python -m {' '.join(command)})")
+            subprocess.run([sys.executable, "-m", *command], check=True)
 
 
 def main() -> int:
@@ -293,86 +395,151 @@ def main() -> int:
     settings = MeshSettings()
     settings.kafka.topic_prefix = f"demo-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}."
     ensure_topics(settings.kafka, TopicRegistry(settings.kafka.topic_prefix))
-    from services.assignment.ranker import MODEL_NAME as ASSIGNMENT_MODEL
-    from services.timeline.predictor import MODEL_NAME as TIMELINE_MODEL
-
-    ensure_champion(settings, "assignment", ASSIGNMENT_MODEL, ["--seed", "101"])
-    ensure_champion(settings, "timeline", TIMELINE_MODEL,
-                    ["--tenants", "2", "--users", "20", "--weeks", "12", "--epochs", "25", "--seed", "101"])
-    services = [start_service(settings, "assignment", ASSIGNMENT_PORT, args.out),
-                start_service(settings, "timeline", TIMELINE_PORT, args.out)]
+    run_dir = args.out / settings.kafka.topic_prefix.strip(".")
+    services = demo_services(run_dir)
+    ensure_champions(settings, services)
+    procs: list[subprocess.Popen[bytes]] = []
+    summary: dict[str, Any] = {"topic_prefix": settings.kafka.topic_prefix}
+    failed: list[str] = []
     try:
+        project = settings.kafka.topic_prefix.strip(".").replace("-", "_")
+        procs.append(start_process(settings, "features", ["mesh.features", "--project", project, "consume"],
+                                   run_dir, ready=None))
+        procs += [start_process(settings, s.name, [f"services.{s.name}"], run_dir, port=s.port, env=dict(s.env))
+                  for s in services]
+        for proc, svc in zip(procs[1:], services, strict=True):
+            wait_serving(proc, svc.name, svc.port, run_dir)
+        gateway = Gateway.start(settings, run_dir)
+        procs.append(gateway.proc)
         _say(f"simulating {args.weeks} week(s) of {args.tenants} tenant(s) x {args.users} people -> Kafka "
              f"(topics {settings.kafka.topic_prefix}*, {args.rate:.0f} events/s)")
-        sim, n, pub_s = publish_week(settings, args)
+        sim, n, pub_s, counts = publish_week(settings, args)
         _say(f"published {n} events in {pub_s:.1f}s ({n / pub_s:.0f} events/s)")
-        _say("feature ingestion: bus -> Feast online store (Redis) + offline event log")
-        counts, features, ing_s = ingest_features(settings, n)
-        _say(f"ingested {features['handled']} events in {ing_s:.1f}s "
-             f"({features['handled'] / ing_s:.0f} events/s), {features['dead_lettered']} dead-lettered")
-        online = features["user_features_online"]
-        _say(f"online user features: {online['rows_found']}/{online['users']} people in one batched read "
-             f"({online['batch_read_ms']} ms); {online['fresh_rows']} already reflect the person's newest event "
-             f"(max staleness {online['max_staleness_s']:.1f} s)")
-        _say("assignment: collecting the service's suggestions from Kafka")
-        predictions = collect(settings, ["predictions.assignment"], counts["task_created"])
-        _say("timeline: collecting forecasts and deadline-risk alerts from Kafka")
-        timeline_out = collect(settings, ["predictions.timeline", "alerts"], 10**9)
+        summary.update(events_published=n, publish_events_per_s=round(n / pub_s), events_per_type=dict(counts))
+        _say("feature ingestor (its own process, as deployed): waiting for it to catch up")
+        summary["features"] = features_caught_up(settings, project, sim, n)
+        _say("collecting what the services published (predictions, alerts, suggestions) from Kafka")
+        outputs = collect(settings, OUTPUT_TOPICS, expected=counts["task_created"])
+        summary.update(service_results(args, settings, sim, counts, outputs, gateway, failed))
     finally:
-        for proc in services:
+        for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
-        for proc in services:
-            proc.wait(60)
-    assignment = assignment_results(sim, predictions, counts["task_created"])
-    timeline = timeline_results(sim, [x for x in timeline_out if x.type == "timeline_prediction"],
-                                [x for x in timeline_out if x.type == "alert"])
-    assignment["random_hit_at_k"] = round(assignment["k"] / args.users, 3)
-    summary: dict[str, Any] = {"topic_prefix": settings.kafka.topic_prefix, "events_published": n,
-                               "publish_events_per_s": round(n / pub_s), "events_per_type": dict(counts),
-                               "features": features, "ingest_seconds": round(ing_s, 1), "assignment": assignment,
-                               "timeline": timeline}
-    print("\nevents per type:")
-    for event_type, count in counts.most_common():
-        print(f"  {event_type:<24} {count:>8}")
-    print(f"\nassignment suggestions: {assignment['predictions']} for {assignment['tasks_created']} new tasks; "
-          f"the person actually assigned was the top suggestion {assignment['hit_at_1']} and in the top "
-          f"{assignment['k']} {assignment['hit_at_k']} of the time "
-          f"({assignment['with_ground_truth']} tasks with truth; picking at random: {assignment['random_hit_at_k']})")
-    if assignment["sample"]:
-        print(json.dumps(assignment["sample"], indent=2))
-    print(f"\ntimeline forecasts: {timeline['predictions_by_kind']}; {timeline['alerts']} deadline-risk alert(s)")
-    print(f"  {timeline['tasks_scored']} tasks scored against their real finish: the forecast at creation was off by "
-          f"{timeline['completion_abs_error_h_median']} h (median) and its 80% interval held the real finish "
-          f"{timeline['coverage_80']} of the time")
-    if timeline["sample_project"]:
-        print(f"  {json.dumps(timeline['sample_project'])}")
-    if timeline["sample_alert"]:
-        print(f"  alert: {timeline['sample_alert']}")
-    failed = more_services(args, summary)
+        for proc in procs:
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    show(summary)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     plot_summary(summary, args.out / "summary.png")
-    _say(f"summary: {args.out / 'summary.json'}, plot: {args.out / 'summary.png'}")
+    _say(f"summary: {args.out / 'summary.json'}, plot: {args.out / 'summary.png'}, logs: {run_dir}")
     if failed:
         _say(f"FAILED: {', '.join(failed)} (see above)")
     return 1 if failed else 0
 
 
-def more_services(args: argparse.Namespace, summary: dict[str, Any]) -> list[str]:
-    """The services that run in process in the demo; one failing is reported and does not hide the others."""
-    failed = []
-    for name, run, show in (("personalization", personalization_results, _show_personalization),
-                            ("anomaly", anomaly_results, _show_anomaly)):
-        _say(f"{name}: running")
+def service_results(args: argparse.Namespace, settings: MeshSettings, sim: Simulation, counts: Counter[str],
+                    outputs: list[Envelope], gateway: Gateway, failed: list[str]) -> dict[str, Any]:
+    """Each service's outputs scored against the simulation's truth; one failing section is reported and
+    does not hide the others."""
+    from services.anomaly.demo import results as anomaly
+    from services.automation.demo import demo as automation
+    from services.nlp.demo import week_report
+    from services.personalization.demo import results as personalization
+
+    def of(*types: str) -> list[Envelope]:
+        return [env for env in outputs if env.type in types]
+
+    def automation_section() -> dict[str, Any]:
+        tenant = min((w.tenant_id for w in sim.truth.workflows), default="tenant-000")
+        token = gateway.token(tenant, ["automation:read", "automation:write"])
+        return automation(sim, of("suggestion", "automation_prediction"), gateway_url=gateway.url, token=token,
+                          tenant_id=tenant, settings=settings)
+
+    sections: list[tuple[str, Any]] = [
+        ("assignment", lambda: {**assignment_results(sim, of("assignment_prediction"), counts["task_created"]),
+                                "random_hit_at_k": None}),
+        ("timeline", lambda: timeline_results(sim, of("timeline_prediction"),
+                                              [a for a in of("alert") if a.alert.capability == "timeline"])),
+        ("nlp", lambda: week_report(of("nlp_prediction"), sim.events())),
+        ("anomaly", lambda: {"mode": "service process", **anomaly(sim, of("alert"))}),
+        ("automation", automation_section),
+        ("personalization", lambda: personalization(
+            users=args.users, weeks=args.weeks, seed=args.seed, target=f"127.0.0.1:{PORTS['personalization']}")),
+    ]
+    out: dict[str, Any] = {}
+    for name, run in sections:
+        _say(f"{name}: scoring against the simulation's truth")
         try:
-            summary[name] = run(args)
+            out[name] = run()
         except Exception as exc:  # the demo goes on and says what failed
-            summary[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
             failed.append(name)
             _say(f"{name} FAILED: {type(exc).__name__}: {exc}")
+    if "k" in out.get("assignment", {}):
+        out["assignment"]["random_hit_at_k"] = round(out["assignment"]["k"] / args.users, 3)
+    return out
+
+
+def show(summary: dict[str, Any]) -> None:
+    """What the run found, service by service."""
+    from services.nlp.demo import render
+
+    print("\nevents per type:")
+    for event_type, count in Counter(summary.get("events_per_type", {})).most_common():
+        print(f"  {event_type:<24} {count:>8}")
+    f = summary.get("features")
+    if f:
+        online = f["user_features_online"]
+        print(f"\nfeature ingestor (own process): caught up {f['caught_up_after_publish_s']} s after the publish "
+              f"ended (lag {f['lag_at_end']}); online user features: {online['rows_found']}/{online['users']} "
+              f"people in one batched read ({online['batch_read_ms']} ms), {online['fresh_rows']} already reflect "
+              f"the person's newest event (max staleness {online['max_staleness_s']:.1f} s)")
+    for name, show_one in (("assignment", _show_assignment), ("timeline", _show_timeline),
+                           ("nlp", lambda r: print("\n" + "\n".join(render(r)))),
+                           ("anomaly", _show_anomaly), ("automation", _show_automation),
+                           ("personalization", _show_personalization)):
+        section = summary.get(name)
+        if section is None:
             continue
-        show(summary[name])
-    return failed
+        if "error" in section:
+            print(f"\n{name}: FAILED ({section['error']})")
+            continue
+        show_one(section)
+
+
+def _show_assignment(a: dict[str, Any]) -> None:
+    print(f"\nassignment suggestions: {a['predictions']} for {a['tasks_created']} new tasks; the person actually "
+          f"assigned was the top suggestion {a['hit_at_1']} and in the top {a['k']} {a['hit_at_k']} of the time "
+          f"({a['with_ground_truth']} tasks with truth; picking at random: {a['random_hit_at_k']})")
+    if a["sample"]:
+        print(json.dumps(a["sample"], indent=2))
+
+
+def _show_timeline(t: dict[str, Any]) -> None:
+    print(f"\ntimeline forecasts: {t['predictions_by_kind']}; {t['alerts']} deadline-risk alert(s)")
+    print(f"  {t['tasks_scored']} tasks scored against their real finish: the forecast at creation was off by "
+          f"{t['completion_abs_error_h_median']} h (median) and its 80% interval held the real finish "
+          f"{t['coverage_80']} of the time")
+    if t["sample_project"]:
+        print(f"  {json.dumps(t['sample_project'])}")
+    if t["sample_alert"]:
+        print(f"  alert: {t['sample_alert']}")
+
+
+def _show_automation(a: dict[str, Any]) -> None:
+    print(f"\nautomation: {len(a['found'])} of {a['planted']} planted workflows suggested, "
+          f"{len(a['missed'])} missed, {len(a['wrong'])} wrong (recall {a['recall']}, precision {a['precision']})")
+    for r in a["found"][:5]:
+        print(f"  found: {r}")
+    for r in a["missed"][:3]:
+        print(f"  missed: {r}")
+    approval = a.get("approval", {})
+    if "skipped" in approval:
+        print(f"  approval through the gateway skipped: {approval['skipped']}")
+    else:
+        print(f"  approved through the gateway: {approval}")
 
 
 def _show_personalization(p: dict[str, Any]) -> None:
