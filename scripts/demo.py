@@ -466,7 +466,8 @@ def service_results(args: argparse.Namespace, settings: MeshSettings, sim: Simul
         ("anomaly", lambda: {"mode": "service process", **anomaly(sim, of("alert"))}),
         ("automation", automation_section),
         ("personalization", lambda: personalization(
-            users=args.users, weeks=args.weeks, seed=args.seed, target=f"127.0.0.1:{PORTS['personalization']}")),
+            users=args.users, weeks=args.weeks, seed=args.seed, settings=settings,
+            target=f"127.0.0.1:{PORTS['personalization']}")),
     ]
     out: dict[str, Any] = {}
     for name, run in sections:
