@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.ensemble import IsolationForest
+
+if TYPE_CHECKING:  # serving imports this module (through the detector) and never fits: sklearn stays unloaded
+    from sklearn.ensemble import IsolationForest
 
 FloatArray = npt.NDArray[np.float64]
 
 
 def fit_iforest(x: FloatArray, seed: int = 0, trees: int = 100) -> IsolationForest:
+    from sklearn.ensemble import IsolationForest
+
     return IsolationForest(n_estimators=trees, max_samples=min(256, len(x)), random_state=seed).fit(x)
 
 
