@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 from sunday.ml.v1 import anomaly_pb2
 from sunday.ml.v1 import events_pb2 as e
 
@@ -36,6 +36,14 @@ class ActivityIn(Strict):
     device: str = Field(default="", max_length=128)
     session_id: str = Field(default="", max_length=128)
     event_id: Id | None = Field(default=None, description="the event's id (default: a new one)")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _in_utc_range(cls, value: datetime) -> datetime:
+        try:  # 0001-01-01T00:00+01:00 is year 0 in UTC: no timestamp can hold it
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("occurred_at is outside the years 1 to 9999 in UTC") from None
 
 
 class ScoreIn(Strict):

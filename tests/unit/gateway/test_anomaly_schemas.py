@@ -38,6 +38,7 @@ def test_score_request_events_belong_to_the_callers_tenant_and_the_scored_person
     {"user_id": "ada", "tenant_id": "other", "events": [{"occurred_at": AT, "action": "login"}]},
     {"user_id": "a b", "events": [{"occurred_at": AT, "action": "login"}]},
     {"user_id": "ada", "events": [{"occurred_at": AT, "action": "login", "user_id": "bob"}]},
+    {"user_id": "ada", "events": [{"occurred_at": "0001-01-01T00:00:00+01:00", "action": "login"}]},  # year 0 UTC
 ])
 def test_invalid_score_requests_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
