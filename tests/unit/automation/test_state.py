@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from services.automation.sequences import burst, episodes
 from services.automation.state import Action, FactStore
@@ -40,3 +41,24 @@ def test_a_burst_ends_at_a_long_pause_and_ignores_what_came_before() -> None:
     acts = [Action(at=t, task_id="x", action="a", detail=str(t)) for t in (5.0, 20.0, 80.0, 2000.0)]
     assert burst(acts, after=10.0, gap_s=100.0) == ("a:20.0", "a:80.0")
     assert burst(acts, after=10.0, window_s=5.0) == ()
+
+
+def test_mining_is_incremental_and_the_facts_rebuild_from_the_event_log(tmp_path: Path) -> None:
+    from mesh.features import EventLog, InMemoryAggregates, LoggedEvent, rebuild
+    from services.automation.miner import mine
+    from services.automation.state import AUTOMATION_REDUCERS
+
+    events = planted_stream().events
+    live = FactStore()
+    half = len(events) // 2
+    live.apply(events[:half])
+    early = mine(episodes(live, "t1"))  # a pass while the stream is still coming
+    live.apply(events[half:])
+    found = mine(episodes(live, "t1"))
+    assert [(p.user_id, p.steps, p.support) for p in found] == [("u1", WORKFLOW, 10)]  # all of the stream...
+    assert all(p.support < 10 for p in early)  # ...and the earlier pass saw only the facts that had come
+    EventLog(tmp_path / "events").append([LoggedEvent(e) for e in events])
+    rebuilt = FactStore(InMemoryAggregates(AUTOMATION_REDUCERS))
+    done = rebuild(rebuilt.store, [EventLog(tmp_path / "events").read()])
+    assert done.applied == len(events) and rebuilt.store.built()
+    assert _snapshot(rebuilt) == _snapshot(live) and mine(episodes(rebuilt, "t1")) == found
