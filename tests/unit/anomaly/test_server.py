@@ -91,7 +91,7 @@ def rules_store() -> Iterator[RulesStore]:
     client = redis.Redis.from_url(MeshSettings().redis.url)
     ns = f"test-{uuid.uuid4().hex[:10]}"
     yield RulesStore(client, ns)
-    for key in client.scan_iter(match=f"{ns}:*"):
+    for key in client.scan_iter(match=f"{ns}:*", count=10_000):
         client.delete(key)
 
 
