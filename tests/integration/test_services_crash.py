@@ -63,6 +63,16 @@ PUBLISH_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
+class Where:
+    """Where the services of a run keep their state."""
+
+    redis_url: str
+    namespace: str
+    data_dir: Path
+    """MESH_NLP__DATA_DIR (the vector database file)."""
+
+
+@dataclass(frozen=True)
 class Case:
     """One service under test: its inputs, the outputs each input must produce, and its state check."""
 
@@ -75,8 +85,8 @@ class Case:
     event_types: tuple[str, ...]
     expected: Callable[[list[Envelope]], set[str]]
     """The event ids of the outputs the inputs must produce (derived ids: computable up front)."""
-    state_matches_replay: Callable[[list[Envelope], str, str], list[str]]
-    """(inputs, redis url, namespace) -> the differences between the live state and a replay (none: [])."""
+    state_matches_replay: Callable[[list[Envelope], Where], list[str]]
+    """(inputs, where the state lives) -> the differences between the live state and a replay (none: [])."""
     counted: Callable[[Envelope], bool] = lambda env: True
     """The outputs ``expected`` covers; the others (timeline's project forecasts, published when they move)
     are held to the rest: each id delivered once, nothing in the DLQ."""
@@ -89,11 +99,11 @@ def _assignment_expected(events: list[Envelope]) -> set[str]:
                              ev.task_created.task_id) for ev in events if ev.type == "task_created"}
 
 
-def _assignment_state(events: list[Envelope], redis_url: str, namespace: str) -> list[str]:
+def _assignment_state(events: list[Envelope], where: Where) -> list[str]:
     from services.assignment.state import ASSIGNMENT_REDUCERS, StateStore
 
-    client = redis.Redis.from_url(redis_url)
-    live = StateStore(RedisAggregates(client, f"{namespace}:assignment", reducers=ASSIGNMENT_REDUCERS))
+    client = redis.Redis.from_url(where.redis_url)
+    live = StateStore(RedisAggregates(client, f"{where.namespace}:assignment", reducers=ASSIGNMENT_REDUCERS))
     replay = StateStore(InMemoryAggregates(ASSIGNMENT_REDUCERS))
     for ev in sorted(events, key=lambda e: e.occurred_at.ToDatetime()):
         replay.apply([ev])
@@ -126,12 +136,13 @@ def _timeline_expected(events: list[Envelope]) -> set[str]:
                              getattr(ev, ev.type).task_id) for ev in events if predicts_task(ev)}
 
 
-def _timeline_state(events: list[Envelope], redis_url: str, namespace: str) -> list[str]:
+def _timeline_state(events: list[Envelope], where: Where) -> list[str]:
     from services.timeline.alerts import DEFAULT_POLICY, output_reducers
     from services.timeline.state import InMemoryTimelineStore, TimelineState, apply_event
 
-    client = redis.Redis.from_url(redis_url)
-    live = TimelineState(RedisAggregates(client, f"{namespace}:timeline", reducers=output_reducers(DEFAULT_POLICY)))
+    client = redis.Redis.from_url(where.redis_url)
+    live = TimelineState(RedisAggregates(client, f"{where.namespace}:timeline",
+                                         reducers=output_reducers(DEFAULT_POLICY)))
     replay = InMemoryTimelineStore()
     for ev in sorted(events, key=lambda e: e.occurred_at.ToDatetime()):
         apply_event(replay, ev)
@@ -151,7 +162,60 @@ TIMELINE = Case("timeline", ("tasks", "projects", "users"), "predictions.timelin
                 ("user_joined", "project_created", "project_updated", "milestone_created", "milestone_completed",
                  "task_created", "task_updated", "task_assigned", "task_status_changed", "task_completed"),
                 _timeline_expected, _timeline_state, _task_prediction)
-CASES = [ASSIGNMENT, TIMELINE]
+
+
+def _nlp_expected(events: list[Envelope]) -> set[str]:
+    """Every comment gets its sentiment and every transcript its summary (duplicates depend on what is
+    indexed when a task arrives, so they are held to the rest: once each, nothing in the DLQ)."""
+    from services.nlp.text import MODEL_NAME as SENTIMENT
+    from services.nlp.textwire import SUMMARIZER, SUMMARIZER_VERSION
+
+    out = {derived_event_id(ev.event_id, "nlp_prediction", f"{SENTIMENT}:{MODEL_VERSION}",
+                            f"sentiment:{ev.task_commented.comment_id}")
+           for ev in events if ev.type == "task_commented"}
+    return out | {derived_event_id(ev.event_id, "nlp_prediction", f"{SUMMARIZER}:{SUMMARIZER_VERSION}",
+                                   f"summary:{ev.meeting_transcript.meeting_id}")
+                  for ev in events if ev.type == "meeting_transcript"}
+
+
+def _nlp_state(events: list[Envelope], where: Where) -> list[str]:
+    """The vector database holds each task once with its newest text, and each comment once."""
+    from services.nlp.embedder import DIM
+    from services.nlp.vectors import VectorIndex
+
+    want: dict[tuple[str, str, str], str] = {}
+    for ev in sorted(events, key=lambda e: e.occurred_at.ToDatetime()):
+        if ev.type == "task_created":
+            want[(ev.tenant_id, "task", ev.task_created.task_id)] = ev.task_created.title
+        elif ev.type == "task_updated" and ev.task_updated.HasField("title"):
+            want[(ev.tenant_id, "task", ev.task_updated.task_id)] = ev.task_updated.title
+        elif ev.type == "task_commented":
+            want[(ev.tenant_id, "comment", ev.task_commented.comment_id)] = ""
+    index = VectorIndex(str(where.data_dir / f"{where.namespace}.milvus.db"), dim=DIM)
+    diffs: list[str] = []
+    try:
+        for tenant in sorted({t for t, _, _ in want}):
+            for kind in ("task", "comment"):
+                live = {i.item_id: i.title for i in index.items(tenant, kind)}
+                expect = {i: title for (t, k, i), title in want.items() if t == tenant and k == kind}
+                if set(live) != set(expect):
+                    diffs.append(f"{tenant} {kind}s: {len(set(expect) - set(live))} missing, "
+                                 f"{len(set(live) - set(expect))} unexpected")
+                diffs += [f"{tenant} {kind} {i}: live {live[i]!r} != {title!r}" for i, title in expect.items()
+                          if i in live and live[i] != title]
+    finally:
+        index.close()
+    return diffs
+
+
+def _nlp_counted(env: Envelope) -> bool:
+    return env.nlp_prediction.kind in ("sentiment", "summary")
+
+
+NLP = Case("nlp", ("tasks", "comments", "meetings", "tenants"), "predictions.nlp", "nlp_prediction",
+           ("task_created", "task_updated", "task_commented", "meeting_transcript"),
+           _nlp_expected, _nlp_state, _nlp_counted)
+CASES = [ASSIGNMENT, TIMELINE, NLP]
 
 
 Step = Literal["kill_at_start", "kill_while_serving", "redis_down", "redis_lost", "broker_restart"]
@@ -363,7 +427,9 @@ async def _run(cases: list[Case], plan: list[Step], champions: Registry,
 
     gw = harness.gateway_settings(worker=True)
     gw.kafka.bootstrap_servers, gw.kafka.topic_prefix = broker.bootstrap, prefix
-    env = service_env(champions, redis_.url, broker.bootstrap, prefix, tmp_path / "offline")
+    where = Where(redis_.url, settings.namespace, tmp_path / "nlp")
+    env = service_env(champions, redis_.url, broker.bootstrap, prefix, tmp_path / "offline",
+                      MESH_NLP__DATA_DIR=str(where.data_dir))
     log_dir = Path(os.environ.get("MESH_TEST_LOG_DIR", tmp_path / "logs"))
     svcs = [ServiceProcess(case.name, env, log_dir) for case in cases]
     publisher = KafkaPublisher(settings.kafka, registry)
@@ -412,7 +478,7 @@ async def _run(cases: list[Case], plan: list[Step], champions: Registry,
     assert set(deliveries) - others == every and set(deliveries.values()) == {1}, summary  # each one once
     assert len(_keys(receiver)) == len(deliveries)  # one idempotency key per prediction
     for case in cases:
-        diffs = case.state_matches_replay(events, redis_.url, settings.namespace)
+        diffs = case.state_matches_replay(events, where)
         assert not diffs, (case.name, diffs[:5])
     return summary
 
