@@ -10,6 +10,7 @@ from mesh.bus import ConsumerRunner, KafkaPublisher, ensure_topics
 from mesh.config import MeshSettings, ServingSettings
 from mesh.events import TopicRegistry
 from mesh.features import DEFAULT_PROJECT, FeatureRepoConfig
+from mesh.mlops import DriftMonitor, DriftSettings, Runners, outcome_runner, registry_references
 from mesh.models import CHAMPION, ModelRegistry, ReloadingModel
 from mesh.serving import run_service, service_main
 from mesh.telemetry import serve_metrics, setup_tracing
@@ -18,6 +19,8 @@ from services.timeline.effort_slot import EffortPrior
 from services.timeline.handlers import TimelineHandler
 from services.timeline.milestone import MILESTONE_FEATURES, MILESTONE_MODEL_NAME
 from services.timeline.online import TOPICS, open_state, rebuilder
+from services.timeline.outcomes import SPEC as OUTCOMES
+from services.timeline.outcomes import TOPICS as OUTCOME_TOPICS
 from services.timeline.predictor import MODEL_NAME, SCHEMA, TimelinePredictor
 from services.timeline.server import binding
 
@@ -40,6 +43,9 @@ class TimelineSettings(MeshSettings):
                                "the nlp service's EstimateEffort (a model trained with the feature needs it; off by "
                                "default: it did not help on held-out weeks); nlp down = the feature is missing")
     nlp_target: str = Field("127.0.0.1:50053", description="host:port of the nlp service (effort estimates)")
+    drift: DriftSettings = Field(default_factory=lambda: DriftSettings.model_validate({}))
+    live_metrics: bool = Field(True, description="join task predictions to their completions (live MAE per "
+                               "tenant and version, degradation alerts): consumer group timeline.outcomes")
 
 
 async def run(settings: TimelineSettings) -> None:
@@ -62,14 +68,20 @@ async def run(settings: TimelineSettings) -> None:
     rebuild = rebuilder(state, settings, FeatureRepoConfig.from_settings(settings, project).event_log_dir)
     if not await asyncio.to_thread(state.store.built):  # the state is a cache of the inputs: rebuilt when missing
         await asyncio.to_thread(rebuild)
-    predictor = TimelinePredictor(state, model, simulations=settings.simulations, effort=effort,
-                                  milestone_model=milestone)
     publisher = KafkaPublisher(settings.kafka, registry)
+    # drift of the static inputs and the p50 per tenant vs the training reference of the serving version
+    drift = DriftMonitor("timeline", registry_references(models), publisher.publish, settings.drift.policy()
+                         ) if settings.drift.enabled else None
+    predictor = TimelinePredictor(state, model, simulations=settings.simulations, effort=effort,
+                                  milestone_model=milestone, drift=drift)
     handler = TimelineHandler(predictor, state, publisher, RiskTracker(state, policy), rebuild)
     runner = ConsumerRunner.for_service(settings, GROUP, TOPICS, publisher, batch_handler=handler,
                                         batch_size=BATCH_SIZE)
+    # the outcome joiner: its own consumer group, in this process (mesh.mlops)
+    runners = Runners(runner, outcome_runner(settings, OUTCOMES, OUTCOME_TOPICS, publisher)[0]
+                      ) if settings.live_metrics else runner
     try:
-        await run_service("timeline", runner, [binding(predictor)], settings)
+        await run_service("timeline", runners, [binding(predictor)], settings)
     finally:
         publisher.close()
         await model.aclose()

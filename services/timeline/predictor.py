@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sunday.ml.v1 import common_pb2, events_pb2
@@ -25,6 +26,9 @@ from services.timeline.montecarlo import RemainingTask
 from services.timeline.projection import DEFAULT, ProjectParams, ScopeSnapshot, forecast_targets, scope_snapshot
 from services.timeline.state import MilestoneState, ProjectState, TaskState, TimelineStore
 from services.timeline.tensors import TASK_OUTPUT, quantiles_from_passes, repeat_for_mc
+
+if TYPE_CHECKING:
+    from mesh.mlops import DriftMonitor
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "timeline-task-duration"
@@ -124,11 +128,13 @@ class TimelinePredictor:
 
     def __init__(self, store: TimelineStore, model: ModelSource, *, simulations: int = DEFAULT_SIMULATIONS,
                  seed: int = 0, effort: EffortPrior | None = None, project_params: ProjectParams | None = None,
-                 milestone_model: ModelSource | None = None) -> None:
+                 milestone_model: ModelSource | None = None, drift: DriftMonitor | None = None) -> None:
         """``effort``: the prior the served model was trained with (constant when None or when the model
         was trained without one); ``project_params`` overrides the model's fitted ones (evaluation);
-        ``milestone_model``: the milestone model (None or not loaded: Monte-Carlo milestone forecasts)."""
+        ``milestone_model``: the milestone model (None or not loaded: Monte-Carlo milestone forecasts);
+        ``drift``: fed the static features and p50 of every task run (``mesh.mlops``)."""
         self._milestone = milestone_model
+        self._drift = drift
         self._store = store
         self._model = model
         self._simulations = simulations
@@ -178,7 +184,13 @@ class TimelinePredictor:
         todo = list({t.task_id: t for t in tasks if t.is_open}.values())
         if not todo:
             return {}
-        q = run_mc(version, task_inputs(self._store, tenant_id, todo, now, self._prior(version)))
+        inputs = task_inputs(self._store, tenant_id, todo, now, self._prior(version))
+        q = run_mc(version, inputs)
+        if self._drift is not None:
+            try:
+                self._drift.observe(version.name, version.version, tenant_id, inputs.static, q.p50)
+            except Exception:  # monitoring never fails a forecast
+                log.exception("drift monitoring failed for tenant %s", tenant_id)
         return {t.task_id: (float(q.p10[i]), float(q.p50[i]), float(q.p90[i])) for i, t in enumerate(todo)}
 
     def predict_task(self, tenant_id: str, task_id: str, now: datetime | None = None,

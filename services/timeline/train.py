@@ -22,6 +22,7 @@ import numpy as np
 
 from mesh.config import MeshSettings
 from mesh.events import Envelope
+from mesh.mlops import build_reference
 from mesh.models import (
     Challenger,
     ModelRegistry,
@@ -73,6 +74,8 @@ if TYPE_CHECKING:
     from simulator import SimConfig
 
 log = logging.getLogger(__name__)
+REFERENCE_ROWS = 2000
+"""training samples summarised into the drift reference stored with the version"""
 METRIC = "val_mae_hours"
 MODEL_KEY = "bilstm_mcdropout"
 DEFAULT_TENANTS, DEFAULT_USERS, DEFAULT_WEEKS, DEFAULT_SEED = 3, 20, 12, 1
@@ -214,8 +217,12 @@ def register_and_promote_task_model(trained: Trained, registry: ModelRegistry, s
     samples = trained.split.val
     objective = Objective(METRIC, False, lambda version: task_quality(samples, run_mc(version, samples.inputs()))
                           .mae_hours)
+    # the training distribution of the static inputs and of the p50: what serving drift is measured against
+    train = trained.split.train
+    sample = train.subset(np.random.default_rng(0).permutation(len(train))[:REFERENCE_ROWS])
+    reference = build_reference(sample.static, SCHEMA.names, run_mc(trained.versioned(), sample.inputs()).p50)
     challenger = Challenger(MODEL_NAME, trained.exported.mc_path, SCHEMA, metrics, params,
-                            trained.split.train.time_range())
+                            trained.split.train.time_range(), reference=reference.to_json())
     return register_and_promote(registry, challenger, objective, settings.models)
 
 
