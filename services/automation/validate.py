@@ -104,12 +104,15 @@ def _verb_detail(step: str) -> tuple[str, str]:
 
 def emitted(step: str) -> list[tuple[str, dict[str, str]]]:
     """The trigger events an action causes, with the fields it sets. A template subtask is created with
-    default fields (type ``subtask``, medium priority); moving to the done group completes the task."""
+    default fields (type ``subtask``, medium priority); moving to the done group completes the task; an
+    assignment to a team (``assign:team=x``) assigns no person (one to a person may be to the actor)."""
     verb, detail = _verb_detail(step)
     if verb in ("create_subtask", "create", "duplicate"):
         return [("task_created", {"task_type": "subtask", "priority": "PRIORITY_MEDIUM"})]
     if verb in ("assign", "reassign"):
-        return [("task_assigned", {})]
+        team = parse_condition(detail).get("team", "")
+        # assigned to a team: not to a person, so never the "assigned to me" of a person's trigger
+        return [("task_assigned", {"assignee_id": f"team:{team}"} if team else {})]
     if verb in ("move_item", "move", "set_field", "set", "complete", "close"):
         if "group=done" in detail or "status=done" in detail or detail in ("to done", "done") or verb in (
                 "complete", "close"):
@@ -133,7 +136,7 @@ def triggers_on(trigger_type: str, condition: str, event_type: str, fields: dict
     does not set is assumed to match (the safe side for a cycle check)."""
     if trigger_type != event_type:
         return False
-    cond = {k: v for k, v in parse_condition(condition).items() if k not in ("project", "assignee_id")}
+    cond = {k: v for k, v in parse_condition(condition).items() if k != "project"}
     return all(fields.get(k, v).upper() == v.upper() for k, v in cond.items())
 
 

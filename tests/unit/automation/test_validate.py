@@ -6,7 +6,7 @@ import pytest
 from sunday.ml.v1 import events_pb2 as pb
 
 from services.automation.state import FactStore
-from services.automation.validate import AutomationSpec, Validator, ValidatorConfig, emitted
+from services.automation.validate import AutomationSpec, Validator, ValidatorConfig, check_cycle, emitted
 from tests.unit.automation._events import WORKFLOW, Stream, planted_stream
 
 
@@ -71,3 +71,12 @@ def test_scope_fails_for_another_tenants_project_and_for_a_project_the_actor_can
     assert validator.validate(_spec((*WORKFLOW, "move_item:project=p1"))).ok
     assert validator.validate(_spec((*WORKFLOW, "move_item:project=q1"))).rules == {"cross_tenant"}
     assert validator.validate(_spec(projects=("p1", "p3"))).rules == {"cross_project"}
+
+
+def test_assigning_to_a_team_after_an_assignment_to_me_is_not_a_cycle_but_to_a_person_may_be() -> None:
+    assert emitted("assign:team=triage") == [("task_assigned", {"assignee_id": "team:triage"})]
+    to_me = AutomationSpec("t1", "u1", "task_assigned", "assignee_id=self", ("set_field:sprint=current",
+                                                                               "assign:team=triage"), ("p1",))
+    assert check_cycle(to_me, []) == []
+    to_person = AutomationSpec("t1", "u1", "task_assigned", "assignee_id=self", ("assign:user=owner",), ("p1",))
+    assert [r.rule for r in check_cycle(to_person, [])] == ["cycle"]  # the owner may be the actor: refused
