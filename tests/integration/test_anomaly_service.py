@@ -5,7 +5,8 @@ is registered and picked up; half of a simulated week with planted anomalies is
 published with a malformed record; the process is SIGKILLed mid-stream, the rest is published, the process
 restarted. Then: the malformed record is in the DLQ; the alerts on ml.alerts are exactly the offline
 detector's (same deterministic ids: none missing, none extra, whatever the crash redelivered), each with
-evidence, window and model version; every planted anomaly the detector catches is ONE incident.
+evidence, window and model version; every planted anomaly the detector catches is ONE incident; incidents
+are listed and acknowledged, and the tenant's rules read and changed, over gRPC.
 
 Topics under a prefix of the test's own on the local stack (its state is under the matching Redis
 namespace); the model in a temporary MLflow registry.
@@ -35,7 +36,7 @@ from services.anomaly.ensemble import OnnxEnsemble, TenantNorm
 from services.anomaly.evaluate import _overlaps
 from services.anomaly.model import MODEL_NAME, export_ensemble
 from services.anomaly.pipeline import SEQ_LEN, Dataset, best_threshold
-from services.anomaly.train import LstmConfig, fit_iforest, fit_lstm, iforest_onnx, lstm_onnx
+from services.anomaly.train import fit_iforest, iforest_onnx
 from simulator import SimConfig, Simulation
 from tests.services_harness import Registry, ServiceProcess, service_env
 from tests.support import drain
@@ -51,15 +52,36 @@ class World:
     onnx_path: Path
 
 
+def _sequence_standin(n_features: int) -> bytes:
+    """A torch-free stand-in for the LSTM autoencoder with its ONNX interface (``seq`` [batch, steps, features]
+    -> ``recon_error`` [batch]): the mean square of the newest hour's vector. The real autoencoder is covered
+    by the unit tests (ONNX == torch); here it would cost a torch import and a fit per run."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["seq", "last"], ["newest"], axis=1),
+         helper.make_node("Mul", ["newest", "newest"], ["squared"]),
+         helper.make_node("ReduceMean", ["squared"], ["recon_error"], axes=[1], keepdims=0)],
+        "sequence_standin",
+        [helper.make_tensor_value_info("seq", TensorProto.FLOAT, ["batch", "steps", n_features])],
+        [helper.make_tensor_value_info("recon_error", TensorProto.FLOAT, ["batch"])],
+        [helper.make_tensor("last", TensorProto.INT64, [], [-1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """A week of one tenant with planted anomalies and a tiny ensemble trained on it (seconds)."""
+    """A week of one tenant with planted anomalies and a tiny ensemble fitted on it (seconds)."""
     sim = Simulation(SimConfig(tenants=1, users_per_tenant=16, weeks=1, seed=5, anomaly_user_fraction=0.4))
     events = [ev for ev in sim.events() if ev.WhichOneof("payload") == "user_activity"]
     ds = Dataset.from_events(events)
     x = ds.vectors
     ens = OnnxEnsemble(iforest_onnx(fit_iforest(x, trees=20), x.shape[1]),
-                       lstm_onnx(fit_lstm(ds.seqs, LstmConfig(epochs=2, hidden=8)), x.shape[1]),
+                       _sequence_standin(x.shape[1]),
                        TenantNorm({}, (0.0, 1.0)), TenantNorm({}, (0.0, 1.0)), 0.5, 0.0, version="1")
     iso, err = ens.raw(x, ds.seqs)
     ens.iforest_norm, ens.lstm_norm = TenantNorm.fit(ds.tenants, iso), TenantNorm.fit(ds.tenants, err)
@@ -153,6 +175,12 @@ def test_a_week_in_alerts_out_once_through_a_crash(world: World, stack: tuple[Me
                                         timeout=10).incidents
             scored = stub.ScoreEntity(anomaly_pb2.ScoreEntityRequest(tenant_id=tenant, user_id=user,
                                                                      events=world.events[:40]), timeout=10)
+            acked = stub.Acknowledge(anomaly_pb2.IncidentActionRequest(tenant_id=tenant,
+                                                                       incident_id=listed[0].incident_id), timeout=10)
+            rules = stub.GetRules(anomaly_pb2.GetRulesRequest(tenant_id=tenant), timeout=10)
+            changed = stub.PutRules(anomaly_pb2.PutRulesRequest(tenant_id=tenant, rules_yaml=rules.rules_yaml,
+                                                                expected_version=rules.version, actor="admin@test"),
+                                    timeout=10)
         assert svc.kills == 1 and "Traceback" not in svc.log_text()
 
     assert {a.event_id for a in got} == {a.event_id for a in expected}  # none missing, none extra
@@ -175,3 +203,5 @@ def test_a_week_in_alerts_out_once_through_a_crash(world: World, stack: tuple[Me
         assert sum(_overlaps(inc, p) for inc in found) == 1, p
     assert {i.incident_id for i in listed} == {a.alert.incident_id for a in got}
     assert scored.prediction.provenance.model_version == "1"
+    assert acked.incident.status == "acknowledged"
+    assert (rules.version, changed.version, changed.updated_by) == (0, 1, "admin@test")
