@@ -36,6 +36,15 @@ from mesh.mlops._outcomes import (
     reducers,
 )
 from mesh.mlops._runtime import Runners, joiner_namespace, open_joiner, outcome_runner
+from mesh.mlops._shadow import (
+    ShadowEvidence,
+    paired_scores,
+    promote_on_evidence,
+    publish_shadow,
+    shadow_evidence,
+    shadow_topic,
+    with_shadow_topics,
+)
 
 __all__ = [
     "KIND_CLEARED",
@@ -55,6 +64,7 @@ __all__ = [
     "OutcomeJoiner",
     "OutcomeSpec",
     "Runners",
+    "ShadowEvidence",
     "build_reference",
     "degradation_alert",
     "drift_alert",
@@ -64,7 +74,13 @@ __all__ = [
     "model_version",
     "open_joiner",
     "outcome_runner",
+    "paired_scores",
+    "promote_on_evidence",
     "psi",
+    "publish_shadow",
     "reducers",
     "registry_references",
+    "shadow_evidence",
+    "shadow_topic",
+    "with_shadow_topics",
 ]

@@ -27,6 +27,7 @@ from mesh.bus import Publisher, producer_context
 from mesh.errors import NotFound, Unavailable
 from mesh.events import Envelope, InvalidEvent, new_envelope
 from mesh.features import apply_rebuilding
+from mesh.mlops import publish_shadow
 from mesh.telemetry import current_trace_id
 from services.assignment.asof import AsOf
 from services.assignment.ranker import AssignmentRanker
@@ -110,9 +111,13 @@ class AssignmentHandler:
     """The consumer runner's batch handler (a ``Callable[[Sequence[Envelope]], None]``)."""
 
     def __init__(self, state: StateStore, ranker: AssignmentRanker, publisher: Publisher,
-                 labels: LabelSink | None = None, rebuild: Callable[[], Any] | None = None) -> None:
+                 labels: LabelSink | None = None, rebuild: Callable[[], Any] | None = None,
+                 shadow: AssignmentRanker | None = None) -> None:
+        """``shadow``: a ranker on the challenger, run on the same tasks and state; its predictions go to
+        ``ml.shadow.assignment`` only (scored beside the champion's by the outcome joiner, ``mesh.mlops``)."""
         self._state = state
         self._ranker = ranker
+        self._shadow = shadow
         self._publisher = publisher
         self._labels = labels
         self._rebuild = rebuild
@@ -140,6 +145,20 @@ class AssignmentHandler:
                 self._labels.append_many(labels_of(view, to_apply))
             for env, prediction in self._predict(created, view):
                 self._publish(env, prediction)
+            if self._shadow is not None and created:
+                self._serve_shadow(self._shadow, created, view)
+
+    def _serve_shadow(self, shadow: AssignmentRanker, created: Sequence[Envelope], view: StateStore) -> None:
+        """The challenger on the same tasks, published to the shadow topic under ids derived like the
+        champion's (its own version in them); a failing shadow never fails the batch."""
+        try:
+            shadowed = self._predict(created, view, shadow)
+        except Exception as exc:  # no challenger loaded, a schema it cannot read...: the champion is unaffected
+            log.warning("shadow ranking skipped for %d task(s): %s", len(created), exc)
+            return
+        for cause, prediction in shadowed:
+            publish_shadow(self._publisher, new_envelope(cause.tenant_id, prediction, producer=PRODUCER,
+                                                         caused_by=cause.event_id), "assignment")
 
     def _publish(self, cause: Envelope, prediction: events_pb2.AssignmentPrediction) -> None:
         """Publish in the trace of the input it answers (a batch's span only links to its inputs), so one
@@ -154,7 +173,7 @@ class AssignmentHandler:
             if token is not None:
                 otel_context.detach(token)
 
-    def _predict(self, created: Sequence[Envelope], state: StateStore
+    def _predict(self, created: Sequence[Envelope], state: StateStore, ranker: AssignmentRanker | None = None
                  ) -> list[tuple[Envelope, events_pb2.AssignmentPrediction]]:
         """Rank a segment's new tasks on ``state``, one ``rank_many`` per tenant (one read of the union of
         candidates, one model run); a task nobody can be ranked for yields nothing (see
@@ -165,8 +184,9 @@ class AssignmentHandler:
         for env in created:
             by_tenant.setdefault(env.tenant_id, []).append(env)
         for tenant, envs in by_tenant.items():
-            outcomes = self._ranker.rank_many(tenant, [e.task_created.task_id for e in envs], trace_id=trace_id,
-                                              state=None if state is self._state else state)
+            outcomes = (ranker or self._ranker).rank_many(tenant, [e.task_created.task_id for e in envs],
+                                                          trace_id=trace_id,
+                                                          state=None if state is self._state else state)
             for env, outcome in zip(envs, outcomes, strict=True):
                 if isinstance(outcome, events_pb2.AssignmentPrediction):
                     out.append((env, outcome))
