@@ -70,10 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         spec = spec_of(args.capability)
         store = RedisAggregates(redis.Redis.from_url(settings.redis.url), joiner_namespace(settings, spec.capability),
                                 reducers=reducers(spec))
-        registry = ModelRegistry(settings.models)
+        registries: list[ModelRegistry] = []
+
+        def registry() -> ModelRegistry:  # opened only when an alias must be read or moved
+            if not registries:
+                registries.append(ModelRegistry(settings.models))
+            return registries[0]
 
         def version(given: str | None, alias: str) -> str:
-            found = given or registry.version_of(args.model, alias)
+            found = given or registry().version_of(args.model, alias)
             if found is None:
                 raise NotFound(f"{args.model} has no {alias}; pass the version")
             return f"{args.model}:{found}"
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                                    margin=args.margin)
         print(evidence.summary())
         if args.promote:
-            print("promoted" if promote_on_evidence(registry, evidence) else "not promoted")
+            print("promoted" if promote_on_evidence(registry(), evidence) else "not promoted")
     except (NotFound, InvalidArgument) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

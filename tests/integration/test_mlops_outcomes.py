@@ -18,6 +18,7 @@ from mesh.config import MeshSettings
 from mesh.events import Envelope, TopicRegistry, decode, new_envelope
 from mesh.features import RedisAggregates
 from mesh.mlops import KIND_DEGRADED, LiveMetricState, joiner_namespace, outcome_runner, reducers
+from mesh.mlops.__main__ import main as cli
 from services.assignment.outcomes import SPEC, TOPICS
 from tests.support import drain, wait_until
 
@@ -63,7 +64,8 @@ def consume_until(settings: MeshSettings, publisher: KafkaPublisher, outcomes: i
     return live
 
 
-def test_late_outcomes_are_joined_across_a_restart(mlops_settings: MeshSettings) -> None:
+def test_late_outcomes_are_joined_across_a_restart(mlops_settings: MeshSettings, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     registry = TopicRegistry(mlops_settings.kafka.topic_prefix)
     ensure_topics(mlops_settings.kafka, registry, [*TOPICS, "alerts", "dlq"])
     pub = KafkaPublisher(mlops_settings.kafka, registry)
@@ -109,3 +111,13 @@ def test_late_outcomes_are_joined_across_a_restart(mlops_settings: MeshSettings)
     # raised when the 4th or 5th outcome was counted (depends on batching): the live MRR then, below 0.5
     assert decoded[0].alert.score in (pytest.approx(1.75 / 4), pytest.approx(mrr))
     assert decoded[0].alert.provenance.model_version == "7"
+
+    # the operator's view of the same state: python -m mesh.mlops live / compare
+    monkeypatch.setenv("MESH_KAFKA__TOPIC_PREFIX", mlops_settings.kafka.topic_prefix)
+    assert cli(["live", "assignment", "--tenant", "t1", "--model", "assignment-ranker", "--versions", "7"]) == 0
+    table = capsys.readouterr().out
+    assert "assignment-ranker:7" in table and f"{mrr:.4f}" in table
+    assert cli(["compare", "assignment", "--model", "assignment-ranker", "--champion", "7", "--challenger", "7",
+                "--min-outcomes", "3"]) == 0
+    assert "on 6 outcomes" in capsys.readouterr().out  # t1's five and t2's one, paired with themselves
+    assert cli(["live", "nosuch", "--tenant", "t1", "--model", "m", "--versions", "1"]) == 2
