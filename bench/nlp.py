@@ -39,7 +39,7 @@ from mesh.config import MeshSettings
 from mesh.models import OnnxModel, StaticModel, VersionedModel
 from services.nlp import duplicates as dup
 from services.nlp.embedder import DIM, MODEL_NAME, Embedder
-from services.nlp.fusion import Bm25, TimePrior, choose_fusion, choose_weight, first_relevant_ranks, quality
+from services.nlp.fusion import Bm25, choose_fusion, choose_weight, first_relevant_ranks, quality
 from services.nlp.search import Calibration, HybridSearcher
 from services.nlp.vectors import Item, VectorIndex
 
@@ -106,7 +106,7 @@ def evaluate_folder(folder: Path, embedder: Embedder) -> dict[str, Any]:
             q = quality(first_relevant_ranks(s, pairs.relevant, pairs.queries))
             table.append({"data": folder.name, "pairs": "all" if pairs_name == "combined" else pairs_name,
                           "method": method, **q.as_dict()})
-    threshold = threshold_report(bugs, split, vectors, bm25, weight, prior)
+    threshold = threshold_report(bugs, split, vectors, bm25, weight)
     overlap = len({frozenset((q, r)) for q, rel in zip(split["test"].queries, split["test"].relevant, strict=True)
                    for r in rel} & {frozenset((q, r)) for q, rel in zip(train.queries, train.relevant, strict=True)
                                     for r in rel})
@@ -118,12 +118,12 @@ def evaluate_folder(folder: Path, embedder: Embedder) -> dict[str, Any]:
 
 
 def threshold_report(bugs: dup.Bugs, split: dict[str, dup.Pairs], vectors: npt.NDArray[np.float32], bm25: Bm25,
-                     weight: float, prior: TimePrior) -> dict[str, Any]:
+                     weight: float) -> dict[str, Any]:
     calib, hold = dup.calibration_queries(bugs, split["train"], split["test"], split["combined"])
 
     def flagged(queries: list[int], truth: dict[int, set[int]]) -> dup.Flagged:
-        fused = dup.fused_rows(dup.dense_rows(vectors, queries), dup.lexical_rows(bm25, bugs, queries), weight,
-                               prior, bugs.days(), queries)
+        # the service flags on the text-only score (the time prior ranks, it does not flag)
+        fused = dup.fused_rows(dup.dense_rows(vectors, queries), dup.lexical_rows(bm25, bugs, queries), weight)
         return dup.top1(fused, queries, truth)
 
     on_train = flagged(calib, dup.symmetric(split["train"]))

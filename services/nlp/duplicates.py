@@ -279,8 +279,9 @@ def calibrate_model(path: Path, settings: ModelSettings, folder: Path,
     days = bugs.days()
     weight, prior = choose_fusion(lambda w, p: hybrid_mrr(dense, lexical, train, w, p, days))
     calib, _ = calibration_queries(bugs, train, test, combined)
-    flagged = top1(fused_rows(dense_rows(vectors, calib), lexical_rows(bm25, bugs, calib), weight, prior, days,
-                              calib), calib, symmetric(train))
+    # the threshold reads the text-only score (the time prior ranks, it does not flag): calibrated on it
+    flagged = top1(fused_rows(dense_rows(vectors, calib), lexical_rows(bm25, bugs, calib), weight), calib,
+                   symmetric(train))
     threshold = calibrate_threshold(flagged)
     at = flagged.at(threshold)
     log.info("fusion weight %.2f, time prior %.2f x exp(-days/%.0f), duplicate threshold %.4f (train precision "

@@ -168,7 +168,9 @@ class NlpHandler:
             hits = self._searcher.rank(env.tenant_id, item.full_text, vectors[(env.tenant_id, "task", e.task_id)],
                                        DUPLICATES_K, None, calibration, exclude=e.task_id,
                                        created_days=created_days(env))
-            found = [h for h in hits if h.score >= calibration.threshold]
+            # ranked with the time prior; flagged on the text alone (a task filed the same day is not a
+            # duplicate for that): the threshold is calibrated on the text-only score
+            found = [h for h in hits if h.text >= calibration.threshold]
             if found:
                 self._publish(env, duplicates_prediction(e, found, embedded.model))
 

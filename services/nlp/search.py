@@ -45,6 +45,8 @@ class Scored:
     dense: float
     lexical: float
     """BM25 normalised by the query's best"""
+    text: float = 0.0
+    """the fused text similarity alone (``score`` without the time prior): what the duplicate threshold reads"""
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,10 @@ class HybridSearcher:
         cos = np.asarray([dense[i].score if i in dense else float(np.dot(vector, fetched[i][1]))  # type: ignore[arg-type]
                           for i in ids])
         bm = normalised(np.asarray([lexical.get(i, 0.0) for i in ids]))
-        fused = fuse(cos, bm, calibration.weight) + calibration.time.bonus(
-            created_days, np.asarray([items[i].created_days for i in ids]))
+        text = fuse(cos, bm, calibration.weight)
+        fused = text + calibration.time.bonus(created_days, np.asarray([items[i].created_days for i in ids]))
         order = np.argsort(-fused, kind="stable")[:k]
-        return [Scored(items[ids[j]], float(fused[j]), float(cos[j]), float(bm[j])) for j in order]
+        return [Scored(items[ids[j]], float(fused[j]), float(cos[j]), float(bm[j]), float(text[j])) for j in order]
 
     def _lexical(self, tenant_id: str, kind: str, query: str, n: int, filters: Mapping[str, str]
                  ) -> dict[str, float]:

@@ -134,6 +134,7 @@ def test_the_time_prior_ranks_the_task_created_closer_in_time_first(svc: Service
     timed = svc.searcher.rank(A, text, vector, 2, None, replace(base, time=TimePrior(0.3, 30.0)), exclude="q",
                               created_days=days)
     assert [h.item.item_id for h in timed] == ["new", "old"] and timed[0].score > timed[1].score + 0.2
+    assert timed[0].text == pytest.approx(plain[0].score, abs=1e-5)  # the threshold reads the text alone
     free_text = svc.searcher.rank(A, text, vector, 2, None, replace(base, time=TimePrior(0.3, 30.0)), exclude="q")
     assert free_text[0].score == pytest.approx(plain[0].score, abs=1e-5)  # no query time: no prior
 
