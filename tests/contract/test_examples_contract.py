@@ -113,8 +113,17 @@ def _personalization(tmp: Path) -> Iterator[object]:
     yield PersonalizationHandler(store)
 
 
+@contextmanager
+def _anomaly(tmp: Path) -> Iterator[object]:
+    from tests.contract.test_anomaly_contract import contract_handler
+
+    with contract_handler(tmp) as handler:
+        yield handler
+
+
 # consumer name (as declared in mesh/events/_topics.py) -> how to build its real handler
 CONSUMERS: dict[str, Callable[[Path], object]] = {
+    "anomaly": _anomaly,
     "assignment": _assignment,
     "automation": _automation,
     "features": _features,
@@ -126,7 +135,7 @@ CONSUMERS: dict[str, Callable[[Path], object]] = {
 NEEDS_REDIS = {"gateway.webhooks", "automation"}
 
 
-BATCH_CONSUMERS = {"assignment", "timeline", "features", "nlp", "personalization", "automation"}
+BATCH_CONSUMERS = {"anomaly", "assignment", "timeline", "features", "nlp", "personalization", "automation"}
 """Consumers whose main runs them with ``batch_handler`` (the others take one event at a time)."""
 
 
