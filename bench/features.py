@@ -19,6 +19,7 @@ the rebuild of a simulated month from the event log, and online read latency (ba
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -144,6 +145,7 @@ def ingestion(settings: MeshSettings, ingestor: Any, events: Sequence[Envelope],
     """Raw consume, the features consumer, raw consume again: the same messages."""
     n = len(events)
     topics = _publish(settings, events)
+    load = os.getloadavg()[0]
     raw_before = _raw_consume(settings, topics, n, batch)
     *ingest, split = _ingest(settings, ingestor, n, batch, profile)
     raw_after = _raw_consume(settings, topics, n, batch)
@@ -151,7 +153,8 @@ def ingestion(settings: MeshSettings, ingestor: Any, events: Sequence[Envelope],
     raw_cpu = statistics.fmean([raw_before[1], raw_after[1]])
     return {"topics": len(topics), "batch_size": batch, "ingest": _rate(n, *ingest) | split,
             "raw_before": _rate(n, *raw_before), "raw_after": _rate(n, *raw_after), "raw_events_per_s": round(raw, 1),
-            "ratio_to_raw": round(n / ingest[0] / raw, 3), "cpu_ratio_to_raw": round(raw_cpu / ingest[1], 3)}
+            "ratio_to_raw": round(n / ingest[0] / raw, 3), "cpu_ratio_to_raw": round(raw_cpu / ingest[1], 3),
+            "load_average_1m": [round(load, 1), round(os.getloadavg()[0], 1)]}
 
 
 # ------------------------------------------------------------------------------------------ rebuild
@@ -257,7 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ingest = ingestion(settings, ingestor, events, batch, args.profile)
         print(f"ingestion {ingest['ingest']['events_per_s']:.0f} events/s, raw consume "
-              f"{ingest['raw_events_per_s']:.0f} events/s: ratio {ingest['ratio_to_raw']:.2f}")
+              f"{ingest['raw_events_per_s']:.0f} events/s: ratio {ingest['ratio_to_raw']:.2f}; CPU per event: "
+              f"ingestor {ingest['ingest']['ingestor_cpu_us_per_event']:.1f} us, consumer runtime "
+              f"{ingest['ingest']['runtime_cpu_us_per_event']:.1f} us, raw "
+              f"{ingest['raw_before']['cpu_us_per_event']:.1f} us; "
+              f"load average {os.getloadavg()[0]:.1f}")
         rebuilt = rebuild(ingestor, batch)
         print(f"rebuild from the event log: {rebuilt['events']} events in {rebuilt['seconds']:.1f}s")
         lat, n_users = reads(ingestor, args.reads or (300 if args.quick else 2000))
