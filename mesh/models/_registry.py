@@ -117,7 +117,10 @@ class ModelRegistry:
         found = self._client.get_experiment_by_name(name)
         if found is not None:
             return str(found.experiment_id)
-        # always explicit: MLflow's default artifact location is relative to the working directory
+        if self._settings.tracking_uri.startswith(("http://", "https://")):
+            # a tracking server: it keeps the artifacts (its own artifact store), clients send them over HTTP
+            return str(self._client.create_experiment(name))
+        # a local store: always explicit, MLflow's default artifact location is relative to the working directory
         location = (self._settings.artifact_dir / name).resolve().as_uri()
         return str(self._client.create_experiment(name, artifact_location=location))
 
@@ -302,7 +305,8 @@ class ModelRegistry:
         if not onnx_file.exists():
             source = self._client.get_model_version(name, str(version)).source
             staging = Path(tempfile.mkdtemp(dir=self._downloads.parent))
-            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging))
+            mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(staging),
+                                                tracking_uri=self._settings.tracking_uri)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(target, ignore_errors=True)
             staging.rename(target)  # atomic: a reader never sees a half-downloaded version

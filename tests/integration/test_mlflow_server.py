@@ -57,9 +57,9 @@ def test_register_and_load_by_alias_over_http(experiment: str, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
 
-    # As compose and k8s do: ModelRegistry.local_path resolves mlflow-artifacts:/ URIs through MLflow's global
-    # tracking URI (download_artifacts is not given the registry's), so a deployment sets both variables.
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", SERVER)
+    # Only the registry's settings name the server (no MLFLOW_TRACKING_URI in the environment): downloads of
+    # mlflow-artifacts:/ URIs go to the registry's own tracking URI.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     name = f"it-server-scale-{uuid.uuid4().hex[:8]}"
     trainer = ModelRegistry(_settings(tmp_path / "trainer"), experiment)
     try:
@@ -86,3 +86,25 @@ def test_register_and_load_by_alias_over_http(experiment: str, tmp_path: Path,
         assert service.metric(name, second, "val_mae") == 0.5
     finally:
         MlflowClient(tracking_uri=SERVER).delete_registered_model(name)
+
+
+def test_an_experiment_made_by_the_registry_keeps_its_artifacts_on_the_server(tmp_path: Path) -> None:
+    """The registry creates its experiment without a client-side folder when it talks to a server: the
+    artifacts of every client land in the server's store, not in one client's directory."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=SERVER)
+    experiment = f"it-server-made-{uuid.uuid4().hex[:8]}"
+    name = f"it-server-made-{uuid.uuid4().hex[:8]}"
+    registry = ModelRegistry(_settings(tmp_path / "trainer"), experiment)
+    try:
+        registry.log_and_register(name, write_scale_model(tmp_path / "x2.onnx", 2.0), {"val_mae": 1.0}, {},
+                                  DATA_RANGE, alias=CHAMPION)
+        made = client.get_experiment_by_name(experiment)
+        assert made is not None and made.artifact_location.startswith("mlflow-artifacts:"), made
+        assert not (tmp_path / "trainer" / experiment).exists()
+    finally:
+        client.delete_registered_model(name)
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            client.delete_experiment(found.experiment_id)
