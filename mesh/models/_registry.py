@@ -322,17 +322,17 @@ class ModelRegistry:
 
     def version_json(self, name: str, version: str, filename: str) -> Any | None:
         """The JSON document :meth:`log_version_json` stored with ``version``, or None when there is none."""
-        import mlflow.artifacts
         from mlflow.exceptions import MlflowException
 
         run_id = self._client.get_model_version(name, str(version)).run_id
         if run_id is None:
             return None
-        try:
-            text = mlflow.artifacts.load_text(f"{self._client.get_run(run_id).info.artifact_uri}/mlops/{filename}")
-        except (MlflowException, OSError):
-            return None
-        return json.loads(text)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:  # through this registry's client: its tracking URI (a server too) and its artifact store
+                local = self._client.download_artifacts(run_id, f"mlops/{filename}", tmp)
+            except (MlflowException, OSError):
+                return None
+            return json.loads(Path(local).read_text(encoding="utf-8"))
 
     def metric(self, name: str, version: str, metric: str) -> float | None:
         """A metric logged with the run that produced ``version``."""
