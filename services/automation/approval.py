@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 Status = Literal["suggested", "approved", "rejected", "expired", "invalid"]
@@ -95,6 +95,18 @@ class AuditEntry:
 def week_of(at: float) -> str:
     year, week, _ = datetime.fromtimestamp(at, UTC).isocalendar()
     return f"{year}-W{week:02d}"
+
+
+def weeks_ending(at: float, n: int) -> list[tuple[str, date]]:
+    """The ``n`` ISO weeks (UTC) ending with the one of ``at``, oldest first: (``week_of`` key, its Monday)."""
+    day = datetime.fromtimestamp(at, UTC).date()
+    monday = day - timedelta(days=day.weekday())
+    out = []
+    for back in range(n - 1, -1, -1):
+        start = monday - timedelta(weeks=back)
+        year, week, _ = start.isocalendar()
+        out.append((f"{year}-W{week:02d}", start))
+    return out
 
 
 # KEYS: record, index, analytics, cooldown, audit. ARGV: to, allowed(csv), by, reason, now, cooldown_s, saved

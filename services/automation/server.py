@@ -1,11 +1,12 @@
-"""gRPC adapter: AutomationService (ListSuggestions, Approve, Reject, Validate) -> the approval store and the
-validator. Thin: domain errors only (the mesh's interceptor maps them to status codes); an illegal
+"""gRPC adapter: AutomationService (ListSuggestions, Approve, Reject, Validate, Analytics) -> the approval store
+and the validator. Thin: domain errors only (the mesh's interceptor maps them to status codes); an illegal
 transition is InvalidArgument with the status the suggestion is in."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sunday.ml.v1 import automation_pb2 as api
@@ -14,13 +15,15 @@ from sunday.ml.v1 import events_pb2 as pb
 
 from mesh.errors import InvalidArgument, NotFound
 from mesh.serving import ServiceBinding, bind
-from services.automation.approval import IllegalTransition, SuggestionRecord, UnknownSuggestion
+from services.automation.approval import IllegalTransition, SuggestionRecord, UnknownSuggestion, weeks_ending
 from services.automation.engine import suggestion_envelope
 from services.automation.handlers import AutomationHandler
 from services.automation.validate import AutomationSpec, Validator, Verdict
 
 SERVICE_NAME = "sunday.ml.v1.AutomationService"
 TRIGGERS = ("task_created", "task_status_changed", "task_assigned")
+DEFAULT_WEEKS = 4
+MAX_WEEKS = 52
 Ctx = Any
 """grpc.aio.ServicerContext (unused: errors are domain errors)."""
 
@@ -39,9 +42,11 @@ def verdict_response(verdict: Verdict, weeks: float) -> api.ValidateResponse:
 
 
 class AutomationServicer(api_grpc.AutomationServiceServicer):
-    def __init__(self, handler: AutomationHandler, validator: Validator) -> None:
+    def __init__(self, handler: AutomationHandler, validator: Validator,
+                 clock: Callable[[], float] = time.time) -> None:
         self._handler = handler
         self._validator = validator
+        self._clock = clock
 
     async def ListSuggestions(self, request: api.ListSuggestionsRequest, context: Ctx) -> api.ListSuggestionsResponse:
         if not request.tenant_id:
@@ -80,6 +85,26 @@ class AutomationServicer(api_grpc.AutomationServiceServicer):
         return verdict_response(verdict, self._validator.config.dry_run_weeks)
 
 
-def binding(handler: AutomationHandler, validator: Validator) -> ServiceBinding:
+    async def Analytics(self, request: api.AnalyticsRequest, context: Ctx) -> api.AnalyticsResponse:
+        if not request.tenant_id:
+            raise InvalidArgument("tenant_id is required")
+        if request.weeks > MAX_WEEKS:
+            raise InvalidArgument(f"weeks must be between 1 and {MAX_WEEKS} (0: {DEFAULT_WEEKS}), got {request.weeks}")
+        weeks = weeks_ending(self._clock(), int(request.weeks) or DEFAULT_WEEKS)
+        stored = await asyncio.to_thread(self._handler.approvals.analytics, request.tenant_id, [k for k, _ in weeks])
+        return api.AnalyticsResponse(weeks=[week_analytics(key, start.isoformat(), stored.get(key, {}))
+                                            for key, start in weeks])
+
+
+def week_analytics(iso_week: str, week_start: str, counts: dict[str, float]) -> api.WeekAnalytics:
+    """One week of :meth:`ApprovalStore.analytics` (approved -> accepted; a missing counter is 0)."""
+    return api.WeekAnalytics(week_start=week_start, iso_week=iso_week, shown=int(counts.get("shown", 0)),
+                             accepted=int(counts.get("approved", 0)), rejected=int(counts.get("rejected", 0)),
+                             expired=int(counts.get("expired", 0)),
+                             actions_saved_estimate=float(counts.get("actions_saved_per_week", 0.0)))
+
+
+def binding(handler: AutomationHandler, validator: Validator,
+            clock: Callable[[], float] = time.time) -> ServiceBinding:
     return bind(SERVICE_NAME, api_grpc.add_AutomationServiceServicer_to_server,
-                AutomationServicer(handler, validator))
+                AutomationServicer(handler, validator, clock))
