@@ -384,7 +384,9 @@ def test_dockerfile_builds_from_the_lock_as_non_root() -> None:
 API_VERSIONS = {"Namespace": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1",
                 "PersistentVolumeClaim": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1",
                 "Job": "batch/v1", "CronJob": "batch/v1", "HorizontalPodAutoscaler": "autoscaling/v2",
-                "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1"}
+                "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1",
+                "ServiceAccount": "v1", "Role": "rbac.authorization.k8s.io/v1",
+                "RoleBinding": "rbac.authorization.k8s.io/v1"}
 WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
 
 
@@ -677,6 +679,94 @@ def test_k8s_job_creates_exactly_the_registry_topics(k8s: list[Obj]) -> None:
 def test_k8s_collector_config_is_the_shared_file(k8s: list[Obj]) -> None:
     cm = by_name(k8s, "ConfigMap")["otel-collector"]
     assert cm["data"]["collector.yaml"] == (DEPLOY / "otel" / "collector.yaml").read_text()
+
+
+def test_k8s_observability_configs_are_the_shared_files(k8s: list[Obj]) -> None:
+    """observability.yaml embeds the alert rules, Grafana provisioning and dashboards verbatim."""
+    maps = by_name(k8s, "ConfigMap")
+    assert maps["prometheus"]["data"]["alerts.yml"] == (DEPLOY / "prometheus" / "alerts.yml").read_text()
+    for cm, folder, pattern in (("grafana-dashboards", "dashboards", "*.json"),
+                                ("grafana-provisioning", "provisioning", "*.yaml")):
+        files = {p.name: p.read_text() for p in (DEPLOY / "grafana" / folder).glob(pattern)}
+        assert files and maps[cm]["data"] == files, f"{cm} differs from deploy/grafana/{folder}: copy the files"
+
+
+def policy_admits(k8s: list[Obj], target: str, source: str, port: int) -> bool:
+    """Whether the NetworkPolicies selecting pods ``target`` let pods ``source`` of the namespace in on ``port``."""
+    for p in of_kind(k8s, "NetworkPolicy"):
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") != target:
+            continue
+        for rule in p["spec"]["ingress"]:
+            peers = rule.get("from")
+            ports = {q["port"] for q in rule.get("ports", [])}
+            if (not rule.get("ports") or port in ports) and (peers is None or any(
+                    peer.get("podSelector", {}).get("matchLabels") == {"app.kubernetes.io/name": source}
+                    for peer in peers)):
+                return True
+    return False
+
+
+def test_k8s_prometheus_scrapes_every_mesh_process(k8s: list[Obj]) -> None:
+    """What compose's Prometheus scrapes by name, the in-cluster one finds by annotation, on a declared port its
+    NetworkPolicy lets it reach; its pod discovery is allowed by RBAC; the alerts' jobs exist."""
+    prom = yaml.safe_load(by_name(k8s, "ConfigMap")["prometheus"]["data"]["prometheus.yml"])
+    (deployment,) = [o for o in of_kind(k8s, "Deployment") if o["metadata"]["name"] == "prometheus"]
+    mounts = {m["mountPath"] for c in containers(deployment) for m in c["volumeMounts"]}
+    assert all(str(Path(f).parent) in mounts for f in prom["rule_files"])
+    (job,) = [j for j in prom["scrape_configs"] if j["job_name"] == "mesh"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod", "namespaces": {"own_namespace": True}}]
+    keep = [r for r in job["relabel_configs"] if r.get("action") == "keep"]
+    assert keep == [{"source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+                     "regex": "true", "action": "keep"}]
+    jobs = {j["job_name"] for j in prom["scrape_configs"]} | {"gateway", "milvus"}  # relabelled from `mesh`
+    for rule in alert_rules():
+        assert set(re.findall(r'job="([^"]+)"', rule["expr"])) <= jobs, rule["alert"]
+    scraped = set()
+    for o in of_kind(k8s, "Deployment", "StatefulSet"):
+        annotations = o["spec"]["template"]["metadata"].get("annotations", {})
+        if annotations.get("prometheus.io/scrape") != "true":
+            continue
+        name, port = o["metadata"]["name"], int(annotations["prometheus.io/port"])
+        assert port in container_ports(o).values(), (name, port)  # the keepequal relabel needs a declared port
+        assert policy_admits(k8s, name, "prometheus", port), f"NetworkPolicy keeps Prometheus from {name}:{port}"
+        scraped.add(name)
+    assert {*CAPABILITIES, "features", "gateway-worker", "gateway"} <= scraped
+    (role,) = of_kind(k8s, "Role")
+    assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]} in role["rules"]
+    (binding,) = of_kind(k8s, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert {"kind": "ServiceAccount", "name": pod_spec(deployment)["serviceAccountName"],
+            "namespace": "sunday-ml"} in binding["subjects"]
+    assert pod_spec(deployment)["serviceAccountName"] in by_name(k8s, "ServiceAccount")
+
+
+def test_k8s_telemetry_paths_are_wired_and_admitted(k8s: list[Obj]) -> None:
+    """Collector -> Jaeger OTLP, Grafana -> Prometheus and Jaeger: Services with those ports, policies that admit."""
+    services = by_name(k8s, "Service")
+    (collector,) = containers(by_name(k8s, "Deployment")["otel-collector"])
+    endpoint = {e["name"]: e.get("value") for e in collector["env"]}["TRACES_OTLP_ENDPOINT"]
+    host, port = endpoint.rsplit(":", 1)
+    assert (host, int(port)) == ("jaeger", 4317) and 4317 in {p["port"] for p in services[host]["spec"]["ports"]}
+    assert policy_admits(k8s, "jaeger", "otel-collector", 4317)
+    assert not policy_admits(k8s, "jaeger", "gateway", 4317)
+    sources = load_yaml(DEPLOY / "grafana" / "provisioning" / "datasources.yaml")[0]["datasources"]
+    for source in sources:
+        host, port = source["url"].split("//", 1)[1].rsplit(":", 1)
+        assert int(port) in {p["port"] for p in services[host]["spec"]["ports"]}, source["url"]
+        assert policy_admits(k8s, host, "grafana", int(port)), source["url"]
+    (grafana,) = containers(by_name(k8s, "Deployment")["grafana"])
+    provider = load_yaml(DEPLOY / "grafana" / "provisioning" / "dashboards.yaml")[0]["providers"][0]
+    mounts = {m["mountPath"]: m["name"] for m in grafana["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec(by_name(k8s, "Deployment")["grafana"])["volumes"]}
+    assert volumes[mounts[provider["options"]["path"]]]["configMap"]["name"] == "grafana-dashboards"
+    for kind in ("datasources", "dashboards"):
+        volume = volumes[mounts[f"/etc/grafana/provisioning/{kind}"]]["configMap"]
+        assert volume["name"] == "grafana-provisioning" and volume["items"][0]["key"] == f"{kind}.yaml"
+    compose_images = {s["image"] for s in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+                      .values() if "image" in s}
+    for name in ("jaeger", "prometheus", "grafana", "otel-collector"):
+        (c,) = containers(by_name(k8s, "Deployment")[name])
+        assert c["image"] in compose_images, (name, c["image"])  # the same versions as compose
 
 
 # ----------------------------------------------------------------------------------------- otel
