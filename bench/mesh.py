@@ -423,6 +423,24 @@ async def request_path(mesh: Mesh, stream: Stream, rates: Sequence[float], secon
     return rows
 
 
+def drop_namespace(redis_url: str, namespace: str) -> None:
+    """Delete this run's keys from the shared Redis (a run leaves ~200k: dedupe marks and service state)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"{namespace}:*", count=10_000):
+            batch.append(key)
+            if len(batch) >= 5_000:
+                client.unlink(*batch)
+                batch = []
+        if batch:
+            client.unlink(*batch)
+    finally:
+        client.close()
+
+
 def best_rate(rows: Sequence[dict[str, Any]], key: str, value: str, limit_ms: float) -> float | None:
     ok = [r["offered_rps" if "offered_rps" in r else "offered_tasks_s"] for r in rows
           if r[key] == value and r["p99_ms"] <= limit_ms and not r.get("errors") and not r.get("lost")]
@@ -508,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = base.model_copy(update={
             "kafka": base.kafka.model_copy(update={"bootstrap_servers": bootstrap, "topic_prefix": prefix}),
             "redis": base.redis.model_copy(update={"url": redis_url})})
+        stack.callback(drop_namespace, redis_url, settings.namespace)  # runs last: after the services stopped
         mesh = Mesh(settings, bootstrap, TopicRegistry(prefix), env, root / "logs")
         stack.callback(mesh.stop_all)
         for name in OUTPUTS:
