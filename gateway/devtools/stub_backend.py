@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import time
 
 import grpc
@@ -217,6 +218,27 @@ class StubAutomation(automation_pb2_grpc.AutomationServiceServicer):
                        context: grpc.aio.ServicerContext) -> automation_pb2.ValidateResponse:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in the stub backend")
         raise AssertionError
+
+    async def Analytics(self, request: automation_pb2.AnalyticsRequest,
+                        context: grpc.aio.ServicerContext) -> automation_pb2.AnalyticsResponse:
+        """The last ``weeks`` ISO weeks, oldest first: canned counts for the current week (its decisions so far
+        counted in), zeros before."""
+        if request.weeks > 52:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "weeks must be between 1 and 52")
+        today = datetime.datetime.now(datetime.UTC).date()
+        monday = today - datetime.timedelta(days=today.weekday())
+        found = list(self._suggestions.get(request.tenant_id, {}).values())
+        weeks = []
+        for back in range((request.weeks or 4) - 1, -1, -1):
+            start = monday - datetime.timedelta(weeks=back)
+            year, week, _ = start.isocalendar()
+            now = back == 0
+            weeks.append(automation_pb2.WeekAnalytics(
+                week_start=start.isoformat(), iso_week=f"{year}-W{week:02d}", shown=len(found) if now else 0,
+                accepted=sum(s.status == "approved" for s in found) if now else 0,
+                rejected=sum(s.status == "rejected" for s in found) if now else 0,
+                actions_saved_estimate=2.0 * sum(s.status == "approved" for s in found) if now else 0.0))
+        return automation_pb2.AnalyticsResponse(weeks=weeks)
 
 
 class StubAnomaly(anomaly_pb2_grpc.AnomalyServiceServicer):

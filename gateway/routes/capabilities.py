@@ -182,6 +182,19 @@ async def _decide(ctx: GatewayContext, tenant_id: str, client_id: str, suggestio
     return auto.Suggestion.from_proto(response.suggestion)
 
 
+@automation.get("/analytics", summary="Weekly analytics of the caller's suggested automations",
+                description="Per ISO week (UTC), oldest first, ending with the current week: suggestions shown, "
+                            "accepted, rejected and expired, and the manual actions per week that the automations "
+                            "accepted that week are estimated to save. A week without activity is all zeros.")
+async def automation_analytics(caller: AutomationReader, ctx: Context,
+                               weeks: Annotated[int, Query(ge=1, le=auto.MAX_WEEKS,
+                                                           description="how many weeks")] = auto.DEFAULT_WEEKS,
+                               ) -> auto.Analytics:
+    stub = _deployed(ctx, "automation", ctx.backends.automation)
+    request = automation_pb2.AnalyticsRequest(tenant_id=caller.tenant_id, weeks=weeks)
+    return auto.Analytics.from_proto(await ctx.backends.call("automation", "analytics", stub.Analytics, request))
+
+
 # --- anomaly --------------------------------------------------------------------------------------------
 @anomaly.post("/scores", summary="Score a person's newest hour of activity against the hours before it",
               description="The events are the person's recent activity in the caller's tenant; the answer is the "

@@ -1,4 +1,5 @@
-"""/v1/automation/suggestions: suggested automations, their approval, and the protobuf conversions."""
+"""/v1/automation/suggestions and /v1/automation/analytics: suggested automations, their approval, the weekly
+analytics, and the protobuf conversions."""
 
 from __future__ import annotations
 
@@ -60,3 +61,31 @@ class DecisionIn(Strict):
     def to_proto(self, tenant_id: str, suggestion_id: str, decided_by: str) -> automation_pb2.DecisionRequest:
         return automation_pb2.DecisionRequest(tenant_id=tenant_id, suggestion_id=suggestion_id,
                                               decided_by=decided_by, reason=self.reason)
+
+
+MAX_WEEKS = 52
+DEFAULT_WEEKS = 4
+
+
+class WeekAnalytics(BaseModel):
+    week_start: str = Field(description='the ISO week\'s Monday (UTC), "YYYY-MM-DD"')
+    iso_week: str = Field(description='e.g. "2026-W02"')
+    shown: int = Field(description="suggestions offered that week (those that passed validation)")
+    accepted: int = Field(description="suggestions approved that week")
+    rejected: int = Field(description="suggestions rejected that week")
+    expired: int = Field(description="suggestions nobody decided on in time, expired that week")
+    actions_saved_estimate: float = Field(description="manual actions per week that the automations approved "
+                                                      "that week are estimated to save (dry-run firings x steps)")
+
+    @classmethod
+    def from_proto(cls, w: automation_pb2.WeekAnalytics) -> WeekAnalytics:
+        return cls(week_start=w.week_start, iso_week=w.iso_week, shown=w.shown, accepted=w.accepted,
+                   rejected=w.rejected, expired=w.expired, actions_saved_estimate=w.actions_saved_estimate)
+
+
+class Analytics(BaseModel):
+    weeks: list[WeekAnalytics] = Field(description="the last weeks, oldest first, ending with the current one")
+
+    @classmethod
+    def from_proto(cls, response: automation_pb2.AnalyticsResponse) -> Analytics:
+        return cls(weeks=[WeekAnalytics.from_proto(w) for w in response.weeks])

@@ -211,7 +211,7 @@ def _forged_tokens(settings: GatewaySettings) -> Iterator[tuple[str, str]]:
 
 PROTECTED = [("GET", "/v1/timeline/tasks/task-1"), ("POST", "/v1/assignment/rank"), ("GET", "/v1/webhooks"),
              ("GET", "/v1/api-keys"), ("GET", "/v1/anomaly/incidents"), ("POST", "/v1/anomaly/incidents/i-1/resolve"),
-             ("GET", "/v1/anomaly/rules")]
+             ("GET", "/v1/anomaly/rules"), ("GET", "/v1/automation/analytics")]
 
 
 async def test_forged_tokens_are_401_problems(world: World) -> None:
@@ -234,7 +234,8 @@ async def test_api_keys_hold_to_their_scopes_and_tenant_and_die_when_revoked(wor
     assert (await http.get(f"/v1/timeline/tasks/{world.task_id}", headers=key)).status_code == 200
     for method, path in [("POST", "/v1/assignment/rank"), ("GET", "/v1/webhooks"), ("GET", "/v1/api-keys"),
                          ("POST", "/v1/api-keys"), ("GET", "/v1/anomaly/incidents"), ("GET", "/v1/anomaly/rules"),
-                         ("POST", f"/v1/anomaly/incidents/{world.incident_ids[0]}/resolve")]:
+                         ("POST", f"/v1/anomaly/incidents/{world.incident_ids[0]}/resolve"),
+                         ("GET", "/v1/automation/analytics")]:
         response = await http.request(method, path, headers=key,
                                       json={"task_id": world.task_id, "scopes": ["timeline:read"]})
         assert response.status_code == 403, (path, response.text)

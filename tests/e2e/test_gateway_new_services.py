@@ -363,6 +363,37 @@ async def test_approve_and_reject_transitions(live: World) -> None:
     assert [s["suggestion_id"] for s in remaining.json()["items"]] == ["sug-3"]
 
 
+async def test_automation_analytics_per_week_of_the_callers_tenant(live: World) -> None:
+    http, c = live.http, "tenant-c"  # a tenant of this test's own: the other tests' decisions do not count here
+    owner, _ = await _bearer(http, c)
+    for sid in ("c-1", "c-2", "c-3"):
+        live.approvals.offer(_suggestion(c, sid, "carol"), time.time())
+    assert (await http.post("/v1/automation/suggestions/c-1/approve", headers=owner)).status_code == 200
+    assert (await http.post("/v1/automation/suggestions/c-2/reject", json={}, headers=owner)).status_code == 200
+    live.approvals.transition(c, "c-3", "expired", time.time())
+
+    got = await http.get("/v1/automation/analytics", params={"weeks": 2}, headers=owner)
+    assert got.status_code == 200, got.text
+    weeks = got.json()["weeks"]
+    starts = [datetime.fromisoformat(w["week_start"]).date() for w in weeks]
+    assert len(weeks) == 2 and starts[1] - starts[0] == timedelta(weeks=1) and starts[1].weekday() == 0
+    assert starts[1] <= datetime.now(UTC).date() < starts[1] + timedelta(weeks=1)
+    totals = {k: sum(w[k] for w in weeks) for k in ("shown", "accepted", "rejected", "expired",
+                                                    "actions_saved_estimate")}  # both weeks: a Monday midnight
+    assert totals == {"shown": 3, "accepted": 1, "rejected": 1, "expired": 1, "actions_saved_estimate": 2.0}
+    assert len((await http.get("/v1/automation/analytics", headers=owner)).json()["weeks"]) == 4  # the default
+
+    # the tenant is the credential's: B sees zeros, whatever it asks for
+    other = await http.get("/v1/automation/analytics", params={"weeks": 2, "tenant_id": c}, headers=live.other)
+    assert other.status_code == 200 and all(w["shown"] == w["accepted"] == 0 for w in other.json()["weeks"])
+    for bad in (0, 53, "x"):
+        refused = await http.get("/v1/automation/analytics", params={"weeks": bad}, headers=owner)
+        assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json", bad
+    writer, _ = await _bearer(http, c, scopes=("automation:write",))
+    forbidden = await http.get("/v1/automation/analytics", headers=writer)
+    assert forbidden.status_code == 403 and "automation:read" in forbidden.json()["detail"]
+
+
 def _activity(start: datetime, hours: int, per_hour: int, action: str = "edit") -> list[dict[str, Any]]:
     return [{"occurred_at": (start + timedelta(hours=h, minutes=m)).isoformat(), "action": action, "count": 1,
              "ip": "10.0.0.1", "device": "laptop"} for h in range(hours) for m in range(per_hour)]

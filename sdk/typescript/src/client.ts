@@ -145,6 +145,12 @@ export class SundayMlClient {
                           json: reason === undefined ? {} : { reason } });
   }
 
+  /** Per ISO week, oldest first, ending with the current one (default 4, at most 52): suggestions shown,
+   *  accepted, rejected, expired, and the manual actions saved per week (needs `automation:read`). */
+  automationAnalytics(options: { weeks?: number } = {}): Promise<Schemas["Analytics"]> {
+    return this.request({ method: "GET", path: "/v1/automation/analytics", query: { weeks: options.weeks } });
+  }
+
   // anomaly
   /** Score a person's newest hour of activity against the hours before it (needs `anomaly:read`). */
   scoreActivity(body: Schemas["ScoreIn"]): Promise<Schemas["AnomalyScore"]> {

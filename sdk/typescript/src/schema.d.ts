@@ -233,6 +233,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/automation/analytics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Weekly analytics of the caller's suggested automations
+         * @description Per ISO week (UTC), oldest first, ending with the current week: suggestions shown, accepted, rejected and expired, and the manual actions per week that the automations accepted that week are estimated to save. A week without activity is all zeros.
+         */
+        get: operations["automation_analytics_v1_automation_analytics_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/automation/suggestions": {
         parameters: {
             query?: never;
@@ -602,6 +622,14 @@ export interface components {
              * @default
              */
             session_id: string;
+        };
+        /** Analytics */
+        Analytics: {
+            /**
+             * Weeks
+             * @description the last weeks, oldest first, ending with the current one
+             */
+            weeks: components["schemas"]["WeekAnalytics"][];
         };
         /** AnomalyScore */
         AnomalyScore: {
@@ -1413,6 +1441,44 @@ export interface components {
             start_seconds: number;
             /** Text */
             text: string;
+        };
+        /** WeekAnalytics */
+        WeekAnalytics: {
+            /**
+             * Accepted
+             * @description suggestions approved that week
+             */
+            accepted: number;
+            /**
+             * Actions Saved Estimate
+             * @description manual actions per week that the automations approved that week are estimated to save (dry-run firings x steps)
+             */
+            actions_saved_estimate: number;
+            /**
+             * Expired
+             * @description suggestions nobody decided on in time, expired that week
+             */
+            expired: number;
+            /**
+             * Iso Week
+             * @description e.g. "2026-W02"
+             */
+            iso_week: string;
+            /**
+             * Rejected
+             * @description suggestions rejected that week
+             */
+            rejected: number;
+            /**
+             * Shown
+             * @description suggestions offered that week (those that passed validation)
+             */
+            shown: number;
+            /**
+             * Week Start
+             * @description the ISO week's Monday (UTC), "YYYY-MM-DD"
+             */
+            week_start: string;
         };
     };
     responses: never;
@@ -2519,6 +2585,109 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Ranking"];
+                };
+            };
+            /** @description malformed request (body not JSON, nested too deeply) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description missing or invalid credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description insufficient scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description not found in the caller's tenant */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description invalid input */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description rate limit or quota exceeded */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service failed */
+            502: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the service is unreachable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+        };
+    };
+    automation_analytics_v1_automation_analytics_get: {
+        parameters: {
+            query?: {
+                /** @description how many weeks */
+                weeks?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Analytics"];
                 };
             };
             /** @description malformed request (body not JSON, nested too deeply) */

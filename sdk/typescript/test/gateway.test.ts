@@ -81,6 +81,12 @@ describe("SundayMlClient against a live gateway", () => {
     expect((refused as ValidationError).problem.detail).toContain("sug-1 is approved");
     expect(await sdk.rejectSuggestion("sug-2", "too noisy")).toMatchObject({ status: "rejected", reason: "too noisy" });
     expect((await sdk.listSuggestions()).items).toEqual([]);
+    const analytics = await sdk.automationAnalytics({ weeks: 2 });
+    expect(analytics.weeks.map((w) => w.iso_week)).toHaveLength(2);
+    expect(analytics.weeks[1]).toMatchObject({ shown: 2, accepted: 1, rejected: 1, actions_saved_estimate: 2 });
+    expect(analytics.weeks[0]).toMatchObject({ shown: 0, accepted: 0, rejected: 0 });
+    expect((await sdk.automationAnalytics()).weeks).toHaveLength(4);
+    await expect(sdk.automationAnalytics({ weeks: 53 })).rejects.toBeInstanceOf(ValidationError);
 
     const globex = new SundayMlClient({ baseUrl, credentials: { kind: "client", ...(await clientFor("globex")) } });
     await expect(globex.approveSuggestion("sug-1")).rejects.toBeInstanceOf(NotFoundError);
@@ -88,6 +94,7 @@ describe("SundayMlClient against a live gateway", () => {
       ...(await clientFor("globex", { scopes: ["automation:read"] })) } });
     expect((await reader.listSuggestions()).items.map((s) => s.suggestion_id)).toEqual(["sug-9"]);
     await expect(reader.approveSuggestion("sug-9")).rejects.toBeInstanceOf(ForbiddenError);
+    expect((await reader.automationAnalytics({ weeks: 1 })).weeks[0]).toMatchObject({ shown: 1, accepted: 0 });
   });
 
   it("raises typed errors carrying the problem details", async () => {

@@ -91,5 +91,5 @@ def test_no_capability_is_pending_any_more() -> None:
     assert {"/v1/nlp/search", "/v1/personalization/recommendations",
             "/v1/automation/suggestions/{suggestion_id}/approve", "/v1/anomaly/scores", "/v1/anomaly/incidents",
             "/v1/anomaly/incidents/{incident_id}/acknowledge", "/v1/anomaly/incidents/{incident_id}/resolve",
-            "/v1/anomaly/rules"} <= set(paths)
+            "/v1/anomaly/rules", "/v1/automation/analytics"} <= set(paths)
     assert set(paths["/v1/anomaly/rules"]) == {"get", "put"}
