@@ -19,7 +19,7 @@ from mesh.models import CHAMPION, INPUT_NAME, ModelRegistry, stamp_metadata
 from simulator import SimConfig, Simulation
 
 TRAINING_LIBRARIES = ("torch", "lightgbm", "sklearn")
-TEXT_MODELS = ("services.timeline.effort", "services.timeline.effort_prior", "sentence_transformers")
+TEXT_MODELS = ("services.nlp.effort", "sentence_transformers", "transformers")
 WORLD = SimConfig(tenants=1, users_per_tenant=6, weeks=2, seed=3)
 DATA_RANGE = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC))
 
