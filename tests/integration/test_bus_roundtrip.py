@@ -44,7 +44,8 @@ def test_faust_agent_round_trip(settings: MeshSettings, tmp_path: Path) -> None:
         pub.publish(env)
     pub.flush()
     worker = subprocess.Popen([sys.executable, "-m", "tests.integration._faust_echo", prefix,
-                               "--datadir", str(tmp_path / "faust"), "worker", "-l", "warn", "--without-web"], cwd=ROOT, stdout=subprocess.PIPE,
+                               "--datadir", str(tmp_path / "faust"), "worker", "-l", "warn", "--without-web"],
+                              cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}"})
     consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": f"{prefix}reader",
