@@ -38,7 +38,7 @@ from simulator import SimConfig, Simulation
 PORTS = {"assignment": 50061, "timeline": 50062, "nlp": 50063, "anomaly": 50064, "personalization": 50065,
          "automation": 50066}
 """MESH_SERVING__PORT of the demo's services (beside the default ports, so a running mesh is left alone)."""
-GATEWAY_PORT = 8061
+GATEWAY_PORT = 50071
 USER_EVENTS = {"user_joined", "user_skills_updated", "user_activity"}
 OUTPUT_TOPICS = ["predictions.assignment", "predictions.timeline", "predictions.nlp", "predictions.automation",
                  "alerts", "suggestions"]
@@ -78,6 +78,20 @@ def start_process(settings: MeshSettings, name: str, module: list[str], out: Pat
                             stderr=subprocess.STDOUT)
     _say(f"{name}: started (pid {proc.pid}, log {log_path})")
     return proc
+
+
+def check_ports_free(ports: list[int]) -> None:
+    """Fail fast, naming the port, when another process already listens where the demo would."""
+    import socket
+
+    for port in ports:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                raise SystemExit(f"[demo] port {port} is in use by another process: stop it, or run the demo with "
+                                 "--port-base N (services on N..N+5, the gateway on N+10)") from None
 
 
 def wait_serving(proc: subprocess.Popen[bytes], name: str, port: int, out: Path, timeout_s: float = 300) -> None:
@@ -391,7 +405,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rate", type=float, default=4000, help="events/s into Kafka (0: as fast as possible)")
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
+    parser.add_argument("--port-base", type=int, default=50061, help="gRPC ports of the six services: N..N+5; "
+                        "the gateway listens on N+10")
     args = parser.parse_args()
+    global GATEWAY_PORT
+    for i, name in enumerate(PORTS):
+        PORTS[name] = args.port_base + i
+    GATEWAY_PORT = args.port_base + 10
+    check_ports_free([*PORTS.values(), GATEWAY_PORT])
     settings = MeshSettings()
     settings.kafka.topic_prefix = f"demo-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}."
     ensure_topics(settings.kafka, TopicRegistry(settings.kafka.topic_prefix))
