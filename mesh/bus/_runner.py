@@ -11,8 +11,11 @@ Three outcomes for a message besides success (:mod:`mesh.bus._classify` decides 
 - duplicate (event id already handled by the group): skipped.
 Offsets are committed last, after the handler's effects and the DLQ records are flushed and the ids marked.
 
-Settling overlaps the next batch (``RunnerOptions.overlap_settle``): once batch N is handled, its flush,
-marks and commit run on a background thread while batch N+1 is polled and handled. The order of the
+Settling overlaps the next batch (``RunnerOptions.overlap_settle``): once batch N is handled, its flush
+and marks run on a background thread while batch N+1 is polled and handled; N's commit is then made by the
+polling thread (before N+1 is settled, or as soon as the topic is quiet): a synchronous commit from a
+second thread while the first polls could hang for good (seen: a features consumer stuck in commit with
+its lag frozen), so the Kafka consumer is only ever used by the polling thread. The order of the
 guarantees is the same: N's offsets are committed only after N's outputs are delivered (the publisher's
 flush covers exactly what was queued before it; what N+1 publishes meanwhile waits for the next flush)
 and N's ids are marked; N+1 is settled only after N is (so a commit never covers an unsettled record);
@@ -197,7 +200,7 @@ class _Inflight:
     claimed: bool = False
     """A revoke took its commit over (made on the polling thread)."""
     committing: bool = False
-    """The background thread sent its commit."""
+    """The polling thread sent its commit (after the background flush and marks)."""
     revoked: set[TopicPartition] = field(default_factory=set)
     """Partitions taken from us while it settled."""
 
@@ -580,10 +583,7 @@ class ConsumerRunner:
             if flight is not None:
                 flight.delivered.set()
         if flight is not None:
-            with self._claim:
-                if flight.claimed:
-                    return  # a revoke committed it from inside poll
-                flight.committing = True
+            return  # the commit is made on the polling thread (see _drain): the consumer is used by one thread
         self._commit(work)
 
     def _commit(self, work: _Work) -> None:
@@ -600,7 +600,15 @@ class ConsumerRunner:
         error = flight.future.exception()
         self._inflight, self._unmarked = None, set()
         if error is None:
-            return
+            with self._claim:
+                if flight.claimed:
+                    return  # a revoke committed it from inside poll
+                flight.committing = True
+            try:
+                self._commit(flight.work)
+                return
+            except Exception as exc:  # finished (committed again) in the foreground below, with the retries
+                error = exc
         failure = error.failure if isinstance(error, _Blocked) else classify(error)
         if not failure.transient:
             raise error
