@@ -408,6 +408,7 @@ def main() -> int:
     parser.add_argument("--port-base", type=int, default=50061, help="gRPC ports of the six services: N..N+5; "
                         "the gateway listens on N+10")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes started here on SIGTERM too
     global GATEWAY_PORT
     for i, name in enumerate(PORTS):
         PORTS[name] = args.port_base + i
