@@ -27,6 +27,7 @@ from services.personalization.train import (
     Trained,
     quality,
     register_and_promote,
+    segment_report,
     train,
 )
 from simulator import SimConfig, simulate
@@ -50,6 +51,22 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelRegistry, M
     settings = ModelSettings(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_dir=root / "artifacts",
                              reload_interval_s=0.05)  # type: ignore[call-arg]
     return ModelRegistry(settings), settings
+
+
+def test_the_segment_report_accounts_for_every_person_once(trained: Trained) -> None:
+    from mesh.events import TASK_TYPE_SLOTS
+    from services.personalization.factors import behaviour
+
+    rows = segment_report(trained)
+    people = {w: p for w, p in trained.val_period.people.items() if sum(p.type_views.values())}
+    assert [r["segment"] for r in rows] == list(range(len(trained.model.segments.centroids)))
+    assert sum(int(r["people"]) for r in rows) == len(people)  # type: ignore[call-overload]
+    for row in rows:  # each segment's count is the people its centroid is nearest to
+        mine = [w for w, p in people.items() if trained.model.segments.of(behaviour(p)) == row["segment"]]
+        assert row["people"] == len(mine)
+        assert 0.0 <= float(row["click_rate"]) <= 1.0  # type: ignore[arg-type]
+        assert 0.0 <= float(row["val_ndcg_at_10_policy"]) <= 1.0  # type: ignore[arg-type]
+        assert all(str(x).split()[0] in TASK_TYPE_SLOTS for x in row["looks_at"])  # type: ignore[attr-defined]
 
 
 def test_als_beats_popularity_on_the_held_out_periods(trained: Trained) -> None:
