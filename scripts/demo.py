@@ -48,22 +48,26 @@ def _say(msg: str) -> None:
     print(f"[demo {datetime.now().strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def publish_week(settings: MeshSettings, args: argparse.Namespace) -> tuple[Simulation, int, float, Counter[str]]:
+def publish_week(settings: MeshSettings, args: argparse.Namespace
+                 ) -> tuple[Simulation, list[Envelope], float, Counter[str]]:
+    """The simulated week into Kafka; returns the simulation (its ground truth), the events it published
+    (a Simulation runs once), the seconds it took and the events per type."""
     from simulator._sinks import TokenBucket, throttle
 
     registry = TopicRegistry(settings.kafka.topic_prefix)
     sim = Simulation(SimConfig(tenants=args.tenants, users_per_tenant=args.users, weeks=args.weeks, seed=args.seed))
     pub = KafkaPublisher(settings.kafka, registry)
     counts: Counter[str] = Counter()
-    started, n = time.perf_counter(), 0
+    events: list[Envelope] = []
+    started = time.perf_counter()
     for env in throttle(sim.events(), TokenBucket(args.rate) if args.rate else None):
         pub.publish(env)
         counts[env.type] += 1
-        n += 1
-        if n % 20_000 == 0:
-            _say(f"  published {n} events")
+        events.append(env)
+        if len(events) % 20_000 == 0:
+            _say(f"  published {len(events)} events")
     pub.flush(120)
-    return sim, n, time.perf_counter() - started, counts
+    return sim, events, time.perf_counter() - started, counts
 
 
 def start_process(settings: MeshSettings, name: str, module: list[str], out: Path, *, port: int | None = None,
@@ -165,7 +169,7 @@ class Gateway:
         return str(issued.json()["access_token"])
 
 
-def features_caught_up(settings: MeshSettings, project: str, sim: Simulation, n: int) -> dict[str, Any]:
+def features_caught_up(settings: MeshSettings, project: str, events: list[Envelope]) -> dict[str, Any]:
     """Wait until the ingestor process has consumed every published event (its consumer group's lag is 0),
     then check each person's online row against their newest event."""
     from mesh.features import USER_VIEW, FeastFeatureClient, FeatureRepo, FeatureRepoConfig
@@ -177,7 +181,7 @@ def features_caught_up(settings: MeshSettings, project: str, sim: Simulation, n:
         lag = _group_lag(settings)
     seconds = time.perf_counter() - started
     user_newest: dict[str, datetime] = {}
-    for env in sim.events():
+    for env in events:
         if env.type in USER_EVENTS:
             key = f"{env.tenant_id}:{getattr(env, env.type).user_id}"
             user_newest[key] = max(user_newest.get(key, occurred_at(env)), occurred_at(env))
@@ -191,7 +195,7 @@ def features_caught_up(settings: MeshSettings, project: str, sim: Simulation, n:
             if r is not None]
     online = {"users": len(keys), "rows_found": len(lags), "batch_read_ms": round(read_ms, 1),
               "fresh_rows": sum(1 for x in lags if x < 1.0), "max_staleness_s": max([0.0, *lags])}
-    return {"events": n, "lag_at_end": lag, "caught_up_after_publish_s": round(seconds, 1),
+    return {"events": len(events), "lag_at_end": lag, "caught_up_after_publish_s": round(seconds, 1),
             "user_features_online": online}
 
 
@@ -435,14 +439,15 @@ def main() -> int:
         procs.append(gateway.proc)
         _say(f"simulating {args.weeks} week(s) of {args.tenants} tenant(s) x {args.users} people -> Kafka "
              f"(topics {settings.kafka.topic_prefix}*, {args.rate:.0f} events/s)")
-        sim, n, pub_s, counts = publish_week(settings, args)
+        sim, events, pub_s, counts = publish_week(settings, args)
+        n = len(events)
         _say(f"published {n} events in {pub_s:.1f}s ({n / pub_s:.0f} events/s)")
         summary.update(events_published=n, publish_events_per_s=round(n / pub_s), events_per_type=dict(counts))
         _say("feature ingestor (its own process, as deployed): waiting for it to catch up")
-        summary["features"] = features_caught_up(settings, project, sim, n)
+        summary["features"] = features_caught_up(settings, project, events)
         _say("collecting what the services published (predictions, alerts, suggestions) from Kafka")
         outputs = collect(settings, OUTPUT_TOPICS, expected=counts["task_created"])
-        summary.update(service_results(args, settings, sim, counts, outputs, gateway, failed))
+        summary.update(service_results(args, settings, sim, events, counts, outputs, gateway, failed))
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -461,8 +466,9 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def service_results(args: argparse.Namespace, settings: MeshSettings, sim: Simulation, counts: Counter[str],
-                    outputs: list[Envelope], gateway: Gateway, failed: list[str]) -> dict[str, Any]:
+def service_results(args: argparse.Namespace, settings: MeshSettings, sim: Simulation, events: list[Envelope],
+                    counts: Counter[str], outputs: list[Envelope], gateway: Gateway, failed: list[str]
+                    ) -> dict[str, Any]:
     """Each service's outputs scored against the simulation's truth; one failing section is reported and
     does not hide the others."""
     from services.anomaly.demo import results as anomaly
@@ -484,7 +490,7 @@ def service_results(args: argparse.Namespace, settings: MeshSettings, sim: Simul
                                 "random_hit_at_k": None}),
         ("timeline", lambda: timeline_results(sim, of("timeline_prediction"),
                                               [a for a in of("alert") if a.alert.capability == "timeline"])),
-        ("nlp", lambda: week_report(of("nlp_prediction"), sim.events())),
+        ("nlp", lambda: week_report(of("nlp_prediction"), events)),
         ("anomaly", lambda: {"mode": "service process", **anomaly(sim, of("alert"))}),
         ("automation", automation_section),
         ("personalization", lambda: personalization(
