@@ -384,7 +384,9 @@ def demo_services(out: Path) -> list[Service]:
                 (("MESH_NLP_TARGET", nlp),)),
         Service("automation", PORTS["automation"], ((AUTOMATION, (
             "services.automation.train", "--source", "simulator", "--seed", "101")),),
-                (("MESH_AUTOMATION__NLP_ADDRESS", nlp),)),
+                (("MESH_AUTOMATION__NLP_ADDRESS", nlp),
+                 # a pass per batch: the demo's week arrives in one burst and no event follows its tail
+                 ("MESH_AUTOMATION__MINE_INTERVAL_S", "0"))),
     ]
 
 
@@ -490,7 +492,7 @@ def service_results(args: argparse.Namespace, settings: MeshSettings, sim: Simul
                                 "random_hit_at_k": None}),
         ("timeline", lambda: timeline_results(sim, of("timeline_prediction"),
                                               [a for a in of("alert") if a.alert.capability == "timeline"])),
-        ("nlp", lambda: week_report(of("nlp_prediction"), events)),
+        ("nlp", lambda: {**week_report(of("nlp_prediction"), events), "planted_duplicates": planted_duplicates(sim)}),
         ("anomaly", lambda: {"mode": "service process", **anomaly(sim, of("alert"))}),
         ("automation", automation_section),
         ("personalization", lambda: personalization(
@@ -511,10 +513,31 @@ def service_results(args: argparse.Namespace, settings: MeshSettings, sim: Simul
     return out
 
 
+def planted_duplicates(sim: Simulation, k: int = 5) -> dict[str, Any]:
+    """The simulator's planted near-duplicates (a paraphrase of an earlier task) asked of the live nlp
+    service: is the original among ``SimilarTasks(duplicate, k)``?"""
+    import grpc
+    from sunday.ml.v1 import nlp_pb2, nlp_pb2_grpc
+
+    planted = [t for t in sim.truth.tasks if t.duplicate_of]
+    found, examples = 0, list[dict[str, Any]]()
+    with grpc.insecure_channel(f"127.0.0.1:{PORTS['nlp']}") as channel:
+        stub = nlp_pb2_grpc.NlpServiceStub(channel)
+        for t in planted:
+            reply = stub.SimilarTasks(nlp_pb2.SimilarTasksRequest(tenant_id=t.tenant_id, task_id=t.task_id, k=k),
+                                      timeout=30)
+            ids = [h.item_id for h in reply.hits]
+            if t.duplicate_of in ids:
+                found += 1
+                if len(examples) < 3:
+                    examples.append({"task_id": t.task_id, "original": t.duplicate_of,
+                                     "rank": ids.index(t.duplicate_of) + 1,
+                                     "score": round(reply.hits[ids.index(t.duplicate_of)].score, 3)})
+    return {"planted": len(planted), "original_in_top_k": found, "k": k, "examples": examples}
+
+
 def show(summary: dict[str, Any]) -> None:
     """What the run found, service by service."""
-    from services.nlp.demo import render
-
     print("\nevents per type:")
     for event_type, count in Counter(summary.get("events_per_type", {})).most_common():
         print(f"  {event_type:<24} {count:>8}")
@@ -526,7 +549,7 @@ def show(summary: dict[str, Any]) -> None:
               f"people in one batched read ({online['batch_read_ms']} ms), {online['fresh_rows']} already reflect "
               f"the person's newest event (max staleness {online['max_staleness_s']:.1f} s)")
     for name, show_one in (("assignment", _show_assignment), ("timeline", _show_timeline),
-                           ("nlp", lambda r: print("\n" + "\n".join(render(r)))),
+                           ("nlp", _show_nlp),
                            ("anomaly", _show_anomaly), ("automation", _show_automation),
                            ("personalization", _show_personalization)):
         section = summary.get(name)
@@ -555,6 +578,16 @@ def _show_timeline(t: dict[str, Any]) -> None:
         print(f"  {json.dumps(t['sample_project'])}")
     if t["sample_alert"]:
         print(f"  alert: {t['sample_alert']}")
+
+
+def _show_nlp(r: dict[str, Any]) -> None:
+    from services.nlp.demo import render
+
+    print("\n" + "\n".join(render(r)))
+    d = r["planted_duplicates"]
+    print(f"planted duplicates: for {d['original_in_top_k']} of {d['planted']} the original task is in the live "
+          f"service's SimilarTasks top {d['k']} (published duplicate predictions above the precision-calibrated "
+          f"threshold: {r['duplicates_found']}); e.g. {d['examples'][:2]}")
 
 
 def _show_automation(a: dict[str, Any]) -> None:
