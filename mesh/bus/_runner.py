@@ -132,6 +132,10 @@ class RunnerOptions:
     """Stop after this long without a record; None = never."""
     lag_interval_s: float = 5.0
     """How often the consumer-lag gauge is refreshed."""
+    idle_interval_s: float = 5.0
+    """While no record arrives, how often a batch handler's ``on_idle()`` (if it has one) is called: work
+    that waits for time rather than for the next event (a pass over what the last burst left), on the
+    polling thread, its outputs flushed after it."""
     backpressure_log_interval_s: float = 10.0
     """While a batch is held, at most one WARNING per this interval (the gauge says it all along)."""
     overlap_settle: bool = True
@@ -321,7 +325,8 @@ class ConsumerRunner:
         stats = self._stats = RunStats()
         opts = self._options
         self._consumer.subscribe(list(self._allowed), on_revoke=self._on_revoke)
-        last_record, last_lag = time.monotonic(), 0.0
+        last_record, last_lag, last_idle = time.monotonic(), 0.0, time.monotonic()
+        on_idle: Callable[[], object] | None = getattr(self._batch_handler, "on_idle", None)
         if opts.overlap_settle:
             self._settler = ThreadPoolExecutor(1, thread_name_prefix=f"settle-{self._group}")
         try:
@@ -339,6 +344,9 @@ class ConsumerRunner:
                 else:
                     if self._inflight is not None and self._inflight.future.done():
                         self._drain()  # quiet topic: a failed settle is finished now, not at the next batch
+                    if on_idle is not None and now - last_idle >= opts.idle_interval_s:
+                        last_idle = now
+                        self._idle(on_idle)
                     if opts.idle_timeout_s is not None and now - last_record >= opts.idle_timeout_s:
                         break
                 if now - last_lag >= opts.lag_interval_s:
@@ -359,6 +367,17 @@ class ConsumerRunner:
             self._set_backpressure(None)
             self._consumer.close()
         return stats
+
+    def _idle(self, on_idle: Callable[[], object]) -> None:
+        """The handler's idle work, then its outputs delivered. A failure is logged and tried again at the
+        next idle tick (nothing is committed by it: its inputs were committed with their batches)."""
+        try:
+            on_idle()
+            self._publisher.flush()
+        except Exception as exc:
+            failure = classify(exc)
+            log.warning("consumer %s: idle work failed (%s); tried again in %.0f s", self._group, failure.reason,
+                        self._options.idle_interval_s, exc_info=not failure.transient)
 
     # ------------------------------------------------------------------------------------------ one batch
     def _process_batch(self, batch: list[Message], stats: RunStats) -> None:

@@ -1,7 +1,9 @@
 """Event handling, a batch at a time: the batch's events update the automation facts (once each, atomically
 with their applied-marks); then, for each tenant the batch touched and whose last pass is older than
 ``mine_interval_s``, one suggestion pass (mine -> model -> templates -> validate), whose new suggestions
-are offered to the approval store and announced; open suggestions past their time expire.
+are offered to the approval store and announced; open suggestions past their time expire. A tenant whose
+newest facts came within the interval is passed later: at a later batch, or when the consumer is idle
+(:meth:`AutomationHandler.on_idle`, called by the runner), so the tail of a burst is mined too.
 
 Exactly once: facts through the store's applied-marks; a suggestion's events carry ids derived from the
 suggestion id, its status and when it was offered, and are marked published after the publisher has them,
@@ -60,15 +62,27 @@ class AutomationHandler:
         self._rebuild = rebuild
         self._clock = clock
         self._last_pass: dict[str, float] = {}
+        self._pending: set[str] = set()
+        """Tenants with facts newer than their last pass (mined on a later batch or when idle)."""
 
     def __call__(self, events: Sequence[Envelope]) -> None:
         for env in events:
             check(env)  # an invalid event fails the batch: the runner retries it event by event -> DLQ
         apply_rebuilding(self.facts.store, list(events), self._rebuild)
         now = self._clock()
-        for tenant in sorted({e.tenant_id for e in events if e.type in EVENT_TYPES}):
+        self._pending.update(e.tenant_id for e in events if e.type in EVENT_TYPES)
+        self._pass_due(now)
+
+    def on_idle(self) -> None:
+        """Called by the runner while no event arrives: the tenants whose last facts came after their last
+        pass are mined once the interval has passed (else the tail of a burst would wait for an event)."""
+        self._pass_due(self._clock())
+
+    def _pass_due(self, now: float) -> None:
+        for tenant in sorted(self._pending):
             if now - self._last_pass.get(tenant, float("-inf")) >= self._interval:
                 self.suggest(tenant, now)
+                self._pending.discard(tenant)  # after the pass: a failed one is tried again
 
     def last_pass(self, tenant_id: str) -> float | None:
         """When this replica last ran a suggestion pass for the tenant (None: never)."""
