@@ -385,8 +385,8 @@ def demo_services(out: Path) -> list[Service]:
         Service("automation", PORTS["automation"], ((AUTOMATION, (
             "services.automation.train", "--source", "simulator", "--seed", "101")),),
                 (("MESH_AUTOMATION__NLP_ADDRESS", nlp),
-                 # a pass per batch: the demo's week arrives in one burst and no event follows its tail
-                 ("MESH_AUTOMATION__MINE_INTERVAL_S", "0"))),
+                 # passes every 10 s (the default is 60): the demo's week arrives in one burst
+                 ("MESH_AUTOMATION__MINE_INTERVAL_S", "10"))),
     ]
 
 
