@@ -200,7 +200,7 @@ class StubAutomation(automation_pb2_grpc.AutomationServiceServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, "suggestion not found")
         assert found is not None
         if found.status not in ("suggested", to):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"suggestion {found.suggestion_id} is "
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"suggestion {found.suggestion_id} is "
                                 f"{found.status}: only a suggested one can become {to}")
         if found.status == "suggested":
             found.status, found.decided_by, found.reason = to, request.decided_by, request.reason

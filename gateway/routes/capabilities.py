@@ -158,7 +158,8 @@ async def list_suggestions(caller: AutomationReader, ctx: Context,
 @automation.post("/suggestions/{suggestion_id}/approve",
                  summary="Approve a suggested automation (the approver is the calling client)",
                  description="suggested -> approved. Repeating an approve returns the approved suggestion "
-                             "unchanged; approving a rejected or expired one is refused (422).")
+                             "unchanged; approving a rejected or expired one is refused (409).",
+                 responses={409: {**_PROBLEM, "description": "the suggestion is no longer suggested"}})
 async def approve_suggestion(suggestion_id: Annotated[Id, Path()], caller: AutomationWriter, ctx: Context,
                              body: Annotated[auto.DecisionIn | None, Body()] = None) -> auto.Suggestion:
     return await _decide(ctx, caller.tenant_id, caller.client_id, suggestion_id, body, "Approve")
@@ -167,7 +168,8 @@ async def approve_suggestion(suggestion_id: Annotated[Id, Path()], caller: Autom
 @automation.post("/suggestions/{suggestion_id}/reject",
                  summary="Reject a suggested automation (not suggested again to that person for a cool-down)",
                  description="suggested -> rejected. Repeating a reject returns the rejected suggestion "
-                             "unchanged; rejecting an approved or expired one is refused (422).")
+                             "unchanged; rejecting an approved or expired one is refused (409).",
+                 responses={409: {**_PROBLEM, "description": "the suggestion is no longer suggested"}})
 async def reject_suggestion(suggestion_id: Annotated[Id, Path()], caller: AutomationWriter, ctx: Context,
                             body: Annotated[auto.DecisionIn | None, Body()] = None) -> auto.Suggestion:
     return await _decide(ctx, caller.tenant_id, caller.client_id, suggestion_id, body, "Reject")

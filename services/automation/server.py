@@ -13,7 +13,7 @@ from sunday.ml.v1 import automation_pb2 as api
 from sunday.ml.v1 import automation_pb2_grpc as api_grpc
 from sunday.ml.v1 import events_pb2 as pb
 
-from mesh.errors import InvalidArgument, NotFound
+from mesh.errors import FailedPrecondition, InvalidArgument, NotFound
 from mesh.serving import ServiceBinding, bind
 from services.automation.approval import IllegalTransition, SuggestionRecord, UnknownSuggestion, weeks_ending
 from services.automation.engine import suggestion_envelope
@@ -69,8 +69,8 @@ class AutomationServicer(api_grpc.AutomationServiceServicer):
                                                        by=request.decided_by, reason=request.reason)
         except UnknownSuggestion as error:
             raise NotFound(str(error.args[0])) from error
-        except IllegalTransition as error:
-            raise InvalidArgument(str(error)) from error
+        except IllegalTransition as error:  # the suggestion's state forbids it: a conflict, not bad input
+            raise FailedPrecondition(str(error)) from error
         self._handler.announce(moved.record)  # the audit event; a retried decision re-sends the same id
         return api.DecisionResponse(suggestion=suggestion_of(moved.record))
 

@@ -11,8 +11,8 @@ one in-process gRPC server (the mesh's server, its error-mapping interceptor inc
 
 Asserted: answers for the caller's ids; another tenant's ids read exactly like missing ids (404, same body);
 scopes (403); invalid bodies and ids (422); approve/reject transitions with the approver taken from the
-credential, a repeated approve answered unchanged and a contradicting decision refused with a problem
-naming the status."""
+credential, a repeated approve answered unchanged and a contradicting decision refused (409) with a
+problem naming the status."""
 
 from __future__ import annotations
 
@@ -345,7 +345,7 @@ async def test_approve_and_reject_transitions(live: World) -> None:
     assert again.status_code == 200 and again.json() == approved.json()  # a retried approve: unchanged
     contradicting = await http.post("/v1/automation/suggestions/sug-1/reject", json={"reason": "no"},
                                     headers=owner)
-    assert contradicting.status_code == 422
+    assert contradicting.status_code == 409
     assert contradicting.headers["content-type"] == "application/problem+json"
     assert "sug-1 is approved: only a suggested one can become rejected" in contradicting.json()["detail"]
 
@@ -354,7 +354,7 @@ async def test_approve_and_reject_transitions(live: World) -> None:
     assert rejected.status_code == 200, rejected.text
     assert (rejected.json()["status"], rejected.json()["reason"]) == ("rejected", "too noisy")
     late = await http.post("/v1/automation/suggestions/sug-2/approve", json={}, headers=owner)
-    assert late.status_code == 422 and "sug-2 is rejected" in late.json()["detail"]
+    assert late.status_code == 409 and "sug-2 is rejected" in late.json()["detail"]
 
     stored = live.approvals.get(A, "sug-1")
     assert (stored.status, stored.decided_by) == ("approved", live.owner_client_id)

@@ -8,7 +8,7 @@ structural only; then through the real gateway app in front of the process: the 
 one correct suggestion approved with :func:`services.automation.demo.approve_one` -> the approved
 automation published on ``ml.suggestions`` (decided by the calling client; found by
 :func:`services.automation.demo.approved_event`) and in the audit trail, a repeated approve answered
-unchanged, a contradicting reject refused (422); an unsafe automation refused by Validate over gRPC;
+unchanged, a contradicting reject refused (409); an unsafe automation refused by Validate over gRPC;
 SIGTERM ends the process cleanly."""
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ async def approve_through_the_gateway(port: int, found: list[dict[str, Any]]) ->
         again = await http.post(f"/v1/automation/suggestions/{sid}/approve", headers=headers)
         assert again.status_code == 200 and again.json()["status"] == "approved"
         refused = await http.post(f"/v1/automation/suggestions/{sid}/reject", headers=headers)
-        assert refused.status_code == 422 and "is approved" in refused.text
+        assert refused.status_code == 409 and "is approved" in refused.text
         return approved
 
 

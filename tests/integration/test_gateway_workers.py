@@ -36,8 +36,8 @@ def test_workers_without_shared_signing_keys_are_refused() -> None:
 
 
 async def test_backend_stubs_are_spread_over_several_channels() -> None:
-    backends = Backends.connect(BackendSettings(assignment="127.0.0.1:1", timeline="", nlp="", personalization="",
-                                                automation="", channels_per_target=3))
+    backends = Backends.connect(BackendSettings(assignment="127.0.0.1:1", timeline="", nlp="", anomaly="",
+                                                personalization="", automation="", channels_per_target=3))
     try:
         assert len(backends.channels) == 3 and backends.timeline is None
         seen = {id(backends.assignment) for _ in range(6)}

@@ -281,7 +281,7 @@ export interface paths {
         put?: never;
         /**
          * Approve a suggested automation (the approver is the calling client)
-         * @description suggested -> approved. Repeating an approve returns the approved suggestion unchanged; approving a rejected or expired one is refused (422).
+         * @description suggested -> approved. Repeating an approve returns the approved suggestion unchanged; approving a rejected or expired one is refused (409).
          */
         post: operations["approve_suggestion_v1_automation_suggestions__suggestion_id__approve_post"];
         delete?: never;
@@ -301,7 +301,7 @@ export interface paths {
         put?: never;
         /**
          * Reject a suggested automation (not suggested again to that person for a cool-down)
-         * @description suggested -> rejected. Repeating a reject returns the rejected suggestion unchanged; rejecting an approved or expired one is refused (422).
+         * @description suggested -> rejected. Repeating a reject returns the rejected suggestion unchanged; rejecting an approved or expired one is refused (409).
          */
         post: operations["reject_suggestion_v1_automation_suggestions__suggestion_id__reject_post"];
         delete?: never;
@@ -2940,6 +2940,16 @@ export interface operations {
                     "application/problem+json": unknown;
                 };
             };
+            /** @description the suggestion is no longer suggested */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
             /** @description invalid input */
             422: {
                 headers: {
@@ -3038,6 +3048,16 @@ export interface operations {
             };
             /** @description not found in the caller's tenant */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                    "application/problem+json": unknown;
+                };
+            };
+            /** @description the suggestion is no longer suggested */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -1,7 +1,7 @@
 /** Runs against a LIVE gateway started by scripts/test-sdk.sh (GATEWAY_URL, GATEWAY_ADMIN_TOKEN). */
 import { describe, expect, it } from "vitest";
 import {
-  ForbiddenError, NotFoundError, RateLimitedError, SundayMlClient, signWebhook, TimeoutError, UnauthorizedError, UnavailableError,
+  ConflictError, ForbiddenError, NotFoundError, RateLimitedError, SundayMlClient, signWebhook, TimeoutError, UnauthorizedError, UnavailableError,
   ValidationError, verifyWebhookSignature,
 } from "../src/index.js";
 
@@ -77,8 +77,8 @@ describe("SundayMlClient against a live gateway", () => {
     expect(approved).toMatchObject({ status: "approved", decided_by: creds.clientId });
     expect(await sdk.approveSuggestion("sug-1")).toEqual(approved); // a repeat: unchanged
     const refused = await sdk.rejectSuggestion("sug-1", "changed my mind").catch((e: unknown) => e);
-    expect(refused).toBeInstanceOf(ValidationError);
-    expect((refused as ValidationError).problem.detail).toContain("sug-1 is approved");
+    expect(refused).toBeInstanceOf(ConflictError); // a decision the suggestion's state forbids: 409
+    expect((refused as ConflictError).problem.detail).toContain("sug-1 is approved");
     expect(await sdk.rejectSuggestion("sug-2", "too noisy")).toMatchObject({ status: "rejected", reason: "too noisy" });
     expect((await sdk.listSuggestions()).items).toEqual([]);
     const analytics = await sdk.automationAnalytics({ weeks: 2 });

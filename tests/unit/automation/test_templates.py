@@ -116,6 +116,11 @@ def test_nlp_going_away_warns_once_falls_back_to_structure_and_recovery_is_logge
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "unreachable" in warnings[0] and "structural only" in warnings[0]
     nlp_server.start()  # same port
-    now[0] = 61.0
-    assert embedder.embed(["another text"]) is not None and embedder.reachable is True
+    back = None
+    for attempt in range(5):  # one try per retry window; a loaded machine may need more than the first
+        now[0] = 61.0 * (attempt + 1)
+        back = embedder.embed(["another text"])
+        if back is not None:
+            break
+    assert back is not None and embedder.reachable is True
     assert "answers again" in caplog.records[-1].getMessage()
