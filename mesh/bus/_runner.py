@@ -202,9 +202,7 @@ class _Inflight:
     ready: bool = False
     """Its flush and marks went through: only the commit is left."""
     claimed: bool = False
-    """A revoke took its commit over (made on the polling thread)."""
-    committing: bool = False
-    """The polling thread sent its commit (after the background flush and marks)."""
+    """A revoke took its commit over (made inside poll; the drain then commits nothing)."""
     revoked: set[TopicPartition] = field(default_factory=set)
     """Partitions taken from us while it settled."""
 
@@ -274,7 +272,6 @@ class ConsumerRunner:
         self._settler: ThreadPoolExecutor | None = None
         self._inflight: _Inflight | None = None
         """The handled batch being settled in the background (at most one)."""
-        self._claim = threading.Lock()
         self._unmarked: set[str] = set()
         """Ids applied by the batch in flight: seen, though not marked yet."""
         self._stats = RunStats()
@@ -619,10 +616,8 @@ class ConsumerRunner:
         error = flight.future.exception()
         self._inflight, self._unmarked = None, set()
         if error is None:
-            with self._claim:
-                if flight.claimed:
-                    return  # a revoke committed it from inside poll
-                flight.committing = True
+            if flight.claimed:
+                return  # a revoke committed it from inside poll
             try:
                 self._commit(flight.work)
                 return
@@ -640,17 +635,14 @@ class ConsumerRunner:
     def _on_revoke(self, partitions: list[TopicPartition]) -> None:
         """A rebalance takes ``partitions`` (called inside poll, on the polling thread). The batch settling
         in the background is committed before they go: its outputs are delivered and its ids marked by
-        then (we wait for that), and its commit is made here, on this thread, unless the background thread
-        already sent it (a commit from another thread would wait for the rebalance, which waits for us)."""
+        then (we wait for that), and its commit is made here (the drain, later on this same thread, then
+        commits nothing more of it)."""
         self._revoked.update(partitions)
         flight = self._inflight
         if flight is None:
             return
         flight.revoked.update(partitions)
-        with self._claim:
-            if flight.committing:  # sent before the rebalance began; if it fails, the drain drops these
-                return
-            flight.claimed = True
+        flight.claimed = True  # both run on the polling thread: the drain sees this and leaves the commit to us
         if not flight.delivered.wait(60.0):
             log.warning("consumer %s: the background flush did not end within 60 s of a revoke; its records "
                         "are left to the partitions' new owner", self._group)

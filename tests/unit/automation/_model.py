@@ -9,9 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
+from mesh.errors import Unavailable
+from mesh.models import VersionedModel
 from services.automation.model import NextActionModel, save_vocabulary
 from services.automation.process_log import END_TOKEN, N_TIME_FEATURES, Vocabulary
 from services.automation.sequences import Episode
+
+
+class NoModel:
+    """A model source with nothing loaded: a suggestion pass runs (and is recorded) but mines nothing."""
+
+    @property
+    def current(self) -> VersionedModel:
+        raise Unavailable("no next-action model in this test")
 
 
 def trigram_onnx(episodes: Sequence[Episode], path: Path) -> NextActionModel:

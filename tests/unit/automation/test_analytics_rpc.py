@@ -3,8 +3,7 @@ own): the weeks the store counted, per tenant, zeros for quiet weeks, and bad ``
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -13,15 +12,12 @@ import grpc
 import grpc.aio
 import pytest
 import pytest_asyncio
-import redis
 from sunday.ml.v1 import automation_pb2 as api
 from sunday.ml.v1 import automation_pb2_grpc as api_grpc
 
 from mesh.bus import InMemoryBroker, Publisher
 from mesh.config import MeshSettings
-from mesh.errors import Unavailable
 from mesh.events import TopicRegistry
-from mesh.models import VersionedModel
 from mesh.serving import build_server
 from services.automation.approval import ApprovalStore, SuggestionRecord, weeks_ending
 from services.automation.handlers import AutomationHandler
@@ -29,6 +25,7 @@ from services.automation.model import VersionedScorer
 from services.automation.server import binding
 from services.automation.state import FactStore
 from services.automation.validate import Validator
+from tests.unit.automation._model import NoModel
 
 NOW = datetime(2026, 1, 14, 12, tzinfo=UTC).timestamp()  # a Wednesday of ISO week 2026-W03
 WEEK = 7 * 86400
@@ -36,20 +33,7 @@ RECORD = SuggestionRecord("t1", "s", "u1", "task_created", "task_type=bug", ("a:
                           actions_per_week=6.0)
 
 
-class NoModel:
-    @property
-    def current(self) -> VersionedModel:
-        raise Unavailable("no next-action model in this test")
 
-
-@pytest.fixture
-def store() -> Iterator[ApprovalStore]:
-    client = redis.Redis.from_url(MeshSettings().redis.url)
-    ns = f"test_automation_analytics_{uuid.uuid4().hex[:10]}"
-    yield ApprovalStore(client, ns)
-    for key in client.scan_iter(f"{ns}:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest_asyncio.fixture

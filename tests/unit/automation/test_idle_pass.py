@@ -4,40 +4,15 @@ another event; a tenant with nothing new is not passed again."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
-import redis
 from sunday.ml.v1 import events_pb2 as e
 
 from mesh.bus import InMemoryBroker, Publisher
-from mesh.config import MeshSettings
-from mesh.errors import Unavailable
 from mesh.events import Envelope, TopicRegistry, new_envelope
-from mesh.models import VersionedModel
 from services.automation.approval import ApprovalStore
 from services.automation.handlers import AutomationHandler
 from services.automation.model import VersionedScorer
 from services.automation.state import FactStore
-
-
-class NoModel:
-    """A model source with nothing loaded: a pass runs (and is recorded) but mines nothing."""
-
-    @property
-    def current(self) -> VersionedModel:
-        raise Unavailable("no next-action model in this test")
-
-
-@pytest.fixture
-def store() -> Iterator[ApprovalStore]:
-    client = redis.Redis.from_url(MeshSettings().redis.url)
-    ns = f"test_automation_idle_{uuid.uuid4().hex[:10]}"
-    yield ApprovalStore(client, ns)
-    for key in client.scan_iter(f"{ns}:*"):
-        client.delete(key)
-    client.close()
+from tests.unit.automation._model import NoModel
 
 
 def _task(i: int) -> Envelope:
